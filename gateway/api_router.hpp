@@ -1,0 +1,65 @@
+#pragma once
+// The API listener's routes (DESIGN.md §4): a plain function from request to
+// response, testable without sockets.
+//
+// handle() is thread-safe and may block (storage reads), so sessions call it
+// on the blocking pool, never on an I/O thread. Responses use Helicone's
+// envelope {"data": ..., "error": null} / {"data": null, "error": "message"}.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <nlohmann/json_fwd.hpp>
+
+#include "gateway/config.hpp"
+
+namespace arbiter::gateway {
+
+struct Metrics;
+
+using ApiRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using ApiResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+// What a route handler gets besides the request.
+struct ApiCall {
+  const ApiRequest& request;
+  std::string_view path;                     // target without the query
+  std::vector<std::string_view> params;      // path segments captured by {} in the pattern
+  const ProjectConfig* project = nullptr;    // set for authenticated routes
+};
+
+class ApiRouter {
+ public:
+  using Handler = std::function<ApiResponse(const ApiCall&)>;
+
+  ApiRouter(std::shared_ptr<const Config> config, const Metrics& metrics);
+
+  // Registers a route. `pattern` is a path with `{}` for one segment, e.g.
+  // "/v1/request/{}/score". Authenticated routes require
+  // "Authorization: Bearer <project key>". Not thread-safe: register before serving.
+  void add(boost::beast::http::verb method, std::string pattern, bool authenticated, Handler handler);
+
+  ApiResponse handle(const ApiRequest& request) const;
+
+  // Response helpers, shared by every route.
+  static ApiResponse json(unsigned status, const nlohmann::json& body, unsigned version = 11);
+  static ApiResponse ok(const nlohmann::json& data, unsigned status = 200);
+  static ApiResponse error(unsigned status, std::string_view message);
+
+ private:
+  struct Route {
+    boost::beast::http::verb method;
+    std::vector<std::string> segments;  // "{}" = capture
+    bool authenticated;
+    Handler handler;
+  };
+  std::shared_ptr<const Config> config_;
+  std::vector<Route> routes_;
+};
+
+}  // namespace arbiter::gateway

@@ -1,0 +1,131 @@
+// One client connection on the API listener. Requests are small JSON, read
+// whole (bounded by server.limits.max_body_bytes); the router runs on the
+// blocking pool because its handlers may read storage.
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "gateway/api_router.hpp"
+#include "gateway/log.hpp"
+#include "gateway/worker.hpp"
+
+namespace arbiter::gateway {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+
+namespace {
+
+template <class Stream>
+asio::awaitable<void> serve(Worker& worker, Stream& s) {
+  auto& shared = worker.shared;
+  const auto& limits = shared.config->server.limits;
+  auto& cl = beast::get_lowest_layer(s);
+  beast::flat_buffer buf;
+  error_code ec;
+  bool first = true;
+  for (;;) {
+    if (buf.size() == 0) {
+      if (shared.stopping.load(std::memory_order_relaxed)) break;
+      IdleMark mark(worker, cl);
+      cl.expires_after(first ? limits.header_timeout : limits.idle_timeout);
+      const std::size_t n = co_await s.async_read_some(buf.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+      buf.commit(n);
+      if (ec) break;
+    }
+    first = false;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
+    parser.body_limit(limits.max_body_bytes);
+    cl.expires_after(limits.header_timeout);
+    co_await http::async_read(s, buf, parser, asio::redirect_error(asio::use_awaitable, ec));
+    ApiResponse res;
+    bool keep_alive = false;
+    if (ec == http::error::header_limit) {
+      res = ApiRouter::error(431, "request header exceeds server.limits.max_header_bytes");
+    } else if (ec == http::error::body_limit) {
+      res = ApiRouter::error(413, "request body exceeds server.limits.max_body_bytes");
+    } else if (ec == beast::error::timeout) {
+      break;  // tcp_stream closed the socket on the deadline; nothing can be sent
+    } else if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) {
+      break;
+    } else if (ec) {
+      res = ApiRouter::error(400, "malformed HTTP request: " + ec.message());
+    } else {
+      shared.metrics.api_requests_total.fetch_add(1, std::memory_order_relaxed);
+      auto req = std::make_shared<const ApiRequest>(parser.release());
+      keep_alive = req->keep_alive();
+      // Handlers may block (storage); run them off the I/O thread. The task is
+      // a named object, not a temporary inside the co_await expression: GCC 12
+      // destroys such temporaries twice.
+      auto task = [&shared, req]() -> asio::awaitable<ApiResponse> {
+        try {
+          co_return shared.api->handle(*req);
+        } catch (const std::exception& e) {
+          log::error("api handler failed", {{"target", std::string(req->target())}, {"error", e.what()}});
+          co_return ApiRouter::error(500, "internal error");
+        }
+      };
+      res = co_await asio::co_spawn(*shared.blocking, std::move(task), asio::use_awaitable);
+    }
+    keep_alive = keep_alive && !shared.stopping.load(std::memory_order_relaxed);
+    res.keep_alive(keep_alive);
+    cl.expires_after(limits.idle_timeout);
+    co_await http::async_write(s, res, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || !keep_alive) break;
+  }
+  if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+    cl.expires_after(std::chrono::seconds(2));
+    co_await s.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  cl.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  cl.close();
+}
+
+struct ApiSessionCount {
+  explicit ApiSessionCount(ServerShared& s) : s_(s) {
+    s_.sessions.fetch_add(1, std::memory_order_relaxed);
+    s_.metrics.api_connections_open.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~ApiSessionCount() {
+    s_.metrics.api_connections_open.fetch_sub(1, std::memory_order_relaxed);
+    s_.sessions.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ServerShared& s_;
+};
+
+}  // namespace
+
+asio::awaitable<void> run_api_session(Worker& worker, beast::tcp_stream stream) {
+  ApiSessionCount count(worker.shared);
+  try {
+    co_await serve(worker, stream);
+  } catch (const std::exception& e) {
+    log::error("api session failed", {{"error", e.what()}});
+  }
+}
+
+asio::awaitable<void> run_api_session_tls(Worker& worker, beast::tcp_stream stream, asio::ssl::context& tls) {
+  ApiSessionCount count(worker.shared);
+  try {
+    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), tls);
+    error_code ec;
+    beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
+    co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    co_await serve(worker, s);
+  } catch (const std::exception& e) {
+    log::error("api session failed", {{"error", e.what()}});
+  }
+}
+
+}  // namespace arbiter::gateway

@@ -1,0 +1,715 @@
+#include "gateway/config.hpp"
+
+#include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <sys/socket.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <system_error>
+#include <utility>
+
+namespace arbiter::gateway {
+namespace {
+
+// Upper bound for every *_ms setting: large enough for any sane timeout, small
+// enough that `now() + timeout` can never overflow a clock.
+constexpr std::uint64_t kMaxMillis = 24ull * 60 * 60 * 1000;
+constexpr std::uint64_t kMaxThreads = 1024;
+constexpr std::size_t kMaxNameLength = 64;
+
+// A scalar after ${VAR} expansion. Values that came from the environment may
+// be secrets, so error messages never echo them.
+struct Text {
+  std::string value;
+  bool from_env = false;
+};
+
+// A value together with the key path and line used in messages. The line is
+// the key's line: yaml-cpp marks an empty value at the *next* token, which
+// would point at the wrong line.
+struct Entry {
+  std::string path;
+  int line = 0;  // 1-based; 0 = no line (the key is absent from the file)
+  YAML::Node value;
+};
+
+int line_of(const YAML::Mark& mark, int fallback) {
+  return mark.is_null() ? fallback : mark.line + 1;
+}
+
+std::string child_path(const std::string& parent, std::string_view key) {
+  return parent.empty() ? std::string(key) : parent + "." + std::string(key);
+}
+
+std::string item_path(const std::string& parent, std::size_t index) {
+  return parent + "[" + std::to_string(index) + "]";
+}
+
+bool has_space_or_control(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+bool is_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+bool is_env_name(std::string_view s) {
+  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
+  for (char c : s) {
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Names end up in logs, metric labels and storage keys, so keep them plain.
+bool is_plain_name(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::optional<std::uint16_t> parse_port(std::string_view s, std::uint16_t min) {
+  if (!is_digits(s) || s.size() > 5) return std::nullopt;
+  unsigned value = 0;
+  std::from_chars(s.data(), s.data() + s.size(), value);
+  if (value < min || value > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(value);
+}
+
+bool is_ipv4(const std::string& s) {
+  in_addr addr{};
+  return ::inet_pton(AF_INET, s.c_str(), &addr) == 1;
+}
+
+bool is_ipv6(const std::string& s) {
+  in6_addr addr{};
+  return ::inet_pton(AF_INET6, s.c_str(), &addr) == 1;
+}
+
+bool is_hostname(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// "" on success, otherwise why `text` is not a listen address.
+std::string parse_listen(const std::string& text, ListenerConfig& out) {
+  std::string host;
+  std::string_view port;
+  if (!text.empty() && text[0] == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return "expected [IPv6]:port";
+    }
+    host = text.substr(1, close - 1);
+    if (!is_ipv6(host)) return "invalid IPv6 address";
+    port = std::string_view(text).substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) return "expected host:port";
+    host = text.substr(0, colon);
+    if (host.find(':') != std::string::npos) return "IPv6 addresses must be written as [addr]:port";
+    if (!is_ipv4(host)) return "expected an IPv4 address or [IPv6] before the port";
+    port = std::string_view(text).substr(colon + 1);
+  }
+  const auto parsed = parse_port(port, 0);
+  if (!parsed) return "invalid port (expected 0-65535)";
+  out.host = std::move(host);
+  out.port = *parsed;
+  return "";
+}
+
+// "" on success, otherwise why `url` is not a usable base_url. Never includes
+// the URL itself: it may come from the environment or carry credentials.
+std::string parse_base_url(const std::string& url, UpstreamConfig& out) {
+  std::string_view rest = url;
+  const auto scheme_end = rest.find("://");
+  if (scheme_end == std::string_view::npos) return "expected an http:// or https:// URL";
+  std::string scheme(rest.substr(0, scheme_end));
+  for (char& c : scheme) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  if (scheme != "http" && scheme != "https") return "expected an http:// or https:// URL";
+  rest.remove_prefix(scheme_end + 3);
+
+  if (rest.find('#') != std::string_view::npos) return "fragments are not allowed";
+  if (rest.find('?') != std::string_view::npos) return "query strings are not allowed";
+
+  const auto authority_end = rest.find('/');
+  std::string_view authority = rest.substr(0, authority_end);
+  std::string_view path =
+      authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
+  if (authority.find('@') != std::string_view::npos) {
+    return "credentials in the URL are not allowed (use api_key)";
+  }
+
+  std::string host;
+  std::string_view port;
+  bool has_port = false;
+  if (!authority.empty() && authority[0] == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return "invalid IPv6 address";
+    host = std::string(authority.substr(1, close - 1));
+    if (!is_ipv6(host)) return "invalid IPv6 address";
+    const auto after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return "invalid host";
+      has_port = true;
+      port = after.substr(1);
+    }
+  } else {
+    const auto colon = authority.find(':');
+    host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port = authority.substr(colon + 1);
+    }
+    if (host.empty()) return "missing host";
+    if (!is_hostname(host)) return "invalid host";
+  }
+  if (has_port && !parse_port(port, 1)) return "invalid port (expected 1-65535)";
+
+  for (unsigned char c : path) {
+    if (c <= 0x20 || c >= 0x7f) return "invalid character in path";
+  }
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+
+  out.tls = scheme == "https";
+  out.host = std::move(host);
+  out.port = has_port ? std::string(port) : (out.tls ? "443" : "80");
+  out.base_path = std::string(path);
+  return "";
+}
+
+std::optional<KeyHash> parse_hex_digest(std::string_view hex) {
+  KeyHash out{};
+  if (hex.size() != out.size() * 2) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]);
+    const int lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return out;
+}
+
+// "" if `path` can be opened and read, otherwise the reason.
+std::string unreadable_reason(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return std::generic_category().message(errno);
+  std::string reason;
+  // fopen succeeds on a directory; the first read is what fails.
+  if (std::fgetc(file) == EOF && std::ferror(file)) reason = std::generic_category().message(errno);
+  std::fclose(file);
+  return reason;
+}
+
+using SeenNames = std::map<std::string, int, std::less<>>;  // name → line first seen
+
+class Loader;
+
+// The keys of one YAML mapping. Rejects unknown and duplicated keys up front,
+// so a typo fails even when the misspelt setting has a default.
+class MapReader {
+ public:
+  MapReader(const Loader& loader, const Entry& map, std::initializer_list<std::string_view> known);
+
+  std::optional<Entry> find(std::string_view key) const;
+  Entry require(std::string_view key) const;
+
+ private:
+  const Loader& loader_;
+  Entry map_;
+  std::map<std::string, Entry, std::less<>> entries_;
+};
+
+class Loader {
+ public:
+  explicit Loader(std::string source) : source_(std::move(source)) {}
+
+  Config load(const std::string& yaml) const;
+
+  [[noreturn]] void fail(int line, const std::string& path, std::string_view message) const {
+    std::string what = source_;
+    if (line > 0) what += ":" + std::to_string(line);
+    what += ": ";
+    if (!path.empty()) what += path + ": ";
+    what += message;
+    throw ConfigError(what);
+  }
+  [[noreturn]] void fail(const Entry& at, std::string_view message) const {
+    fail(at.line, at.path, message);
+  }
+
+ private:
+  Config load_root(const YAML::Node& root) const;
+  ServerConfig server(const Entry& at, int& anonymous_line) const;
+  void limits(const Entry& at, LimitsConfig& out) const;
+  ListenerConfig listener(const Entry& at, ListenerConfig defaults) const;
+  TlsConfig tls(const Entry& at) const;
+  StorageConfig storage(const Entry& at) const;
+  std::vector<UpstreamConfig> upstreams(const std::optional<Entry>& at) const;
+  UpstreamConfig upstream(const Entry& at, SeenNames& seen) const;
+  std::vector<ProjectConfig> projects(const std::optional<Entry>& at) const;
+  std::string unique_name(const Entry& at, std::string_view kind, SeenNames& seen) const;
+  void not_supported_yet(const std::optional<Entry>& at) const;
+
+  std::vector<Entry> items(const Entry& at) const;
+  Text expand(const Entry& at, const std::string& raw) const;
+  Text text(const Entry& at) const;
+  std::string name(const Entry& at) const;
+  std::string readable_file(const Entry& at) const;
+  std::uint64_t integer(const Entry& at, std::uint64_t min, std::uint64_t max) const;
+  std::chrono::milliseconds millis(const Entry& at, bool allow_zero) const;
+  bool boolean(const Entry& at) const;
+
+  std::string source_;
+};
+
+MapReader::MapReader(const Loader& loader, const Entry& map,
+                     std::initializer_list<std::string_view> known)
+    : loader_(loader), map_(map) {
+  // An empty value (`server:` with everything commented out) means "all defaults".
+  if (map.value.IsNull()) return;
+  if (!map.value.IsMap()) loader_.fail(map, "expected a mapping");
+  const std::string where = map.path.empty() ? "" : " in " + map.path;
+  for (const auto& kv : map.value) {
+    const int line = line_of(kv.first.Mark(), map.line);
+    if (!kv.first.IsScalar()) loader_.fail(line, "", "keys must be plain strings" + where);
+    const std::string& key = kv.first.Scalar();
+    bool is_known = false;
+    for (std::string_view k : known) is_known = is_known || k == key;
+    if (!is_known) loader_.fail(line, "", "unknown key '" + key + "'" + where);
+    Entry entry{child_path(map.path, key), line, kv.second};
+    if (!entries_.emplace(key, std::move(entry)).second) {
+      loader_.fail(line, "", "duplicate key '" + key + "'" + where);
+    }
+  }
+}
+
+std::optional<Entry> MapReader::find(std::string_view key) const {
+  const auto it = entries_.find(key);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second;
+}
+
+Entry MapReader::require(std::string_view key) const {
+  auto entry = find(key);
+  if (!entry) loader_.fail(map_, "missing required key '" + std::string(key) + "'");
+  return *entry;
+}
+
+Config Loader::load(const std::string& yaml) const {
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(yaml);
+  } catch (const YAML::Exception& e) {
+    fail(line_of(e.mark, 0), "", "invalid YAML: " + e.msg);
+  }
+  if (documents.size() > 1) {
+    fail(line_of(documents[1].Mark(), 0), "", "only one YAML document is allowed");
+  }
+  return load_root(documents.empty() ? YAML::Node() : documents[0]);
+}
+
+Config Loader::load_root(const YAML::Node& root) const {
+  const Entry top_entry{"", line_of(root.Mark(), 0), root};
+  if (!root.IsNull() && !root.IsMap()) fail(top_entry, "expected a mapping at the top level");
+  const MapReader top(*this, top_entry,
+                      {"server", "storage", "upstreams", "projects", "evaluators", "webhooks"});
+
+  Config config;
+  config.source_file = source_;
+  int anonymous_line = 0;
+  if (auto at = top.find("server")) config.server = server(*at, anonymous_line);
+  if (auto at = top.find("storage")) config.storage = storage(*at);
+  config.upstreams = upstreams(top.find("upstreams"));
+  config.projects = projects(top.find("projects"));
+  not_supported_yet(top.find("evaluators"));
+  not_supported_yet(top.find("webhooks"));
+
+  // The injected key must only ever serve callers who proved they are ours.
+  if (config.server.allow_anonymous) {
+    for (const auto& u : config.upstreams) {
+      if (!u.api_key.empty()) {
+        fail(anonymous_line, "server.allow_anonymous",
+             "cannot be true while upstream '" + u.name +
+                 "' has an api_key (anonymous calls would be sent with the provider key)");
+      }
+    }
+  }
+  return config;
+}
+
+ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
+  const MapReader m(*this, at,
+                    {"proxy_listen", "api_listen", "tls", "proxy_tls", "api_tls", "threads",
+                     "log_level", "allow_anonymous", "drain_timeout_ms", "limits"});
+  ServerConfig s;
+  if (auto e = m.find("proxy_listen")) s.proxy = listener(*e, s.proxy);
+  if (auto e = m.find("api_listen")) s.api = listener(*e, s.api);
+  // `tls` (DESIGN.md §5) applies to both listeners; proxy_tls / api_tls override it.
+  std::optional<TlsConfig> shared_tls;
+  if (auto e = m.find("tls")) shared_tls = tls(*e);
+  s.proxy.tls = shared_tls;
+  s.api.tls = shared_tls;
+  if (auto e = m.find("proxy_tls")) s.proxy.tls = tls(*e);
+  if (auto e = m.find("api_tls")) s.api.tls = tls(*e);
+
+  if (s.proxy.port != 0 && s.proxy.host == s.api.host && s.proxy.port == s.api.port) {
+    const auto api = m.find("api_listen");
+    fail(api ? *api : m.require("proxy_listen"), "proxy_listen and api_listen must differ");
+  }
+
+  if (auto e = m.find("threads")) s.threads = static_cast<unsigned>(integer(*e, 0, kMaxThreads));
+  if (auto e = m.find("log_level")) {
+    static const std::map<std::string, LogLevel, std::less<>> kLevels = {
+        {"debug", LogLevel::debug},
+        {"info", LogLevel::info},
+        {"warn", LogLevel::warn},
+        {"error", LogLevel::error}};
+    const Text t = text(*e);
+    const auto it = kLevels.find(t.value);
+    if (it == kLevels.end()) {
+      fail(*e, "invalid value" + (t.from_env ? std::string() : " '" + t.value + "'") +
+                   " (expected debug, info, warn or error)");
+    }
+    s.log_level = it->second;
+  }
+  if (auto e = m.find("allow_anonymous")) {
+    s.allow_anonymous = boolean(*e);
+    anonymous_line = e->line;
+  }
+  if (auto e = m.find("drain_timeout_ms")) s.drain_timeout = millis(*e, true);
+  if (auto e = m.find("limits")) limits(*e, s.limits);
+  return s;
+}
+
+void Loader::limits(const Entry& at, LimitsConfig& out) const {
+  const MapReader m(*this, at,
+                    {"max_header_bytes", "max_body_bytes", "header_timeout_ms", "idle_timeout_ms",
+                     "body_timeout_ms", "max_connections"});
+  // Beast's header limit is a uint32_t.
+  if (auto e = m.find("max_header_bytes")) {
+    out.max_header_bytes = integer(*e, 1, std::numeric_limits<std::uint32_t>::max());
+  }
+  if (auto e = m.find("max_body_bytes")) {
+    out.max_body_bytes = integer(*e, 1, std::numeric_limits<std::uint64_t>::max());
+  }
+  if (auto e = m.find("header_timeout_ms")) out.header_timeout = millis(*e, false);
+  if (auto e = m.find("idle_timeout_ms")) out.idle_timeout = millis(*e, false);
+  if (auto e = m.find("body_timeout_ms")) out.body_timeout = millis(*e, false);
+  if (auto e = m.find("max_connections")) {
+    out.max_connections = integer(*e, 1, std::numeric_limits<std::size_t>::max());
+  }
+}
+
+ListenerConfig Loader::listener(const Entry& at, ListenerConfig defaults) const {
+  const Text t = text(at);
+  const std::string error = parse_listen(t.value, defaults);
+  if (!error.empty()) fail(at, error);
+  return defaults;
+}
+
+TlsConfig Loader::tls(const Entry& at) const {
+  const MapReader m(*this, at, {"cert_file", "key_file"});
+  TlsConfig t;
+  t.cert_file = readable_file(m.require("cert_file"));
+  t.key_file = readable_file(m.require("key_file"));
+  return t;
+}
+
+StorageConfig Loader::storage(const Entry& at) const {
+  const MapReader m(*this, at, {"path", "durability", "retention_days"});
+  StorageConfig s;
+  if (auto e = m.find("path")) {
+    s.path = text(*e).value;
+    if (s.path.empty()) fail(*e, "must not be empty");
+  }
+  if (auto e = m.find("durability")) {
+    const Text t = text(*e);
+    if (t.value == "relaxed") {
+      s.durability = Durability::relaxed;
+    } else if (t.value == "strict") {
+      s.durability = Durability::strict;
+    } else {
+      fail(*e, "invalid value" + (t.from_env ? std::string() : " '" + t.value + "'") +
+                   " (expected relaxed or strict)");
+    }
+  }
+  if (auto e = m.find("retention_days")) {
+    s.retention_days = static_cast<unsigned>(integer(*e, 0, std::numeric_limits<unsigned>::max()));
+  }
+  return s;
+}
+
+std::vector<UpstreamConfig> Loader::upstreams(const std::optional<Entry>& at) const {
+  if (!at) fail(0, "upstreams", "at least one upstream is required");
+  std::vector<UpstreamConfig> out;
+  SeenNames seen;
+  for (const Entry& item : items(*at)) out.push_back(upstream(item, seen));
+  if (out.empty()) fail(*at, "at least one upstream is required");
+  return out;
+}
+
+UpstreamConfig Loader::upstream(const Entry& at, SeenNames& seen) const {
+  const MapReader m(
+      *this, at,
+      {"name", "base_url", "api_key", "ca_file", "verify_tls", "connect_timeout_ms", "timeout_ms",
+       "idle_timeout_ms", "max_idle_connections", "pool_idle_timeout_ms"});
+  UpstreamConfig u;
+  u.name = unique_name(m.require("name"), "upstream", seen);
+  const Entry url = m.require("base_url");
+  u.base_url = text(url).value;
+  const std::string error = parse_base_url(u.base_url, u);
+  if (!error.empty()) fail(url, "invalid URL: " + error);
+  if (auto e = m.find("api_key")) {
+    u.api_key = text(*e).value;
+    // It goes into a header verbatim; whitespace or CR/LF would corrupt the request.
+    if (has_space_or_control(u.api_key)) fail(*e, "invalid value");
+  }
+  if (auto e = m.find("ca_file")) {
+    // Empty is allowed so `${CA_FILE:-}` can mean "system store only".
+    if (!text(*e).value.empty()) u.ca_file = readable_file(*e);
+  }
+  if (auto e = m.find("verify_tls")) u.verify_tls = boolean(*e);
+  if (auto e = m.find("connect_timeout_ms")) u.connect_timeout = millis(*e, false);
+  if (auto e = m.find("timeout_ms")) u.timeout = millis(*e, false);
+  if (auto e = m.find("idle_timeout_ms")) u.idle_timeout = millis(*e, false);
+  if (auto e = m.find("max_idle_connections")) {
+    u.max_idle_connections = integer(*e, 0, std::numeric_limits<std::size_t>::max());
+  }
+  if (auto e = m.find("pool_idle_timeout_ms")) u.pool_idle_timeout = millis(*e, false);
+  return u;
+}
+
+std::vector<ProjectConfig> Loader::projects(const std::optional<Entry>& at) const {
+  if (!at) fail(0, "projects", "at least one project is required");
+  std::vector<ProjectConfig> out;
+  SeenNames seen;
+  std::map<KeyHash, std::string> key_owner;  // a key must select exactly one project
+  for (const Entry& item : items(*at)) {
+    const MapReader m(*this, item, {"name", "api_keys"});
+    ProjectConfig p;
+    p.name = unique_name(m.require("name"), "project", seen);
+    if (auto keys = m.find("api_keys")) {
+      for (const Entry& key : items(*keys)) {
+        KeyHash hash{};
+        if (key.value.IsMap()) {
+          const MapReader km(*this, key, {"sha256"});
+          const Entry hex = km.require("sha256");
+          const auto parsed = parse_hex_digest(text(hex).value);
+          if (!parsed) fail(hex, "expected 64 hex characters");
+          hash = *parsed;
+        } else if (key.value.IsScalar()) {
+          const Text plain = expand(key, key.value.Scalar());
+          if (plain.value.empty()) fail(key, "empty key");
+          if (has_space_or_control(plain.value)) {
+            fail(key, "key contains whitespace or control characters");
+          }
+          hash = sha256_key(plain.value);
+        } else {
+          fail(key, "expected a key string or {sha256: <hex>}");
+        }
+        const auto [owner, fresh] = key_owner.emplace(hash, p.name);
+        if (!fresh) {
+          fail(key, owner->second == p.name
+                        ? "duplicate key"
+                        : "key is already used by project '" + owner->second + "'");
+        }
+        p.key_hashes.push_back(hash);
+      }
+    }
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) fail(*at, "at least one project is required");
+  return out;
+}
+
+void Loader::not_supported_yet(const std::optional<Entry>& at) const {
+  if (!at) return;
+  if (!items(*at).empty()) fail(*at, "not supported by this build yet");
+}
+
+std::vector<Entry> Loader::items(const Entry& at) const {
+  std::vector<Entry> out;
+  if (at.value.IsNull()) return out;  // `key:` with nothing after it
+  if (!at.value.IsSequence()) fail(at, "expected a sequence");
+  std::size_t index = 0;
+  for (const YAML::Node& item : at.value) {
+    out.push_back(Entry{item_path(at.path, index), line_of(item.Mark(), at.line), item});
+    ++index;
+  }
+  return out;
+}
+
+// ${VAR}, ${VAR:-default} (default when VAR is unset or empty, as in sh) and
+// $${ for a literal "${".
+Text Loader::expand(const Entry& at, const std::string& raw) const {
+  Text out;
+  std::size_t i = 0;
+  while (i < raw.size()) {
+    if (raw.compare(i, 3, "$${") == 0) {
+      out.value += "${";
+      i += 3;
+      continue;
+    }
+    if (raw.compare(i, 2, "${") != 0) {
+      out.value += raw[i++];
+      continue;
+    }
+    const auto close = raw.find('}', i + 2);
+    if (close == std::string::npos) fail(at, "unterminated ${ (write $${ for a literal ${)");
+    const std::string_view ref = std::string_view(raw).substr(i + 2, close - i - 2);
+    const auto separator = ref.find(":-");
+    const std::string var(ref.substr(0, separator));
+    if (!is_env_name(var)) fail(at, "invalid environment variable reference");
+    const char* value = std::getenv(var.c_str());
+    if (separator != std::string_view::npos && (value == nullptr || *value == '\0')) {
+      out.value += ref.substr(separator + 2);
+    } else if (value == nullptr) {
+      fail(at, "environment variable " + var + " is not set");
+    } else {
+      out.value += value;
+      out.from_env = true;
+    }
+    i = close + 1;
+  }
+  return out;
+}
+
+Text Loader::text(const Entry& at) const {
+  if (!at.value.IsScalar()) fail(at, "expected a string");
+  return expand(at, at.value.Scalar());
+}
+
+std::string Loader::name(const Entry& at) const {
+  Text t = text(at);
+  if (!is_plain_name(t.value)) {
+    fail(at, "expected 1-" + std::to_string(kMaxNameLength) + " characters from A-Z a-z 0-9 . _ -");
+  }
+  return std::move(t.value);
+}
+
+std::string Loader::unique_name(const Entry& at, std::string_view kind, SeenNames& seen) const {
+  std::string n = name(at);
+  const auto [it, inserted] = seen.emplace(n, at.line);
+  if (!inserted) {
+    fail(at, "duplicate " + std::string(kind) + " name (first used at line " +
+                 std::to_string(it->second) + ")");
+  }
+  return n;
+}
+
+std::string Loader::readable_file(const Entry& at) const {
+  Text t = text(at);
+  if (t.value.empty()) fail(at, "expected a file path");
+  const std::string reason = unreadable_reason(t.value);
+  if (!reason.empty()) {
+    fail(at, (t.from_env ? std::string("cannot read file") : "cannot read '" + t.value + "'") +
+                 ": " + reason);
+  }
+  return std::move(t.value);
+}
+
+// Numbers must be plain (unquoted) YAML scalars, so `threads: "4"` is a type
+// error rather than silently accepted; `threads: ${THREADS}` still works.
+std::uint64_t Loader::integer(const Entry& at, std::uint64_t min, std::uint64_t max) const {
+  const std::string expected =
+      min > 0 ? "expected a positive integer" : "expected a non-negative integer";
+  if (!at.value.IsScalar() || at.value.Tag() != "?") fail(at, expected);
+  const Text t = expand(at, at.value.Scalar());
+  if (!is_digits(t.value)) fail(at, expected);
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(t.value.data(), t.value.data() + t.value.size(), value);
+  if (ec == std::errc::result_out_of_range || value > max) {
+    fail(at, "out of range (at most " + std::to_string(max) + ")");
+  }
+  if (ec != std::errc() || end != t.value.data() + t.value.size()) fail(at, expected);
+  if (value < min) fail(at, expected);
+  return value;
+}
+
+std::chrono::milliseconds Loader::millis(const Entry& at, bool allow_zero) const {
+  return std::chrono::milliseconds(
+      static_cast<std::chrono::milliseconds::rep>(integer(at, allow_zero ? 0 : 1, kMaxMillis)));
+}
+
+bool Loader::boolean(const Entry& at) const {
+  if (at.value.IsScalar() && at.value.Tag() == "?") {
+    const Text t = expand(at, at.value.Scalar());
+    if (t.value == "true") return true;
+    if (t.value == "false") return false;
+  }
+  fail(at, "expected true or false");
+}
+
+}  // namespace
+
+const UpstreamConfig* Config::find_upstream(std::string_view name) const {
+  for (const auto& u : upstreams) {
+    if (u.name == name) return &u;
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const Config> load_config_from_string(const std::string& yaml,
+                                                      const std::string& source_name) {
+  return std::make_shared<const Config>(Loader(source_name).load(yaml));
+}
+
+std::shared_ptr<const Config> load_config(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    throw ConfigError(path + ": cannot read: " + std::generic_category().message(errno));
+  }
+  std::string text;
+  char buffer[16384];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, n);
+  const bool failed = std::ferror(file) != 0;
+  const int error = errno;
+  std::fclose(file);
+  if (failed) throw ConfigError(path + ": cannot read: " + std::generic_category().message(error));
+  return load_config_from_string(text, path);
+}
+
+KeyHash sha256_key(std::string_view key) {
+  KeyHash out{};
+  unsigned int size = 0;
+  if (EVP_Digest(key.data(), key.size(), out.data(), &size, EVP_sha256(), nullptr) != 1 ||
+      size != out.size()) {
+    throw std::runtime_error("SHA-256 is unavailable");
+  }
+  return out;
+}
+
+}  // namespace arbiter::gateway

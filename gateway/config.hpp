@@ -1,0 +1,119 @@
+#pragma once
+// The gateway's configuration: the YAML file of DESIGN.md §5, loaded and
+// validated once at start-up. A loaded Config is immutable and shared as
+// `std::shared_ptr<const Config>`; it is safe to read from any thread.
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace arbiter::gateway {
+
+// A configuration error. what() is "file:line: message" (line is 1-based);
+// for errors that have no line (e.g. unreadable file) it is "file: message".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TlsConfig {
+  std::string cert_file;  // PEM, may hold the chain
+  std::string key_file;   // PEM
+};
+
+struct ListenerConfig {
+  std::string host = "127.0.0.1";  // IPv4 or IPv6 literal, without brackets
+  std::uint16_t port = 0;  // 0 = any free port
+  std::optional<TlsConfig> tls;
+};
+
+struct LimitsConfig {
+  std::size_t max_header_bytes = 64 * 1024;              // larger → 431
+  std::uint64_t max_body_bytes = 32ull * 1024 * 1024;    // larger → 413
+  std::chrono::milliseconds header_timeout{10'000};      // slowloris guard
+  std::chrono::milliseconds idle_timeout{60'000};        // keep-alive idle
+  std::chrono::milliseconds body_timeout{60'000};        // gap between client body reads
+  std::size_t max_connections = 10'000;                  // per listener; over → 503
+};
+
+enum class LogLevel { debug, info, warn, error };
+
+struct ServerConfig {
+  ListenerConfig proxy{"127.0.0.1", 8787, std::nullopt};
+  ListenerConfig api{"127.0.0.1", 8585, std::nullopt};
+  unsigned threads = 0;  // 0 = one per core
+  LogLevel log_level = LogLevel::info;
+  // Accept proxy calls without a gateway key (they go to the first project).
+  // Refused by validation when any upstream injects an api_key.
+  bool allow_anonymous = false;
+  LimitsConfig limits;
+  std::chrono::milliseconds drain_timeout{10'000};  // SIGTERM: wait this long for in-flight calls
+};
+
+enum class Durability { relaxed, strict };
+
+struct StorageConfig {
+  std::string path = "./data";
+  Durability durability = Durability::relaxed;
+  unsigned retention_days = 0;  // 0 = keep forever
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::string base_url;  // as written, e.g. "https://api.openai.com" or "http://127.0.0.1:9000/v1"
+  // Parsed from base_url by the loader:
+  bool tls = true;             // scheme https
+  std::string host;            // without brackets / port
+  std::string port;            // explicit or 443/80
+  std::string base_path;       // "" or "/v1" (no trailing slash); prefixed to every forwarded target
+  // Injected as "Authorization: Bearer <api_key>" only when the client sent no
+  // provider key. Empty = never injected. Never logged.
+  std::string api_key;
+  std::string ca_file;         // extra CA bundle (PEM); empty = system store only
+  bool verify_tls = true;
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds timeout{600'000};       // until the response header arrives → 504
+  std::chrono::milliseconds idle_timeout{300'000};  // max gap between response body bytes
+  std::size_t max_idle_connections = 64;            // per I/O thread
+  std::chrono::milliseconds pool_idle_timeout{30'000};
+};
+
+using KeyHash = std::array<std::uint8_t, 32>;  // SHA-256 of an arbiter API key
+
+struct ProjectConfig {
+  std::string name;
+  // Keys are kept only as SHA-256 digests: plaintext keys from the file or the
+  // environment are hashed by the loader and dropped.
+  std::vector<KeyHash> key_hashes;
+};
+
+struct Config {
+  std::string source_file;  // for messages
+  ServerConfig server;
+  StorageConfig storage;
+  std::vector<UpstreamConfig> upstreams;  // at least one; the first is the default
+  std::vector<ProjectConfig> projects;    // at least one
+
+  const UpstreamConfig* find_upstream(std::string_view name) const;
+};
+
+// Loads and validates a config file. ${VAR} and ${VAR:-default} are expanded in
+// scalar values (an unset VAR without default is an error). Unknown keys,
+// wrong types and invalid values throw ConfigError with file:line.
+std::shared_ptr<const Config> load_config(const std::string& path);
+
+// Same, from text already in memory (`source_name` is used in messages).
+std::shared_ptr<const Config> load_config_from_string(const std::string& yaml,
+                                                      const std::string& source_name);
+
+KeyHash sha256_key(std::string_view key);
+
+}  // namespace arbiter::gateway

@@ -1,0 +1,666 @@
+// One client connection on the proxy listener: a coroutine that reads a
+// request header, authorises it, forwards the request to the upstream while
+// streaming its body, and relays the response back chunk by chunk — then
+// loops while keep-alive holds. Bodies are never buffered whole: both
+// directions go through one fixed relay buffer (Beast buffer_body parser +
+// serializer, as in Beast's relay example).
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <nlohmann/json.hpp>
+
+#include "gateway/auth.hpp"
+#include "gateway/log.hpp"
+#include "gateway/sse_tap.hpp"
+#include "gateway/worker.hpp"
+
+namespace arbiter::gateway {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+
+namespace {
+
+constexpr std::size_t kRelayBufferSize = 16 * 1024;
+constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
+
+std::string error_json(std::string_view code, std::string_view message) {
+  nlohmann::json j = {{"error", {{"message", message}, {"type", "gateway_error"}, {"code", code}}}};
+  return j.dump();
+}
+
+bool is_hop_by_hop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+    case http::field::transfer_encoding:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_client_gone(const error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+         ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
+         ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string host_header(const UpstreamConfig& up) {
+  std::string host = up.host.find(':') != std::string::npos ? "[" + up.host + "]" : up.host;
+  const bool default_port = (up.tls && up.port == "443") || (!up.tls && up.port == "80");
+  if (!default_port) host += ":" + up.port;
+  return host;
+}
+
+void append_tee(BodyTee& tee, std::size_t limit, const char* data, std::size_t n) {
+  tee.size += n;
+  if (tee.bytes.size() < limit) {
+    const std::size_t take = std::min(n, limit - tee.bytes.size());
+    tee.bytes.append(data, take);
+    if (take < n) tee.truncated = true;
+  } else if (n > 0) {
+    tee.truncated = true;
+  }
+}
+
+// The few things one call needs across its phases.
+struct Call {
+  RequestContext ctx;
+  ExchangeResult result;
+  std::size_t upstream_index = 0;
+  bool tee_bodies = false;
+  std::size_t tee_limit = 0;
+  bool reused_connection = false;
+};
+
+enum class Relay { done, retry_on_fresh_connection };
+
+template <class Stream>
+class ProxySession {
+ public:
+  ProxySession(Worker& worker, Stream& stream)
+      : w_(worker), shared_(worker.shared), cfg_(*worker.shared.config), s_(stream),
+        relay_(new char[kRelayBufferSize]) {}
+
+  asio::awaitable<void> run();
+
+ private:
+  beast::tcp_stream& client_lowest() { return beast::get_lowest_layer(s_); }
+
+  asio::awaitable<bool> handle(http::request_parser<http::buffer_body>& parser);
+  template <class Up>
+  asio::awaitable<Relay> relay(Up& up, UpstreamConnection& conn, http::request_parser<http::buffer_body>& parser,
+                               http::request<http::buffer_body>& upreq, Call& call, bool retry_allowed,
+                               bool& keep_alive, bool& upstream_reusable);
+  asio::awaitable<bool> send_error(http::status status, std::string_view code, std::string_view message,
+                                   bool keep_alive, const std::string* request_id = nullptr);
+  void finish(Call& call, Outcome outcome, int status, std::string error = {});
+
+  Worker& w_;
+  ServerShared& shared_;
+  const Config& cfg_;
+  Stream& s_;
+  beast::flat_buffer buf_;
+  std::unique_ptr<char[]> relay_;
+};
+
+template <class Stream>
+asio::awaitable<void> ProxySession<Stream>::run() {
+  error_code ec;
+  auto& cl = client_lowest();
+  const auto& limits = cfg_.server.limits;
+  bool first = true;
+  for (;;) {
+    // Wait for the first byte of the next request. Only this wait counts as
+    // idle: shutdown may close the connection here without losing anything.
+    if (buf_.size() == 0) {
+      if (shared_.stopping.load(std::memory_order_relaxed)) break;
+      IdleMark mark(w_, cl);
+      cl.expires_after(first ? limits.header_timeout : limits.idle_timeout);
+      const std::size_t n =
+          co_await s_.async_read_some(buf_.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+      buf_.commit(n);
+      if (ec) break;
+    }
+    first = false;
+
+    http::request_parser<http::buffer_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
+    parser.body_limit(limits.max_body_bytes);
+    cl.expires_after(limits.header_timeout);
+    co_await http::async_read_header(s_, buf_, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == http::error::header_limit) {
+        inc(shared_.metrics.proxy_rejected_too_large);
+        co_await send_error(http::status::request_header_fields_too_large, "header_too_large",
+                            "request header exceeds server.limits.max_header_bytes (" +
+                                std::to_string(limits.max_header_bytes) + " bytes)",
+                            false);
+      } else if (ec == http::error::body_limit) {
+        inc(shared_.metrics.proxy_rejected_too_large);
+        co_await send_error(http::status::payload_too_large, "body_too_large",
+                            "request body exceeds server.limits.max_body_bytes (" +
+                                std::to_string(limits.max_body_bytes) + " bytes)",
+                            false);
+      } else if (ec == beast::error::timeout) {
+        // tcp_stream has already closed the socket: a slow client just loses the connection.
+      } else if (!is_client_gone(ec)) {
+        inc(shared_.metrics.proxy_rejected_bad_request);
+        co_await send_error(http::status::bad_request, "bad_request", "malformed HTTP request: " + ec.message(),
+                            false);
+      }
+      break;
+    }
+    inc(shared_.metrics.proxy_requests_total);
+    const bool keep_alive = co_await handle(parser);
+    if (!keep_alive) break;
+  }
+
+  // Close politely; errors here change nothing for anyone.
+  if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+    cl.expires_after(std::chrono::seconds(2));
+    co_await s_.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  cl.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  cl.close();
+}
+
+template <class Stream>
+void ProxySession<Stream>::finish(Call& call, Outcome outcome, int status, std::string error) {
+  auto& m = shared_.metrics;
+  switch (outcome) {
+    case Outcome::completed: inc(m.proxy_responses_completed); break;
+    case Outcome::upstream_unreachable: inc(m.proxy_upstream_unreachable); break;
+    case Outcome::upstream_timeout: inc(m.proxy_upstream_timeout); break;
+    case Outcome::upstream_broken: inc(m.proxy_upstream_broken); break;
+    case Outcome::client_cancelled: inc(m.proxy_client_cancelled); break;
+    case Outcome::rejected: break;
+  }
+  call.result.outcome = outcome;
+  if (status != 0) call.result.status = status;
+  call.result.error = std::move(error);
+  call.result.response_at = std::chrono::system_clock::now();
+  call.result.latency =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call.ctx.started);
+  if (outcome != Outcome::completed) {
+    log::debug("proxy call failed", {{"request_id", call.ctx.request_id},
+                                     {"upstream", call.ctx.upstream},
+                                     {"status", call.result.status},
+                                     {"error", call.result.error}});
+  }
+  shared_.metrics.proxy_requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
+  shared_.observer->on_request_end(call.ctx, std::move(call.result));
+}
+
+template <class Stream>
+asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::buffer_body>& parser) {
+  auto& req = parser.get();
+  const bool body_pending = !parser.is_done();
+  // Until the request body has been consumed, an early answer must close the
+  // connection: the unread body would otherwise be parsed as the next request.
+  const bool can_keep_alive_early = !body_pending && req.keep_alive();
+
+  HeliconeHeaders hh = read_helicone_headers(req);
+
+  // Gateway auth: Helicone-Auth first; Authorization only when it holds an arbiter key.
+  const ProjectConfig* project = nullptr;
+  bool authorization_is_arbiter_key = false;
+  if (hh.auth_key) {
+    project = find_project_by_key(cfg_, *hh.auth_key);
+  } else if (hh.bearer_key) {
+    project = find_project_by_key(cfg_, *hh.bearer_key);
+    authorization_is_arbiter_key = project != nullptr;
+  }
+  if (project == nullptr) {
+    if (cfg_.server.allow_anonymous && !hh.auth_key) {
+      project = &cfg_.projects.front();
+    } else {
+      inc(shared_.metrics.proxy_rejected_unauthorized);
+      co_return co_await send_error(
+          http::status::unauthorized, "unauthorized",
+          hh.auth_key ? "invalid gateway key in Helicone-Auth"
+                      : "missing gateway key: send Helicone-Auth: Bearer <arbiter api key>",
+          can_keep_alive_early);
+    }
+  }
+
+  std::size_t upstream_index = 0;
+  if (hh.upstream) {
+    auto idx = shared_.upstreams->index_of(*hh.upstream);
+    if (!idx) {
+      inc(shared_.metrics.proxy_rejected_bad_request);
+      co_return co_await send_error(http::status::bad_request, "unknown_upstream",
+                                    "Helicone-Upstream names no configured upstream", can_keep_alive_early);
+    }
+    upstream_index = *idx;
+  }
+  const UpstreamConfig& up = shared_.upstreams->at(upstream_index);
+
+  Call call;
+  call.upstream_index = upstream_index;
+  call.ctx.request_id_from_client = hh.request_id && is_valid_request_id(*hh.request_id);
+  call.ctx.request_id = call.ctx.request_id_from_client ? lower(*hh.request_id) : new_request_id();
+  call.ctx.project = project->name;
+  call.ctx.upstream = up.name;
+  call.ctx.method = std::string(req.method_string());
+  call.ctx.target = std::string(req.target());
+  call.ctx.properties = std::move(hh.properties);
+  call.ctx.user_id = std::move(hh.user_id);
+  call.ctx.session_id = std::move(hh.session_id);
+  call.ctx.session_path = std::move(hh.session_path);
+  call.ctx.session_name = std::move(hh.session_name);
+  call.ctx.omit_request = hh.omit_request;
+  call.ctx.omit_response = hh.omit_response;
+  call.ctx.created_at = std::chrono::system_clock::now();
+  call.ctx.started = std::chrono::steady_clock::now();
+  call.tee_bodies = shared_.observer->wants_bodies();
+  call.tee_limit = shared_.observer->body_tee_limit();
+
+  // The upstream request: same method, target (after the upstream's base
+  // path), headers and body framing; minus hop-by-hop and helicone-* headers.
+  http::request<http::buffer_body> upreq;
+  if (req.method() == http::verb::unknown) {
+    upreq.method_string(req.method_string());
+  } else {
+    upreq.method(req.method());
+  }
+  if (up.base_path.empty()) {
+    upreq.target(req.target());
+  } else {
+    std::string target = up.base_path;
+    target.append(req.target());
+    upreq.target(target);
+  }
+  upreq.version(11);
+  bool expect_continue = false;
+  for (const auto& f : req) {
+    const auto name = f.name();
+    if (is_hop_by_hop(name) || name == http::field::host) continue;
+    if (name == http::field::expect) {
+      // We answer 100-continue ourselves and stream the body; the upstream never waits.
+      expect_continue = beast::iequals(f.value(), "100-continue");
+      continue;
+    }
+    if (name == http::field::authorization && authorization_is_arbiter_key) continue;
+    if (name == http::field::unknown) {
+      const auto ns = f.name_string();
+      if (ns.size() >= 9 && beast::iequals(ns.substr(0, 9), "helicone-")) continue;
+      upreq.insert(ns, f.value());
+    } else {
+      upreq.insert(name, f.value());
+    }
+  }
+  upreq.set(http::field::host, host_header(up));
+  const bool client_sent_provider_key = (hh.has_authorization && !authorization_is_arbiter_key) || hh.has_api_key_header;
+  if (!client_sent_provider_key && !up.api_key.empty()) {
+    upreq.set(http::field::authorization, "Bearer " + up.api_key);
+  }
+  if (req.chunked()) upreq.chunked(true);
+
+  shared_.metrics.proxy_requests_in_flight.fetch_add(1, std::memory_order_relaxed);
+  shared_.observer->on_request_start(call.ctx);
+
+  if (expect_continue && body_pending) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    error_code ec;
+    client_lowest().expires_after(cfg_.server.limits.idle_timeout);
+    co_await asio::async_write(s_, asio::buffer(kContinue), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      finish(call, Outcome::client_cancelled, -3, "client went away before sending the body");
+      co_return false;
+    }
+  }
+
+  // A pooled connection may have been closed by the provider while idle; if it
+  // fails before anything of the request body was consumed, retry once on a
+  // fresh connection.
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<UpstreamConnection> conn = w_.pool.take_idle(upstream_index);
+    call.reused_connection = conn != nullptr;
+    if (conn) {
+      inc(shared_.metrics.upstream_connections_reused);
+    } else {
+      ConnectError cerr;
+      conn = co_await w_.pool.connect(upstream_index, cerr);
+      if (!conn) {
+        const bool timeout = cerr.timeout;
+        finish(call, timeout ? Outcome::upstream_timeout : Outcome::upstream_unreachable, timeout ? 504 : 502,
+               cerr.message);
+        co_return co_await send_error(timeout ? http::status::gateway_timeout : http::status::bad_gateway,
+                                      timeout ? "upstream_timeout" : "upstream_unreachable",
+                                      "upstream '" + up.name + "' " +
+                                          (timeout ? "did not accept a connection in time" : "is unreachable"),
+                                      can_keep_alive_early, &call.ctx.request_id);
+      }
+      inc(shared_.metrics.upstream_connections_opened);
+    }
+    const bool retry_allowed = call.reused_connection && attempt == 0;
+    bool keep_alive = false;
+    bool upstream_reusable = false;
+    Relay r = conn->is_tls() ? co_await relay(conn->tls(), *conn, parser, upreq, call, retry_allowed, keep_alive,
+                                              upstream_reusable)
+                             : co_await relay(conn->plain(), *conn, parser, upreq, call, retry_allowed, keep_alive,
+                                              upstream_reusable);
+    if (r == Relay::retry_on_fresh_connection) continue;
+    // Only a complete exchange that the upstream keeps alive goes back to the
+    // pool; anything else is closed here, which also cancels the upstream call.
+    if (upstream_reusable) {
+      ++conn->uses;
+      w_.pool.release(std::move(conn));
+    }
+    co_return keep_alive;
+  }
+}
+
+template <class Stream>
+template <class Up>
+asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& conn,
+                                                   http::request_parser<http::buffer_body>& parser,
+                                                   http::request<http::buffer_body>& upreq, Call& call,
+                                                   bool retry_allowed, bool& keep_alive, bool& upstream_reusable) {
+  error_code ec;
+  const UpstreamConfig& ucfg = shared_.upstreams->at(call.upstream_index);
+  const auto& limits = cfg_.server.limits;
+  auto& ul = conn.lowest_layer();
+  auto& cl = client_lowest();
+  char* const buf = relay_.get();
+  const bool request_had_body = !parser.is_done();
+  auto fail = [&](Outcome outcome, http::status status, std::string_view code, std::string message,
+                  bool client_can_continue) -> asio::awaitable<Relay> {
+    finish(call, outcome, static_cast<int>(status), message);
+    keep_alive = co_await send_error(status, code, message, client_can_continue, &call.ctx.request_id);
+    co_return Relay::done;
+  };
+
+  // 1. Request header (and the whole request when it has no body).
+  http::request_serializer<http::buffer_body> sr{upreq};
+  upreq.body().data = nullptr;
+  upreq.body().size = 0;
+  upreq.body().more = request_had_body;
+  ul.expires_after(ucfg.idle_timeout);
+  if (request_had_body) {
+    co_await http::async_write_header(up, sr, asio::redirect_error(asio::use_awaitable, ec));
+  } else {
+    co_await http::async_write(up, sr, asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (ec) {
+    if (retry_allowed) co_return Relay::retry_on_fresh_connection;
+    co_return co_await fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
+                            "sending the request to upstream '" + ucfg.name + "' failed: " + ec.message(),
+                            !request_had_body && parser.get().keep_alive());
+  }
+
+  // 2. Request body, relayed piece by piece.
+  while (!parser.is_done()) {
+    parser.get().body().data = buf;
+    parser.get().body().size = kRelayBufferSize;
+    cl.expires_after(limits.body_timeout);
+    co_await http::async_read_some(s_, buf_, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      if (ec == http::error::body_limit) {
+        inc(shared_.metrics.proxy_rejected_too_large);
+        co_return co_await fail(Outcome::rejected, http::status::payload_too_large, "body_too_large",
+                                "request body exceeds server.limits.max_body_bytes (" +
+                                    std::to_string(limits.max_body_bytes) + " bytes)",
+                                false);
+      }
+      if (ec == beast::error::timeout) {
+        // tcp_stream closed the client socket at the deadline; no answer is possible.
+        finish(call, Outcome::rejected, 408, "request body stalled longer than server.limits.body_timeout_ms");
+        keep_alive = false;
+        co_return Relay::done;
+      }
+      if (is_client_gone(ec)) {
+        finish(call, Outcome::client_cancelled, -3, "client went away while sending the body");
+        keep_alive = false;
+        co_return Relay::done;
+      }
+      inc(shared_.metrics.proxy_rejected_bad_request);
+      co_return co_await fail(Outcome::rejected, http::status::bad_request, "bad_request",
+                              "malformed request body: " + ec.message(), false);
+    }
+    const std::size_t n = kRelayBufferSize - parser.get().body().size;
+    if (n == 0 && !parser.is_done()) continue;
+    if (call.tee_bodies && !call.ctx.omit_request) append_tee(call.result.request_body, call.tee_limit, buf, n);
+    else call.result.request_body.size += n;
+    upreq.body().data = n ? buf : nullptr;
+    upreq.body().size = n;
+    upreq.body().more = !parser.is_done();
+    ul.expires_after(ucfg.idle_timeout);
+    co_await http::async_write(up, sr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      co_return co_await fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
+                              "upstream '" + ucfg.name + "' closed while receiving the request body: " + ec.message(),
+                              false);
+    }
+  }
+  const bool client_keep_alive = parser.get().keep_alive();
+
+  // 3. Response header.
+  http::response_parser<http::buffer_body> rp;
+  rp.header_limit(kUpstreamHeaderLimit);
+  rp.body_limit(boost::none);
+  if (upreq.method() == http::verb::head) rp.skip(true);
+  ul.expires_after(ucfg.timeout);
+  co_await http::async_read_header(up, conn.buffer(), rp, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    if (ec == beast::error::timeout) {
+      co_return co_await fail(Outcome::upstream_timeout, http::status::gateway_timeout, "upstream_timeout",
+                              "upstream '" + ucfg.name + "' did not answer within " +
+                                  std::to_string(ucfg.timeout.count()) + " ms",
+                              client_keep_alive);
+    }
+    if (retry_allowed && !request_had_body && (ec == http::error::end_of_stream || ec == asio::error::eof ||
+                                               ec == asio::error::connection_reset)) {
+      co_return Relay::retry_on_fresh_connection;
+    }
+    co_return co_await fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
+                            "upstream '" + ucfg.name + "' failed before answering: " + ec.message(),
+                            client_keep_alive);
+  }
+
+  // 4. Client response header: upstream's status and headers, minus hop-by-hop.
+  const auto& ur = rp.get();
+  http::response<http::buffer_body> res;
+  res.result(ur.result_int());
+  res.reason(ur.reason());
+  res.version(11);
+  for (const auto& f : ur) {
+    const auto name = f.name();
+    if (is_hop_by_hop(name)) continue;
+    if (name == http::field::unknown) {
+      res.insert(f.name_string(), f.value());
+    } else {
+      res.insert(name, f.value());
+    }
+  }
+  if (rp.chunked() || (!rp.is_done() && !rp.content_length())) {
+    // Chunked stays chunked; a close-delimited body becomes chunked so the
+    // client connection can stay open.
+    res.chunked(true);
+  }
+  res.set("Helicone-Id", call.ctx.request_id);
+  keep_alive = client_keep_alive && !shared_.stopping.load(std::memory_order_relaxed);
+  res.keep_alive(keep_alive);
+  call.result.status = static_cast<int>(ur.result_int());
+  call.result.response_content_type = std::string(ur[http::field::content_type]);
+  call.result.is_stream = call.result.response_content_type.rfind("text/event-stream", 0) == 0;
+
+  // 5. Response body, relayed as it arrives. Each piece is written to the
+  // client before the tee looks at it, so logging never delays a token.
+  http::response_serializer<http::buffer_body> csr{res};
+  res.body().data = nullptr;
+  res.body().size = 0;
+  res.body().more = !rp.is_done();
+  SseTap tap;
+  const bool tee_response = call.tee_bodies && !call.ctx.omit_response;
+  bool header_sent = false;
+  if (rp.is_done() || conn.buffer().size() == 0) {
+    // Nothing of the body is here yet (or there is none): send the header now
+    // so a slow first token does not hold the status back.
+    cl.expires_after(limits.idle_timeout);
+    if (rp.is_done()) {
+      co_await http::async_write(s_, csr, asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await http::async_write_header(s_, csr, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec) {
+      finish(call, Outcome::client_cancelled, -3, "client went away: " + ec.message());
+      keep_alive = false;
+      co_return Relay::done;
+    }
+    header_sent = true;
+  }
+  while (!rp.is_done()) {
+    rp.get().body().data = buf;
+    rp.get().body().size = kRelayBufferSize;
+    ul.expires_after(ucfg.idle_timeout);
+    co_await http::async_read_some(up, conn.buffer(), rp, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      const bool timeout = ec == beast::error::timeout;
+      if (!header_sent) {
+        co_return co_await fail(timeout ? Outcome::upstream_timeout : Outcome::upstream_broken,
+                                timeout ? http::status::gateway_timeout : http::status::bad_gateway,
+                                timeout ? "upstream_timeout" : "upstream_broken",
+                                "upstream '" + ucfg.name + "' failed mid-response: " + ec.message(), false);
+      }
+      // The status is already out; the only honest signal left is to cut the connection.
+      finish(call, timeout ? Outcome::upstream_timeout : Outcome::upstream_broken, timeout ? -2 : 0,
+             "upstream '" + ucfg.name + "' failed mid-response: " + ec.message());
+      keep_alive = false;
+      co_return Relay::done;
+    }
+    const std::size_t n = kRelayBufferSize - rp.get().body().size;
+    if (n == 0 && !rp.is_done()) continue;
+    res.body().data = n ? buf : nullptr;
+    res.body().size = n;
+    res.body().more = !rp.is_done();
+    cl.expires_after(limits.idle_timeout);
+    co_await http::async_write(s_, csr, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      // Dropping `conn` (not returned to the pool) closes the upstream
+      // connection, which cancels the provider's work on this call.
+      finish(call, Outcome::client_cancelled, -3, "client went away mid-response: " + ec.message());
+      keep_alive = false;
+      co_return Relay::done;
+    }
+    header_sent = true;
+    if (n == 0) continue;
+    if (call.result.is_stream) {
+      const bool had_token = tap.has_first_token();
+      tap.feed(std::string_view(buf, n));
+      if (!had_token && tap.has_first_token()) {
+        call.result.time_to_first_token = std::chrono::duration_cast<std::chrono::microseconds>(
+            std::chrono::steady_clock::now() - call.ctx.started);
+      }
+    }
+    if (tee_response) append_tee(call.result.response_body, call.tee_limit, buf, n);
+    else call.result.response_body.size += n;
+  }
+  if (call.result.is_stream) {
+    tap.finish();
+    if (tee_response) call.result.stream_reassembled = tap.reassembled().dump();
+  }
+
+  upstream_reusable = rp.keep_alive();
+  finish(call, Outcome::completed, 0);
+  co_return Relay::done;
+}
+
+template <class Stream>
+asio::awaitable<bool> ProxySession<Stream>::send_error(http::status status, std::string_view code,
+                                                       std::string_view message, bool keep_alive,
+                                                       const std::string* request_id) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  if (request_id) res.set("Helicone-Id", *request_id);
+  res.body() = error_json(code, message);
+  keep_alive = keep_alive && !shared_.stopping.load(std::memory_order_relaxed);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  error_code ec;
+  client_lowest().expires_after(cfg_.server.limits.idle_timeout);
+  co_await http::async_write(s_, res, asio::redirect_error(asio::use_awaitable, ec));
+  co_return keep_alive && !ec;
+}
+
+}  // namespace
+
+namespace {
+
+template <class Stream>
+asio::awaitable<void> run_session(Worker& worker, Stream& stream) {
+  ProxySession<Stream> session(worker, stream);
+  co_await session.run();
+}
+
+struct SessionCount {
+  explicit SessionCount(ServerShared& s) : s_(s) {
+    s_.sessions.fetch_add(1, std::memory_order_relaxed);
+    s_.metrics.proxy_connections_open.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~SessionCount() {
+    s_.metrics.proxy_connections_open.fetch_sub(1, std::memory_order_relaxed);
+    s_.sessions.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ServerShared& s_;
+};
+
+}  // namespace
+
+asio::awaitable<void> run_proxy_session(Worker& worker, beast::tcp_stream stream) {
+  SessionCount count(worker.shared);
+  try {
+    co_await run_session(worker, stream);
+  } catch (const std::exception& e) {
+    log::error("proxy session failed", {{"error", e.what()}});
+  }
+}
+
+asio::awaitable<void> run_proxy_session_tls(Worker& worker, beast::tcp_stream stream, asio::ssl::context& tls) {
+  SessionCount count(worker.shared);
+  try {
+    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), tls);
+    error_code ec;
+    beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
+    co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      log::debug("TLS handshake failed", {{"listener", "proxy"}, {"error", ec.message()}});
+      co_return;
+    }
+    co_await run_session(worker, s);
+  } catch (const std::exception& e) {
+    log::error("proxy session failed", {{"error", e.what()}});
+  }
+}
+
+}  // namespace arbiter::gateway

@@ -1,0 +1,131 @@
+#include "gateway/request_context.hpp"
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <cctype>
+
+namespace arbiter::gateway {
+namespace http = boost::beast::http;
+
+namespace {
+
+bool is_hex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+
+bool iequals_prefix(std::string_view s, std::string_view lower_prefix) {
+  if (s.size() < lower_prefix.size()) return false;
+  for (std::size_t i = 0; i < lower_prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != lower_prefix[i]) return false;
+  }
+  return true;
+}
+
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_true(std::string_view v) { return v == "true" || v == "True" || v == "TRUE" || v == "1"; }
+
+// "Bearer <token>" → token; the scheme is case-insensitive, surrounding blanks ignored.
+std::optional<std::string> bearer_token(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  if (!iequals_prefix(value, "bearer ")) return std::nullopt;
+  value.remove_prefix(7);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  if (value.empty()) return std::nullopt;
+  return std::string(value);
+}
+
+}  // namespace
+
+bool is_valid_request_id(std::string_view id) {
+  if (id.size() != 36) return false;
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (id[i] != '-') return false;
+    } else if (!is_hex(id[i])) {
+      return false;
+    }
+  }
+  const char version = id[14];
+  if (version < '1' || version > '5') return false;
+  const char variant = static_cast<char>(std::tolower(static_cast<unsigned char>(id[19])));
+  return variant == '8' || variant == '9' || variant == 'a' || variant == 'b';
+}
+
+std::string new_request_id() {
+  std::array<unsigned char, 16> b{};
+  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
+    // The DRBG cannot fail once seeded; if it ever does, an id must still be unique.
+    throw std::runtime_error("RAND_bytes failed");
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(kHex[b[i] >> 4]);
+    out.push_back(kHex[b[i] & 0x0f]);
+  }
+  return out;
+}
+
+HeliconeHeaders read_helicone_headers(const http::fields& fields) {
+  HeliconeHeaders h;
+  for (const auto& f : fields) {
+    const std::string_view name = f.name_string();
+    const std::string_view value = f.value();
+    if (f.name() == http::field::authorization) {
+      h.has_authorization = true;
+      if (!h.bearer_key) h.bearer_key = bearer_token(value);
+      continue;
+    }
+    if ((name.size() == 7 && iequals_prefix(name, "api-key")) ||
+        (name.size() == 9 && iequals_prefix(name, "x-api-key"))) {
+      h.has_api_key_header = true;
+      continue;
+    }
+    if (!iequals_prefix(name, "helicone-")) continue;
+    const std::string rest = to_lower(name.substr(9));
+    if (rest.rfind("property-", 0) == 0 && rest.size() > 9) {
+      h.properties[rest.substr(9)] = std::string(value);
+    } else if (rest == "auth") {
+      h.auth_key = bearer_token(value);
+      if (!h.auth_key && !value.empty()) h.auth_key = std::string(value);  // bare key
+    } else if (rest == "request-id") {
+      h.request_id = std::string(value);
+    } else if (rest == "upstream") {
+      h.upstream = std::string(value);
+    } else if (rest == "user-id") {
+      h.user_id = std::string(value);
+    } else if (rest == "session-id") {
+      h.session_id = std::string(value);
+    } else if (rest == "session-path") {
+      h.session_path = std::string(value);
+    } else if (rest == "session-name") {
+      h.session_name = std::string(value);
+    } else if (rest == "omit-request") {
+      h.omit_request = is_true(value);
+    } else if (rest == "omit-response") {
+      h.omit_response = is_true(value);
+    }
+  }
+  return h;
+}
+
+void strip_helicone_headers(http::fields& fields) {
+  for (auto it = fields.begin(); it != fields.end();) {
+    if (iequals_prefix(it->name_string(), "helicone-")) {
+      it = fields.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace arbiter::gateway

@@ -1,0 +1,74 @@
+#pragma once
+// State shared by the listeners and sessions of one Server.
+//
+// ServerShared is created before the I/O threads start and is read-only
+// afterwards except for its atomics. A Worker is one I/O thread: its
+// io_context, its upstream pool, and its set of idle client connections; the
+// pool and the set are touched only from that thread.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <unordered_set>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include "gateway/config.hpp"
+#include "gateway/metrics.hpp"
+#include "gateway/request_context.hpp"
+#include "gateway/upstream_pool.hpp"
+
+namespace arbiter::gateway {
+
+class ApiRouter;
+
+struct ServerShared {
+  std::shared_ptr<const Config> config;
+  std::unique_ptr<UpstreamSet> upstreams;
+  ExchangeObserver* observer = nullptr;  // never null: a no-op observer when nothing subscribes
+  ApiRouter* api = nullptr;
+  boost::asio::thread_pool* blocking = nullptr;  // API handlers and other blocking work
+  Metrics metrics;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::int64_t> sessions{0};  // live client sessions, both listeners
+};
+
+class Worker {
+ public:
+  explicit Worker(ServerShared& s) : shared(s), ioc(1), pool(ioc, *s.upstreams) {}
+
+  // Declaration order is destruction order in reverse: coroutine frames still
+  // pending when `ioc` is destroyed unregister from `idle`, so `idle` must
+  // outlive `ioc`; `pool` holds sockets of `ioc`, so it must die first.
+  ServerShared& shared;
+  // Client connections waiting for their next request; shutdown closes them.
+  std::unordered_set<boost::beast::tcp_stream*> idle;
+  boost::asio::io_context ioc;
+  UpstreamPool pool;
+};
+
+// Marks a connection idle for the scope of one wait for a request.
+class IdleMark {
+ public:
+  IdleMark(Worker& w, boost::beast::tcp_stream& s) : w_(w), s_(&s) { w_.idle.insert(s_); }
+  ~IdleMark() { w_.idle.erase(s_); }
+  IdleMark(const IdleMark&) = delete;
+  IdleMark& operator=(const IdleMark&) = delete;
+
+ private:
+  Worker& w_;
+  boost::beast::tcp_stream* s_;
+};
+
+// Session entry points (proxy_session.cpp, api_session.cpp). The stream is
+// already accepted (and, for TLS, not yet handshaken).
+boost::asio::awaitable<void> run_proxy_session(Worker& worker, boost::beast::tcp_stream stream);
+boost::asio::awaitable<void> run_proxy_session_tls(Worker& worker, boost::beast::tcp_stream stream,
+                                                   boost::asio::ssl::context& tls);
+boost::asio::awaitable<void> run_api_session(Worker& worker, boost::beast::tcp_stream stream);
+boost::asio::awaitable<void> run_api_session_tls(Worker& worker, boost::beast::tcp_stream stream,
+                                                 boost::asio::ssl::context& tls);
+
+}  // namespace arbiter::gateway

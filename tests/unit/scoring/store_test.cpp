@@ -1,0 +1,313 @@
+#include "scoring/store.hpp"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <vector>
+
+#include "scoring/keys.hpp"
+
+namespace arbiter::scoring {
+namespace {
+
+// A fresh directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "arbiter-store-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+RequestRecord make_record(std::string project, std::string id, std::int64_t ts) {
+  RequestRecord r;
+  r.project = std::move(project);
+  r.request_id = std::move(id);
+  r.created_at_us = ts;
+  r.status = 200;
+  r.request_model = "gpt-4o";
+  r.user_id = "alice";
+  r.session_id = "s1";
+  r.properties = {{"env", "prod"}};
+  r.request_body = R"({"model":"gpt-4o"})";
+  r.response_body = std::string(10000, 'x');  // big enough for a blob file
+  r.stream_raw = "data: [DONE]\n\n";
+  return r;
+}
+
+Expected<void> write_one(Store& store, const RequestRecord& r, bool sync = false) {
+  const RequestRecord* p = &r;
+  return store.write(std::span<const RequestRecord* const>(&p, 1), sync);
+}
+
+std::size_t count_entries(const Store& store, ColumnFamily cf) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      store.db().NewIterator(rocksdb::ReadOptions(), store.cf(cf)));
+  std::size_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
+  EXPECT_TRUE(it->status().ok());
+  return n;
+}
+
+TEST(Store, CreatesEveryColumnFamily) {
+  TempDir dir;
+  {
+    auto store = Store::open(dir.path());
+    for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
+      EXPECT_NE(store->cf(static_cast<ColumnFamily>(i)), nullptr);
+    }
+  }
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir.path(), &names).ok());
+  for (const char* want :
+       {"records", "bodies", "idx_time", "idx_user", "idx_session", "idx_property", "idx_model",
+        "scores", "idx_score", "outbox", "eval_runs"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
+  }
+  // Reopening an existing database works.
+  EXPECT_NO_THROW(Store::open(dir.path()));
+}
+
+TEST(Store, NestedPathIsCreated) {
+  TempDir dir;
+  const std::string nested = dir.path() + "/a/b/data";
+  EXPECT_NO_THROW(Store::open(nested));
+}
+
+TEST(Store, LockedDirectoryIsAClearError) {
+  TempDir dir;
+  auto first = Store::open(dir.path());
+  try {
+    auto second = Store::open(dir.path());
+    FAIL() << "second open succeeded";
+  } catch (const StorageError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("storage.path " + dir.path() + " is locked by another process"),
+              std::string::npos)
+        << msg;
+  }
+}
+
+TEST(Store, CorruptDirectoryIsAClearError) {
+  TempDir dir;
+  { auto store = Store::open(dir.path()); }
+  {
+    std::ofstream current(dir.path() + "/CURRENT", std::ios::trunc);
+    current << "garbage-without-newline";
+  }
+  try {
+    auto store = Store::open(dir.path());
+    FAIL() << "open of a corrupt database succeeded";
+  } catch (const StorageError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("storage.path " + dir.path() + " is corrupt"), std::string::npos) << msg;
+  }
+}
+
+TEST(Store, PathThatIsAFileIsAClearError) {
+  TempDir dir;
+  const std::string file = dir.path() + "/not-a-dir";
+  std::ofstream(file) << "x";
+  try {
+    auto store = Store::open(file);
+    FAIL() << "open succeeded";
+  } catch (const StorageError& e) {
+    EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+  }
+}
+
+TEST(Store, WriteThenGetWithAndWithoutBodies) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  const RequestRecord r = make_record("p1", "id-1", 1000);
+  ASSERT_TRUE(write_one(*store, r, /*sync=*/true).ok());
+
+  auto meta = store->get("p1", "id-1", false);
+  ASSERT_TRUE(meta.ok()) << meta.error().message;
+  ASSERT_TRUE(meta->has_value());
+  EXPECT_EQ((*meta)->user_id, "alice");
+  EXPECT_TRUE((*meta)->request_body.empty());
+  EXPECT_TRUE((*meta)->response_body.empty());
+
+  auto full = store->get("p1", "id-1", true);
+  ASSERT_TRUE(full.ok());
+  ASSERT_TRUE(full->has_value());
+  EXPECT_EQ((*full)->request_body, r.request_body);
+  EXPECT_EQ((*full)->response_body, r.response_body);
+  EXPECT_EQ((*full)->stream_raw, r.stream_raw);
+
+  EXPECT_TRUE(*store->contains("p1", "id-1"));
+  EXPECT_FALSE(*store->contains("p1", "id-2"));
+}
+
+TEST(Store, ProjectsAreIsolated) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(write_one(*store, make_record("p1", "shared-id", 1)).ok());
+  auto other = store->get("p2", "shared-id", true);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->has_value());
+  EXPECT_FALSE(*store->contains("p2", "shared-id"));
+  // A project whose name extends another's is a different project too.
+  EXPECT_FALSE(store->get("p", "shared-id", false)->has_value());
+  EXPECT_FALSE(store->get("p1x", "shared-id", false)->has_value());
+}
+
+TEST(Store, EmptyBodiesAreNotStored) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  RequestRecord r = make_record("p", "id", 1);
+  r.request_body.clear();
+  r.response_body.clear();
+  r.stream_raw.clear();
+  r.request_omitted = true;
+  ASSERT_TRUE(write_one(*store, r).ok());
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kBodies), 0u);
+  auto got = store->get("p", "id", true);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_TRUE((*got)->request_omitted);
+}
+
+TEST(Store, WritesEveryIndexEntry) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  RequestRecord r = make_record("p", "id", 1);
+  r.properties = {{"env", "prod"}, {"team", "a"}};
+  ASSERT_TRUE(write_one(*store, r).ok());
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kRecords), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kBodies), 3u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxTime), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxUser), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxSession), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxModel), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxProperty), 2u);
+
+  // No user / session / model → no entries for them.
+  RequestRecord bare;
+  bare.project = "p";
+  bare.request_id = "bare";
+  bare.created_at_us = 2;
+  ASSERT_TRUE(write_one(*store, bare).ok());
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxTime), 2u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxUser), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxModel), 1u);
+}
+
+TEST(Store, RewritingAnIdReplacesItsIndexEntries) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(write_one(*store, make_record("p", "id", 1000)).ok());
+  RequestRecord v2 = make_record("p", "id", 2000);
+  v2.user_id = "bob";
+  v2.properties = {{"env", "dev"}};
+  v2.stream_raw.clear();
+  ASSERT_TRUE(write_one(*store, v2).ok());
+
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kRecords), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxTime), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxUser), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxProperty), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kBodies), 2u);  // old stream_raw is gone
+  std::string value;
+  EXPECT_TRUE(store->db()
+                  .Get(rocksdb::ReadOptions(), store->cf(ColumnFamily::kIdxUser),
+                       keys::entry(keys::user_prefix("p", "bob"), 2000, "id"), &value)
+                  .ok());
+  auto got = store->get("p", "id", false);
+  EXPECT_EQ((*got)->user_id, "bob");
+}
+
+TEST(Store, DuplicateIdsInOneBatchKeepTheLast) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  RequestRecord a = make_record("p", "id", 1000);
+  RequestRecord b = make_record("p", "id", 3000);
+  b.user_id = "carol";
+  const RequestRecord* batch[] = {&a, &b};
+  ASSERT_TRUE(store->write(batch, false).ok());
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxTime), 1u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxUser), 1u);
+  EXPECT_EQ((*store->get("p", "id", false))->user_id, "carol");
+}
+
+TEST(Store, DeleteOlderThanRemovesEverythingOfOldRecords) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  for (int i = 0; i < 10; ++i) {
+    for (const char* project : {"a", "b"}) {
+      RequestRecord r = make_record(project, "id-" + std::to_string(i), 1000 * (i + 1));
+      r.properties = {{"env", "prod"}, {"i", std::to_string(i)}};
+      ASSERT_TRUE(write_one(*store, r).ok());
+    }
+  }
+  // Records 0..4 (ts 1000..5000) are older than 5500.
+  auto stats = store->delete_older_than(5500);
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  EXPECT_EQ(stats->records_deleted, 10u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kRecords), 10u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kBodies), 30u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxTime), 10u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxUser), 10u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxSession), 10u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxModel), 10u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxProperty), 20u);
+  for (const char* project : {"a", "b"}) {
+    EXPECT_FALSE(store->get(project, "id-4", false)->has_value());
+    EXPECT_TRUE(store->get(project, "id-5", false)->has_value());
+  }
+  // A second pass finds nothing more.
+  EXPECT_EQ(store->delete_older_than(5500)->records_deleted, 0u);
+}
+
+TEST(Store, DeleteOlderThanStopsWhenCancelled) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(write_one(*store, make_record("p", "id", 1)).ok());
+  std::atomic<bool> cancel{true};
+  auto stats = store->delete_older_than(100, &cancel);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->records_deleted, 0u);
+  EXPECT_TRUE(store->get("p", "id", false)->has_value());
+}
+
+TEST(Store, OddProjectNamesStaySeparate) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  const std::string weird("a\0b", 3);
+  ASSERT_TRUE(write_one(*store, make_record(weird, "id", 1)).ok());
+  ASSERT_TRUE(write_one(*store, make_record("a", "id", 2)).ok());
+  EXPECT_EQ((*store->get(weird, "id", false))->created_at_us, 1);
+  EXPECT_EQ((*store->get("a", "id", false))->created_at_us, 2);
+  // Retention unescapes the project name correctly.
+  EXPECT_EQ(store->delete_older_than(10)->records_deleted, 2u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kRecords), 0u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxProperty), 0u);
+}
+
+TEST(Store, CallsAfterCloseAreUnavailable) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(store->close().ok());
+  EXPECT_TRUE(store->close().ok());  // idempotent
+  auto got = store->get("p", "id", false);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().code, ErrorCode::kUnavailable);
+  const RequestRecord r = make_record("p", "id", 1);
+  EXPECT_FALSE(write_one(*store, r).ok());
+}
+
+}  // namespace
+}  // namespace arbiter::scoring
