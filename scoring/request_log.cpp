@@ -1,0 +1,380 @@
+#include "scoring/request_log.hpp"
+
+#include <algorithm>
+#include <functional>
+
+namespace arbiter::scoring {
+
+namespace {
+
+std::string registry_key(std::string_view project, std::string_view request_id) {
+  std::string key;
+  key.reserve(project.size() + 1 + request_id.size());
+  key.append(project);
+  key.push_back('\0');
+  key.append(request_id);
+  return key;
+}
+
+void lower_property_keys(RequestRecord& r) {
+  const bool has_upper = std::any_of(r.properties.begin(), r.properties.end(), [](const auto& kv) {
+    return std::any_of(kv.first.begin(), kv.first.end(),
+                       [](char c) { return c >= 'A' && c <= 'Z'; });
+  });
+  if (!has_upper) return;
+  std::map<std::string, std::string> lowered;
+  for (auto& [k, v] : r.properties) {
+    std::string key = k;
+    for (char& c : key) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    lowered.insert_or_assign(std::move(key), std::move(v));
+  }
+  r.properties = std::move(lowered);
+}
+
+constexpr std::int64_t kMicrosPerDay = 86'400'000'000LL;
+
+}  // namespace
+
+// ---- InflightRegistry ----
+
+InflightRegistry::Shard& InflightRegistry::shard_for(const std::string& key) const {
+  return shards_[std::hash<std::string>{}(key) % kShards];
+}
+
+void InflightRegistry::add(std::string_view project, std::string_view request_id) {
+  std::string key = registry_key(project, request_id);
+  Shard& s = shard_for(key);
+  std::lock_guard lk(s.mu);
+  ++s.counts[std::move(key)];
+}
+
+void InflightRegistry::remove(std::string_view project, std::string_view request_id) {
+  const std::string key = registry_key(project, request_id);
+  Shard& s = shard_for(key);
+  std::lock_guard lk(s.mu);
+  auto it = s.counts.find(key);
+  if (it == s.counts.end()) return;
+  if (--it->second == 0) s.counts.erase(it);
+}
+
+bool InflightRegistry::contains(std::string_view project, std::string_view request_id) const {
+  const std::string key = registry_key(project, request_id);
+  Shard& s = shard_for(key);
+  std::lock_guard lk(s.mu);
+  return s.counts.count(key) != 0;
+}
+
+std::size_t InflightRegistry::size() const {
+  std::size_t n = 0;
+  for (const auto& s : shards_) {
+    std::lock_guard lk(s.mu);
+    for (const auto& [k, count] : s.counts) n += count;
+  }
+  return n;
+}
+
+InflightRegistry::Entry InflightRegistry::track(std::string project, std::string request_id) {
+  add(project, request_id);
+  return Entry(this, std::move(project), std::move(request_id));
+}
+
+InflightRegistry::Entry::Entry(InflightRegistry* registry, std::string project,
+                               std::string request_id)
+    : registry_(registry), project_(std::move(project)), request_id_(std::move(request_id)) {}
+
+InflightRegistry::Entry::Entry(Entry&& other) noexcept
+    : registry_(std::exchange(other.registry_, nullptr)),
+      project_(std::move(other.project_)),
+      request_id_(std::move(other.request_id_)) {}
+
+InflightRegistry::Entry& InflightRegistry::Entry::operator=(Entry&& other) noexcept {
+  if (this != &other) {
+    release();
+    registry_ = std::exchange(other.registry_, nullptr);
+    project_ = std::move(other.project_);
+    request_id_ = std::move(other.request_id_);
+  }
+  return *this;
+}
+
+InflightRegistry::Entry::~Entry() {
+  release();
+}
+
+void InflightRegistry::Entry::release() {
+  if (registry_ != nullptr) {
+    registry_->remove(project_, request_id_);
+    registry_ = nullptr;
+  }
+}
+
+// ---- RequestLog ----
+
+RequestLog::RequestLog(RequestLogOptions options) : options_(std::move(options)) {
+  if (options_.queue_capacity == 0) options_.queue_capacity = 1;
+  if (options_.max_batch == 0) options_.max_batch = 1;
+  store_ = Store::open(options_.path, options_.store);
+  storage_thread_ = std::thread([this] { storage_loop(); });
+  if (options_.retention_days > 0) {
+    try {
+      retention_thread_ = std::thread([this] { retention_loop(); });
+    } catch (...) {
+      (void)close();  // joins the storage thread before the members die
+      throw;
+    }
+  }
+}
+
+RequestLog::~RequestLog() {
+  (void)close();
+}
+
+std::int64_t RequestLog::now_us() const {
+  if (options_.now_us) return options_.now_us();
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void RequestLog::set_error(std::string message) {
+  std::lock_guard lk(error_mu_);
+  last_error_ = std::move(message);
+}
+
+bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
+  if (record.project.empty() || !valid_request_id(record.request_id)) {
+    invalid_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  std::string key = registry_key(record.project, record.request_id);
+  bool was_empty = false;
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_ || queue_.size() >= options_.queue_capacity) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    ++queued_keys_[key];
+    was_empty = queue_.empty();
+    queue_.push_back(
+        Pending{std::move(record), std::move(on_durable), std::move(key), ++next_seq_});
+  }
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  // The storage thread only sleeps on an empty queue (or when paused, and
+  // unpausing notifies), so only the first record needs to wake it.
+  if (was_empty) work_cv_.notify_one();
+  return true;
+}
+
+bool RequestLog::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  const std::uint64_t target = next_seq_;
+  return done_cv_.wait_for(lk, timeout, [&] { return written_seq_ >= target; });
+}
+
+void RequestLog::pause_storage_for_testing(bool paused) {
+  {
+    std::lock_guard lk(mu_);
+    paused_ = paused;
+  }
+  work_cv_.notify_all();
+}
+
+void RequestLog::storage_loop() {
+  using Clock = std::chrono::steady_clock;
+  const bool strict = options_.durability == Durability::kStrict;
+  bool unsynced = false;  // relaxed: written but not yet fsynced
+  Clock::time_point sync_due;
+  std::vector<Pending> batch;
+  batch.reserve(options_.max_batch);
+
+  for (;;) {
+    bool exiting = false;
+    {
+      std::unique_lock lk(mu_);
+      const auto ready = [&] { return stopping_ || (!paused_ && !queue_.empty()); };
+      if (unsynced) {
+        work_cv_.wait_until(lk, sync_due, ready);
+      } else {
+        work_cv_.wait(lk, ready);
+      }
+      if (stopping_ || !paused_) {
+        while (!queue_.empty() && batch.size() < options_.max_batch) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      exiting = stopping_ && queue_.empty();
+    }
+
+    if (!batch.empty()) {
+      write_batch(batch);
+      batch.clear();
+      if (!strict && !unsynced) {
+        unsynced = true;
+        sync_due = Clock::now() + options_.batch_window;
+      }
+    }
+    if (unsynced && (exiting || Clock::now() >= sync_due)) {
+      unsynced = false;
+      if (auto r = store_->sync_wal(); !r.ok()) {
+        write_errors_.fetch_add(1, std::memory_order_relaxed);
+        set_error(r.error().message);
+      }
+    }
+    if (exiting) break;
+  }
+}
+
+void RequestLog::write_batch(std::vector<Pending>& batch) {
+  std::vector<const RequestRecord*> records;
+  records.reserve(batch.size());
+  for (auto& p : batch) {
+    lower_property_keys(p.record);
+    records.push_back(&p.record);
+  }
+  const bool strict = options_.durability == Durability::kStrict;
+  const auto result = store_->write(records, /*sync=*/strict);
+  const bool ok = result.ok();
+  if (ok) {
+    written_.fetch_add(batch.size(), std::memory_order_relaxed);
+    batches_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    write_errors_.fetch_add(1, std::memory_order_relaxed);
+    failed_records_.fetch_add(batch.size(), std::memory_order_relaxed);
+    set_error(result.error().message);
+  }
+  {
+    // Only now, with the records readable from the store, do they leave the
+    // queued set (known() must never see a gap).
+    std::lock_guard lk(mu_);
+    for (const auto& p : batch) {
+      auto it = queued_keys_.find(p.key);
+      if (it != queued_keys_.end() && --it->second == 0) queued_keys_.erase(it);
+    }
+  }
+  for (auto& p : batch) {
+    if (p.on_durable) p.on_durable(ok);
+  }
+  {
+    // After the callbacks, so that flush() returning means they have run.
+    std::lock_guard lk(mu_);
+    written_seq_ = batch.back().seq;
+  }
+  done_cv_.notify_all();
+}
+
+void RequestLog::retention_loop() {
+  for (;;) {
+    if (retention_stop_.load()) return;
+    if (auto r = run_retention(); !r.ok() && r.error().code != ErrorCode::kUnavailable) {
+      set_error("retention: " + r.error().message);
+    }
+    std::unique_lock lk(retention_wait_mu_);
+    retention_cv_.wait_for(lk, options_.retention_interval, [&] { return retention_stop_.load(); });
+  }
+}
+
+Expected<RetentionStats> RequestLog::run_retention() {
+  if (options_.retention_days == 0) return RetentionStats{};
+  const std::int64_t cutoff =
+      now_us() - static_cast<std::int64_t>(options_.retention_days) * kMicrosPerDay;
+  std::lock_guard pass(retention_mu_);
+  std::shared_lock lk(store_mu_);
+  if (!store_->is_open()) return unavailable("request log is closed");
+  auto r = store_->delete_older_than(cutoff, &retention_stop_);
+  if (r.ok()) retention_deleted_.fetch_add(r->records_deleted, std::memory_order_relaxed);
+  return r;
+}
+
+Expected<void> RequestLog::close() {
+  std::lock_guard cl(close_mu_);
+  if (closed_) return {};
+  closed_ = true;
+
+  retention_stop_.store(true);
+  { std::lock_guard lk(retention_wait_mu_); }
+  retention_cv_.notify_all();
+  if (retention_thread_.joinable()) retention_thread_.join();
+
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  if (storage_thread_.joinable()) storage_thread_.join();
+
+  std::unique_lock lk(store_mu_);
+  return store_->close();
+}
+
+Expected<bool> RequestLog::known(std::string_view project, std::string_view request_id) const {
+  if (inflight_.contains(project, request_id)) return true;
+  {
+    std::lock_guard lk(mu_);
+    if (queued_keys_.count(registry_key(project, request_id)) != 0) return true;
+  }
+  std::shared_lock lk(store_mu_);
+  if (!store_->is_open()) return unavailable("request log is closed");
+  return store_->contains(project, request_id);
+}
+
+Expected<std::optional<RequestRecord>> RequestLog::get(std::string_view project,
+                                                       std::string_view request_id,
+                                                       bool include_bodies) const {
+  std::shared_lock lk(store_mu_);
+  if (!store_->is_open()) return unavailable("request log is closed");
+  return store_->get(project, request_id, include_bodies);
+}
+
+Expected<std::vector<RequestRecord>> RequestLog::query(std::string_view project,
+                                                       const RequestQuery& query,
+                                                       QueryStats* stats) const {
+  std::shared_lock lk(store_mu_);
+  if (!store_->is_open()) return unavailable("request log is closed");
+  return execute_query(*store_, project, query, stats);
+}
+
+Expected<nlohmann::json> RequestLog::get_json(std::string_view project, std::string_view request_id,
+                                              bool include_body) const {
+  auto got = get(project, request_id, include_body);
+  if (!got.ok()) return std::move(got).error();
+  if (!*got) return not_found("request " + sanitize_utf8(request_id) + " not found");
+  return to_json(**got, include_body);
+}
+
+Expected<nlohmann::json> RequestLog::query_json(std::string_view project,
+                                                const nlohmann::json& body) const {
+  auto parsed = parse_request_query(body);
+  if (!parsed.ok()) return std::move(parsed).error();
+  auto records = query(project, *parsed);
+  if (!records.ok()) return std::move(records).error();
+  nlohmann::json data = nlohmann::json::array();
+  for (const auto& r : *records) data.push_back(to_json(r, false));
+  return data;
+}
+
+RequestLog::Counters RequestLog::counters() const {
+  Counters c;
+  c.submitted = submitted_.load(std::memory_order_relaxed);
+  c.written = written_.load(std::memory_order_relaxed);
+  c.dropped = dropped_.load(std::memory_order_relaxed);
+  c.invalid = invalid_.load(std::memory_order_relaxed);
+  c.batches = batches_.load(std::memory_order_relaxed);
+  c.write_errors = write_errors_.load(std::memory_order_relaxed);
+  c.failed_records = failed_records_.load(std::memory_order_relaxed);
+  c.retention_deleted = retention_deleted_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lk(mu_);
+    c.queue_depth = queue_.size();
+  }
+  {
+    std::lock_guard lk(error_mu_);
+    c.last_error = last_error_;
+  }
+  return c;
+}
+
+}  // namespace arbiter::scoring

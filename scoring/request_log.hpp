@@ -1,0 +1,244 @@
+#pragma once
+// The request log (DESIGN.md §2, §8): the proxy hands each finished call to
+// submit() from its I/O threads; one storage thread writes them to RocksDB in
+// WriteBatches (group commit); the API reads them back with get() / query().
+//
+// Durability:
+//   relaxed — batches are written with WAL on and sync=false, so a record is
+//     in the OS page cache (safe from a process crash / SIGKILL) as soon as
+//     its batch is written, normally well under a millisecond after submit;
+//     the WAL is fsynced at most `batch_window` after a write, so a power
+//     loss or kernel crash loses at most the last window. A SIGKILL loses
+//     only records still in the queue (not yet written).
+//   strict — every batch is written with sync=true (WAL fsynced) before its
+//     on_durable callbacks fire; the gateway holds the response's last byte
+//     until then.
+//   Either way close() (SIGTERM path) drains the queue and syncs: nothing lost.
+//
+// Lifetime: the constructor opens the store and starts the storage thread
+// (and the retention thread when retention_days > 0); close() or the
+// destructor drains, syncs and stops them. Callbacks passed to submit() must
+// stay callable until they have run.
+//
+// Thread-safety: every member function may be called from any thread,
+// concurrently. submit() never blocks on I/O (a short mutex section only).
+// close() waits for readers in progress.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "scoring/expected.hpp"
+#include "scoring/query.hpp"
+#include "scoring/request_record.hpp"
+#include "scoring/store.hpp"
+
+namespace arbiter::scoring {
+
+// Calls in progress (DESIGN.md §4: "a request still in flight counts as
+// known"), keyed by (project, request_id). Counts duplicates, so two calls
+// reusing one client-chosen id are both tracked.
+// Thread-safety: all members may be called concurrently (sharded mutexes).
+class InflightRegistry {
+ public:
+  void add(std::string_view project, std::string_view request_id);
+  void remove(std::string_view project, std::string_view request_id);
+  bool contains(std::string_view project, std::string_view request_id) const;
+  std::size_t size() const;
+
+  // Removes its entry when destroyed. Destroy it only after the record was
+  // handed to RequestLog::submit(), so that known() sees no gap.
+  class Entry {
+   public:
+    Entry() = default;
+    Entry(InflightRegistry* registry, std::string project, std::string request_id);
+    Entry(Entry&& other) noexcept;
+    Entry& operator=(Entry&& other) noexcept;
+    ~Entry();
+    void release();  // removes now
+
+   private:
+    InflightRegistry* registry_ = nullptr;
+    std::string project_;
+    std::string request_id_;
+  };
+  // add() now, remove() when the returned Entry dies. The registry must
+  // outlive the Entry.
+  Entry track(std::string project, std::string request_id);
+
+ private:
+  static constexpr std::size_t kShards = 16;
+  struct Shard {
+    mutable std::mutex mu;
+    std::unordered_map<std::string, std::uint32_t> counts;
+  };
+  Shard& shard_for(const std::string& key) const;
+  mutable Shard shards_[kShards];
+};
+
+enum class Durability { kRelaxed, kStrict };
+
+struct RequestLogOptions {
+  std::string path;  // storage.path
+  Durability durability = Durability::kRelaxed;
+  std::size_t queue_capacity = 65536;  // records waiting for the storage thread
+  std::size_t max_batch = 512;         // records per WriteBatch
+  // relaxed: longest time written data stays un-fsynced. 5 ms keeps the
+  // fsync rate at ≤ 200/s under load while bounding power-loss exposure.
+  std::chrono::milliseconds batch_window{5};
+  unsigned retention_days = 0;  // 0 = keep forever
+  std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
+  // Clock for retention cutoffs (unix µs); tests inject their own.
+  std::function<std::int64_t()> now_us;
+  StoreOptions store;
+};
+
+class RequestLog {
+ public:
+  using DurableCallback = std::function<void(bool ok)>;
+
+  // Opens storage (throws StorageError: locked, corrupt, unreadable) and
+  // starts the background threads.
+  explicit RequestLog(RequestLogOptions options);
+  ~RequestLog();
+  RequestLog(const RequestLog&) = delete;
+  RequestLog& operator=(const RequestLog&) = delete;
+
+  // Queues a finished record. Never blocks on I/O. Returns false — and
+  // counts it in `dropped` (queue full or closed) or `invalid` (empty
+  // project, bad request id) — when the record will not be stored; then
+  // on_durable is not called. Otherwise on_durable(ok) runs once on the
+  // storage thread after the batch holding the record was written (relaxed)
+  // or written and fsynced (strict); ok=false when that write failed. Keep
+  // it short and non-blocking (e.g. post to an io_context).
+  // Property keys are lower-cased (on the storage thread) if the caller did not.
+  bool submit(RequestRecord&& record, DurableCallback on_durable = {});
+
+  // Waits until every record submitted before this call has been written
+  // (or failed) and its on_durable callback has run. False on timeout. For tests and orderly
+  // shutdown paths; never call it from an I/O thread.
+  bool flush(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // Drains the queue, fsyncs, stops the threads and closes the database.
+  // Idempotent. Afterwards submit() drops and reads return kUnavailable.
+  Expected<void> close();
+
+  // --- reads (blocking RocksDB reads: call from a worker, not an I/O thread)
+
+  // Whether a score may refer to this request: in flight, queued but not yet
+  // written, or stored. The three are checked in that order, which never
+  // misses a request that moves from one to the next meanwhile (an entry
+  // leaves each stage only after it is in the next).
+  Expected<bool> known(std::string_view project, std::string_view request_id) const;
+
+  // Stored record; nullopt for unknown ids and for another project's ids.
+  Expected<std::optional<RequestRecord>> get(std::string_view project, std::string_view request_id,
+                                             bool include_bodies) const;
+
+  Expected<std::vector<RequestRecord>> query(std::string_view project, const RequestQuery& query,
+                                             QueryStats* stats = nullptr) const;
+
+  // The API handlers' entry points: the `data` of the response envelope, or
+  // an error whose code maps to the status (http_status()).
+  //   GET /v1/request/{id}[?includeBody=true] → record object; kNotFound.
+  Expected<nlohmann::json> get_json(std::string_view project, std::string_view request_id,
+                                    bool include_body) const;
+  //   POST /v1/request/query → array of record objects (no bodies).
+  Expected<nlohmann::json> query_json(std::string_view project, const nlohmann::json& body) const;
+
+  // Runs one retention pass now (also what the background task runs).
+  // Deletes records created before now_us() - retention_days. No-op when
+  // retention_days == 0.
+  Expected<RetentionStats> run_retention();
+
+  InflightRegistry& inflight() { return inflight_; }
+  const InflightRegistry& inflight() const { return inflight_; }
+
+  struct Counters {
+    std::uint64_t submitted = 0;       // accepted into the queue
+    std::uint64_t written = 0;         // in a successful batch
+    std::uint64_t dropped = 0;         // refused: queue full or closed
+    std::uint64_t invalid = 0;         // refused: bad project / id
+    std::uint64_t batches = 0;         // successful WriteBatches
+    std::uint64_t write_errors = 0;    // failed WriteBatches (+ failed WAL syncs)
+    std::uint64_t failed_records = 0;  // records in failed batches
+    std::uint64_t retention_deleted = 0;
+    std::uint64_t queue_depth = 0;
+    std::string last_error;  // most recent write / sync / retention failure, "" if none
+  };
+  Counters counters() const;
+
+  // Test hook: while paused the storage thread takes nothing from the queue
+  // (close() still drains). Lets tests fill the queue deterministically.
+  void pause_storage_for_testing(bool paused);
+
+  const RequestLogOptions& options() const { return options_; }
+
+ private:
+  struct Pending {
+    RequestRecord record;
+    DurableCallback on_durable;
+    std::string key;  // project \0 id, for known()
+    std::uint64_t seq = 0;
+  };
+
+  void storage_loop();
+  void write_batch(std::vector<Pending>& batch);
+  void retention_loop();
+  std::int64_t now_us() const;
+
+  RequestLogOptions options_;
+  std::unique_ptr<Store> store_;
+  InflightRegistry inflight_;
+
+  // Guards the queue, the queued-key counts and the sequence numbers.
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  // storage thread waits for records
+  std::condition_variable done_cv_;  // flush() waits for written_seq_
+  std::deque<Pending> queue_;
+  std::unordered_map<std::string, std::uint32_t> queued_keys_;  // queued or being written
+  std::uint64_t next_seq_ = 0;                                  // last sequence number handed out
+  std::uint64_t written_seq_ = 0;  // all records with seq <= this are written or failed
+  bool stopping_ = false;
+  bool paused_ = false;
+  bool closed_ = false;
+
+  // Readers hold it shared; close() takes it exclusively before closing the
+  // store, so no read runs on a closed database.
+  mutable std::shared_mutex store_mu_;
+  std::mutex close_mu_;
+
+  std::thread storage_thread_;
+  std::thread retention_thread_;
+  std::mutex retention_mu_;  // serialises retention passes
+  std::mutex retention_wait_mu_;
+  std::condition_variable retention_cv_;
+  std::atomic<bool> retention_stop_{false};
+
+  std::atomic<std::uint64_t> submitted_{0};
+  std::atomic<std::uint64_t> written_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> invalid_{0};
+  std::atomic<std::uint64_t> batches_{0};
+  std::atomic<std::uint64_t> write_errors_{0};
+  std::atomic<std::uint64_t> failed_records_{0};
+  std::atomic<std::uint64_t> retention_deleted_{0};
+  mutable std::mutex error_mu_;
+  std::string last_error_;
+  void set_error(std::string message);
+};
+
+}  // namespace arbiter::scoring

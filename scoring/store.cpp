@@ -1,0 +1,446 @@
+#include "scoring/store.hpp"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
+#include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <unordered_map>
+
+#include "scoring/keys.hpp"
+
+namespace arbiter::scoring {
+
+namespace {
+
+constexpr std::array<std::string_view, static_cast<std::size_t>(ColumnFamily::kCount)> kCfNames = {
+    "records",   "bodies", "idx_time",  "idx_user", "idx_session", "idx_property",
+    "idx_model", "scores", "idx_score", "outbox",   "eval_runs",
+};
+
+constexpr std::array<keys::BodyKind, 3> kBodyKinds = {
+    keys::BodyKind::kRequest, keys::BodyKind::kResponse, keys::BodyKind::kStreamRaw};
+
+// Retention deletes this many records per WriteBatch: small enough that the
+// storage thread's writes interleave, large enough to amortise the commit.
+constexpr std::size_t kRetentionBatch = 1000;
+
+rocksdb::Slice slice(std::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+std::string_view view(const rocksdb::Slice& s) {
+  return std::string_view(s.data(), s.size());
+}
+
+rocksdb::CompressionType pick_compression() {
+  // The Debian build links lz4 and zstd; prefer lz4 (cheap) and degrade
+  // gracefully if the library at hand was built without it.
+  const auto supported = rocksdb::GetSupportedCompressions();
+  for (auto want : {rocksdb::kLZ4Compression, rocksdb::kSnappyCompression}) {
+    if (std::find(supported.begin(), supported.end(), want) != supported.end()) return want;
+  }
+  return rocksdb::kNoCompression;
+}
+
+bool is_lock_error(const rocksdb::Status& s) {
+  if (!s.IsIOError()) return false;
+  const std::string text = s.ToString();
+  return text.find("lock") != std::string::npos || text.find("LOCK") != std::string::npos;
+}
+
+[[noreturn]] void throw_open_error(const std::string& path, const rocksdb::Status& s) {
+  if (is_lock_error(s)) {
+    throw StorageError(
+        "storage.path " + path +
+        " is locked by another process (is another arbiter running on it?): " + s.ToString());
+  }
+  if (s.IsCorruption()) {
+    throw StorageError("storage.path " + path + " is corrupt: " + s.ToString());
+  }
+  throw StorageError("cannot open storage.path " + path + ": " + s.ToString());
+}
+
+// Puts (or deletes) every secondary index entry of one record version.
+void index_ops(rocksdb::WriteBatch& batch, const Store& store, const RequestRecord& r, bool put,
+               rocksdb::Status& status) {
+  auto apply = [&](ColumnFamily cf, const std::string& key) {
+    if (!status.ok()) return;
+    status = put ? batch.Put(store.cf(cf), key, rocksdb::Slice()) : batch.Delete(store.cf(cf), key);
+  };
+  const std::int64_t ts = r.created_at_us;
+  apply(ColumnFamily::kIdxTime, keys::entry(keys::time_prefix(r.project), ts, r.request_id));
+  if (!r.user_id.empty()) {
+    apply(ColumnFamily::kIdxUser,
+          keys::entry(keys::user_prefix(r.project, r.user_id), ts, r.request_id));
+  }
+  if (!r.session_id.empty()) {
+    apply(ColumnFamily::kIdxSession,
+          keys::entry(keys::session_prefix(r.project, r.session_id), ts, r.request_id));
+  }
+  if (!r.model().empty()) {
+    apply(ColumnFamily::kIdxModel,
+          keys::entry(keys::model_prefix(r.project, r.model()), ts, r.request_id));
+  }
+  for (const auto& [k, v] : r.properties) {
+    apply(ColumnFamily::kIdxProperty,
+          keys::entry(keys::property_prefix(r.project, k, v), ts, r.request_id));
+  }
+}
+
+void delete_bodies(rocksdb::WriteBatch& batch, const Store& store, std::string_view project,
+                   std::string_view id, rocksdb::Status& status) {
+  for (auto kind : kBodyKinds) {
+    if (!status.ok()) return;
+    status = batch.Delete(store.cf(ColumnFamily::kBodies), keys::body(project, id, kind));
+  }
+}
+
+// Removes one record version completely: metadata, bodies, index entries.
+void delete_record(rocksdb::WriteBatch& batch, const Store& store, const RequestRecord& r,
+                   rocksdb::Status& status) {
+  if (status.ok()) {
+    status = batch.Delete(store.cf(ColumnFamily::kRecords), keys::record(r.project, r.request_id));
+  }
+  delete_bodies(batch, store, r.project, r.request_id, status);
+  index_ops(batch, store, r, /*put=*/false, status);
+}
+
+}  // namespace
+
+std::string_view column_family_name(ColumnFamily cf) {
+  return kCfNames.at(static_cast<std::size_t>(cf));
+}
+
+Error status_error(std::string_view context, const rocksdb::Status& status) {
+  return storage_error(std::string(context) + ": " + status.ToString());
+}
+
+std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw StorageError("cannot create storage.path " + path + ": " + ec.message());
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = options.max_background_jobs;
+  // A torn WAL tail after a hard kill is expected; recover up to it.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_total_bytes);
+  db_options.keep_log_file_num = 4;
+
+  const auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  const auto compression = pick_compression();
+
+  auto base_cf_options = [&](bool bloom) {
+    rocksdb::ColumnFamilyOptions o;
+    rocksdb::BlockBasedTableOptions t;
+    t.block_cache = cache;
+    if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+    o.compression = compression;
+    o.write_buffer_size = options.write_buffer_bytes;
+    // Retention leaves runs of point tombstones at the old end of each
+    // index; compact files that are mostly deletions so scans stay fast.
+    o.table_properties_collector_factories.emplace_back(
+        rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/16384,
+                                                      /*deletion_trigger=*/8192));
+    return o;
+  };
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (std::size_t i = 0; i < kCfNames.size(); ++i) {
+    const auto which = static_cast<ColumnFamily>(i);
+    // Point lookups (by id, and "does the old version exist" on every write)
+    // hit records; bloom filters make the common miss cheap.
+    rocksdb::ColumnFamilyOptions o =
+        base_cf_options(which == ColumnFamily::kRecords || which == ColumnFamily::kBodies ||
+                        which == ColumnFamily::kScores);
+    if (which == ColumnFamily::kBodies) {
+      o.write_buffer_size = options.bodies_write_buffer_bytes;
+      o.enable_blob_files = true;
+      o.min_blob_size = options.blob_min_size;
+      o.blob_compression_type = compression;
+      // Retention deletes bodies; without blob GC their space never returns.
+      o.enable_blob_garbage_collection = true;
+    }
+    descriptors.emplace_back(std::string(kCfNames[i]), o);
+  }
+
+  // RocksDB refuses to open a database without naming every column family on
+  // disk, including "default" and any created by a newer arbiter.
+  std::vector<std::string> existing;
+  const rocksdb::Status list_status = rocksdb::DB::ListColumnFamilies(db_options, path, &existing);
+  if (list_status.IsCorruption()) throw_open_error(path, list_status);
+  // Any other failure (typically: no database yet) → open creates it.
+  const std::size_t known_count = descriptors.size();
+  bool has_default = false;
+  for (const auto& name : existing) {
+    if (name == rocksdb::kDefaultColumnFamilyName) has_default = true;
+    if (std::find(kCfNames.begin(), kCfNames.end(), name) == kCfNames.end()) {
+      descriptors.emplace_back(name, base_cf_options(false));
+    }
+  }
+  if (!has_default) {
+    descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, base_cf_options(false));
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  const rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &handles, &db);
+  if (!s.ok()) throw_open_error(path, s);
+
+  std::unique_ptr<Store> store(new Store());
+  store->path_ = path;
+  store->db_ = db;
+  store->handles_.assign(handles.begin(),
+                         handles.begin() + static_cast<std::ptrdiff_t>(known_count));
+  store->unknown_handles_.assign(handles.begin() + static_cast<std::ptrdiff_t>(known_count),
+                                 handles.end());
+  return store;
+}
+
+Store::~Store() {
+  (void)close();
+}
+
+Expected<void> Store::close() {
+  if (db_ == nullptr) return {};
+  Expected<void> result;
+  const rocksdb::Status sync = db_->SyncWAL();
+  if (!sync.ok()) result = status_error("sync WAL on close", sync);
+  for (auto* h : handles_) {
+    const rocksdb::Status s = db_->DestroyColumnFamilyHandle(h);
+    if (!s.ok() && result.ok()) result = status_error("close column family", s);
+  }
+  for (auto* h : unknown_handles_) {
+    const rocksdb::Status s = db_->DestroyColumnFamilyHandle(h);
+    if (!s.ok() && result.ok()) result = status_error("close column family", s);
+  }
+  handles_.clear();
+  unknown_handles_.clear();
+  const rocksdb::Status closed = db_->Close();
+  if (!closed.ok() && result.ok()) result = status_error("close database", closed);
+  delete db_;
+  db_ = nullptr;
+  return result;
+}
+
+Expected<void> Store::write(std::span<const RequestRecord* const> records, bool sync) {
+  if (db_ == nullptr) return unavailable("storage is closed");
+  if (records.empty()) return {};
+
+  // Look up earlier versions of these ids in one MultiGet: with bloom
+  // filters the usual answer ("none") costs no disk read.
+  std::vector<std::string> record_keys;
+  record_keys.reserve(records.size());
+  for (const auto* r : records) record_keys.push_back(keys::record(r->project, r->request_id));
+  std::vector<rocksdb::Slice> key_slices(record_keys.begin(), record_keys.end());
+  std::vector<rocksdb::PinnableSlice> old_values(records.size());
+  std::vector<rocksdb::Status> statuses(records.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords), key_slices.size(),
+                key_slices.data(), old_values.data(), statuses.data());
+
+  rocksdb::WriteBatch batch;
+  rocksdb::Status status;
+  // Later records in the same batch may replace earlier ones.
+  std::unordered_map<std::string_view, const RequestRecord*> in_batch;
+  for (std::size_t i = 0; i < records.size() && status.ok(); ++i) {
+    const RequestRecord& r = *records[i];
+    if (auto it = in_batch.find(record_keys[i]); it != in_batch.end()) {
+      delete_record(batch, *this, *it->second, status);
+    } else if (statuses[i].ok()) {
+      auto old = decode_metadata(view(old_values[i]));
+      if (old.ok()) {
+        old->project = r.project;  // key-derived; robust even if the value disagrees
+        old->request_id = r.request_id;
+        delete_record(batch, *this, *old, status);
+      } else {
+        // Unreadable old version: its index entries cannot be derived. The
+        // new version still replaces it; query-time checks skip stale entries.
+        delete_bodies(batch, *this, r.project, r.request_id, status);
+      }
+    } else if (!statuses[i].IsNotFound()) {
+      return status_error("read previous version of request " + r.request_id, statuses[i]);
+    }
+    in_batch[record_keys[i]] = &r;
+
+    if (status.ok()) {
+      status = batch.Put(cf(ColumnFamily::kRecords), record_keys[i], encode_metadata(r));
+    }
+    const std::pair<keys::BodyKind, const std::string*> bodies[] = {
+        {keys::BodyKind::kRequest, &r.request_body},
+        {keys::BodyKind::kResponse, &r.response_body},
+        {keys::BodyKind::kStreamRaw, &r.stream_raw}};
+    for (const auto& [kind, bytes] : bodies) {
+      if (!bytes->empty() && status.ok()) {
+        status =
+            batch.Put(cf(ColumnFamily::kBodies), keys::body(r.project, r.request_id, kind), *bytes);
+      }
+    }
+    index_ops(batch, *this, r, /*put=*/true, status);
+  }
+  if (!status.ok()) return status_error("build write batch", status);
+
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  wo.disableWAL = false;
+  const rocksdb::Status s = db_->Write(wo, &batch);
+  if (!s.ok()) return status_error("write batch", s);
+  return {};
+}
+
+Expected<void> Store::sync_wal() {
+  if (db_ == nullptr) return unavailable("storage is closed");
+  const rocksdb::Status s = db_->SyncWAL();
+  if (!s.ok()) return status_error("sync WAL", s);
+  return {};
+}
+
+Expected<std::optional<RequestRecord>> Store::get(std::string_view project, std::string_view id,
+                                                  bool include_bodies,
+                                                  const rocksdb::Snapshot* snapshot) const {
+  if (db_ == nullptr) return unavailable("storage is closed");
+  if (project.empty() || !valid_request_id(id)) return std::optional<RequestRecord>{};
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s =
+      db_->Get(ro, cf(ColumnFamily::kRecords), keys::record(project, id), &value);
+  if (s.IsNotFound()) return std::optional<RequestRecord>{};
+  if (!s.ok()) return status_error("read request " + std::string(id), s);
+  auto decoded = decode_metadata(view(value));
+  if (!decoded.ok()) {
+    return storage_error("request " + std::string(id) + ": " + decoded.error().message);
+  }
+  RequestRecord r = std::move(decoded).value();
+  if (include_bodies) {
+    std::array<std::string, 3> body_keys;
+    std::array<rocksdb::Slice, 3> slices;
+    for (std::size_t i = 0; i < kBodyKinds.size(); ++i) {
+      body_keys[i] = keys::body(project, id, kBodyKinds[i]);
+      slices[i] = slice(body_keys[i]);
+    }
+    std::array<rocksdb::PinnableSlice, 3> values;
+    std::array<rocksdb::Status, 3> statuses;
+    db_->MultiGet(ro, cf(ColumnFamily::kBodies), slices.size(), slices.data(), values.data(),
+                  statuses.data());
+    std::string* targets[] = {&r.request_body, &r.response_body, &r.stream_raw};
+    for (std::size_t i = 0; i < kBodyKinds.size(); ++i) {
+      if (statuses[i].IsNotFound()) continue;
+      if (!statuses[i].ok()) {
+        return status_error("read body of request " + std::string(id), statuses[i]);
+      }
+      targets[i]->assign(values[i].data(), values[i].size());
+    }
+  }
+  return std::optional<RequestRecord>(std::move(r));
+}
+
+Expected<bool> Store::contains(std::string_view project, std::string_view id) const {
+  if (db_ == nullptr) return unavailable("storage is closed");
+  if (project.empty() || !valid_request_id(id)) return false;
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords),
+                                     keys::record(project, id), &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return status_error("read request " + std::string(id), s);
+  return true;
+}
+
+Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us,
+                                                  const std::atomic<bool>* cancel) {
+  if (db_ == nullptr) return unavailable("storage is closed");
+  RetentionStats stats;
+  rocksdb::WriteBatch batch;
+  std::size_t in_batch = 0;
+  auto flush = [&]() -> Expected<void> {
+    if (in_batch == 0) return {};
+    const rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+    batch.Clear();
+    in_batch = 0;
+    if (!s.ok()) return status_error("retention delete", s);
+    return {};
+  };
+
+  // Walk the time index project by project: within a project everything
+  // older than the cutoff is one contiguous key range at its start. Point
+  // deletes rather than DeleteRange on idx_time: a record written late with
+  // an old created_at (manual log ingestion) could land inside the range
+  // after the scan, and a range tombstone would orphan it from the index.
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(ColumnFamily::kIdxTime)));
+  it->SeekToFirst();
+  while (it->Valid()) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) break;
+    const std::string_view key = view(it->key());
+    const std::size_t terminator = key.find('\0');
+    if (terminator == std::string_view::npos) {
+      it->Next();  // not one of ours; leave it alone
+      continue;
+    }
+    const std::string prefix(key.substr(0, terminator + 1));
+    // The project name, unescaped, for building its other keys.
+    std::string project;
+    for (std::size_t i = 0; i < terminator; ++i) {
+      if (key[i] == '\x01' && i + 1 < terminator) {
+        project.push_back(key[i + 1] == '\x01' ? '\0' : '\x01');
+        ++i;
+      } else {
+        project.push_back(key[i]);
+      }
+    }
+
+    for (; it->Valid(); it->Next()) {
+      const std::string_view k = view(it->key());
+      if (!k.starts_with(prefix)) break;
+      const auto entry = keys::parse_entry(k, prefix.size());
+      if (!entry || entry->ts_us >= cutoff_us) break;
+
+      rocksdb::PinnableSlice value;
+      const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords),
+                                         keys::record(project, entry->id), &value);
+      rocksdb::Status bs;
+      std::optional<RequestRecord> record;
+      if (s.ok()) {
+        auto decoded = decode_metadata(view(value));
+        if (decoded.ok()) record = std::move(decoded).value();
+      } else if (!s.IsNotFound()) {
+        return status_error("retention read", s);
+      }
+      if (record && record->created_at_us == entry->ts_us) {
+        record->project = project;
+        record->request_id = std::string(entry->id);
+        delete_record(batch, *this, *record, bs);
+        ++stats.records_deleted;
+      } else {
+        // The record is gone, unreadable, or a newer version with another
+        // time: only this entry is stale.
+        bs = batch.Delete(cf(ColumnFamily::kIdxTime), it->key());
+        ++stats.stale_entries_deleted;
+      }
+      if (!bs.ok()) return status_error("retention batch", bs);
+      if (++in_batch >= kRetentionBatch) {
+        if (auto r = flush(); !r.ok()) return std::move(r).error();
+        if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) break;
+      }
+    }
+    if (!it->status().ok()) return status_error("retention scan", it->status());
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) break;
+    // Skip the rest of this project (all newer than the cutoff).
+    it->Seek(keys::prefix_end(prefix));
+  }
+  if (!it->status().ok()) return status_error("retention scan", it->status());
+  if (auto r = flush(); !r.ok()) return std::move(r).error();
+  return stats;
+}
+
+}  // namespace arbiter::scoring
