@@ -25,19 +25,105 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return out;
 }
 
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out.push_back(' ');
+    } else if (in[i] == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 && hex_value(in[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+// Nesting deeper than this is refused before it can exhaust the stack.
+constexpr int kMaxJsonDepth = 64;
+
+bool json_too_deep(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+std::optional<std::string> ApiCall::query(std::string_view name) const {
+  const std::string_view target = request.target();
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (percent_decode(pair.substr(0, eq)) == name) {
+      return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<nlohmann::json> ApiCall::json_body(ApiResponse& error) const {
+  const std::string& body = request.body();
+  if (body.empty()) {
+    error = ApiRouter::error(400, "request body must be a JSON object");
+    return std::nullopt;
+  }
+  if (json_too_deep(body)) {
+    error = ApiRouter::error(400, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    return std::nullopt;
+  }
+  try {
+    return nlohmann::json::parse(body);
+  } catch (const nlohmann::json::parse_error& e) {
+    error = ApiRouter::error(400, std::string("malformed JSON: ") + e.what());
+    return std::nullopt;
+  }
+}
 
 ApiRouter::ApiRouter(std::shared_ptr<const Config> config, const Metrics& metrics) : config_(std::move(config)) {
   add(http::verb::get, "/healthz", false, [](const ApiCall&) {
     return json(200, {{"status", "ok"}});
   });
-  add(http::verb::get, "/metrics", false, [&metrics](const ApiCall&) {
+  add(http::verb::get, "/metrics", false, [this, &metrics](const ApiCall&) {
     ApiResponse res{http::status::ok, 11};
     res.set(http::field::content_type, "text/plain; version=0.0.4");
     res.body() = metrics.render_prometheus();
+    for (const auto& source : metrics_sources_) res.body() += source();
     res.prepare_payload();
     return res;
   });
+}
+
+void ApiRouter::add_metrics_source(std::function<std::string()> source) {
+  metrics_sources_.push_back(std::move(source));
 }
 
 void ApiRouter::add(http::verb method, std::string pattern, bool authenticated, Handler handler) {

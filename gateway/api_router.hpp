@@ -7,6 +7,7 @@
 // envelope {"data": ..., "error": null} / {"data": null, "error": "message"}.
 
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,7 +15,7 @@
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "gateway/config.hpp"
 
@@ -31,6 +32,12 @@ struct ApiCall {
   std::string_view path;                     // target without the query
   std::vector<std::string_view> params;      // path segments captured by {} in the pattern
   const ProjectConfig* project = nullptr;    // set for authenticated routes
+
+  // The query-string parameter `name`, percent-decoded; nullopt if absent.
+  std::optional<std::string> query(std::string_view name) const;
+  // The body parsed as JSON (depth-limited). On failure returns nullopt and
+  // sets `error` to a 400 response naming the problem.
+  std::optional<nlohmann::json> json_body(ApiResponse& error) const;
 };
 
 class ApiRouter {
@@ -46,6 +53,10 @@ class ApiRouter {
 
   ApiResponse handle(const ApiRequest& request) const;
 
+  // Adds Prometheus text to GET /metrics (e.g. the request log's counters).
+  // Not thread-safe: register before serving. `source` must be thread-safe.
+  void add_metrics_source(std::function<std::string()> source);
+
   // Response helpers, shared by every route.
   static ApiResponse json(unsigned status, const nlohmann::json& body, unsigned version = 11);
   static ApiResponse ok(const nlohmann::json& data, unsigned status = 200);
@@ -60,6 +71,7 @@ class ApiRouter {
   };
   std::shared_ptr<const Config> config_;
   std::vector<Route> routes_;
+  std::vector<std::function<std::string()>> metrics_sources_;
 };
 
 }  // namespace arbiter::gateway

@@ -6,6 +6,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cmath>
+#include <set>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -279,6 +281,8 @@ class Loader {
   std::vector<UpstreamConfig> upstreams(const std::optional<Entry>& at) const;
   UpstreamConfig upstream(const Entry& at, SeenNames& seen) const;
   std::vector<ProjectConfig> projects(const std::optional<Entry>& at) const;
+  std::vector<ModelPrice> pricing(const Entry& at) const;
+  double number(const Entry& at, double min, double max) const;
   std::string unique_name(const Entry& at, std::string_view kind, SeenNames& seen) const;
   void not_supported_yet(const std::optional<Entry>& at) const;
 
@@ -344,7 +348,7 @@ Config Loader::load_root(const YAML::Node& root) const {
   const Entry top_entry{"", line_of(root.Mark(), 0), root};
   if (!root.IsNull() && !root.IsMap()) fail(top_entry, "expected a mapping at the top level");
   const MapReader top(*this, top_entry,
-                      {"server", "storage", "upstreams", "projects", "evaluators", "webhooks"});
+                      {"server", "storage", "upstreams", "projects", "pricing", "evaluators", "webhooks"});
 
   Config config;
   config.source_file = source_;
@@ -353,6 +357,7 @@ Config Loader::load_root(const YAML::Node& root) const {
   if (auto at = top.find("storage")) config.storage = storage(*at);
   config.upstreams = upstreams(top.find("upstreams"));
   config.projects = projects(top.find("projects"));
+  if (auto at = top.find("pricing")) config.pricing = pricing(*at);
   not_supported_yet(top.find("evaluators"));
   not_supported_yet(top.find("webhooks"));
 
@@ -448,7 +453,9 @@ TlsConfig Loader::tls(const Entry& at) const {
 }
 
 StorageConfig Loader::storage(const Entry& at) const {
-  const MapReader m(*this, at, {"path", "durability", "retention_days"});
+  const MapReader m(*this, at,
+                    {"path", "durability", "retention_days", "queue_capacity", "batch_window_ms",
+                     "max_logged_body_bytes"});
   StorageConfig s;
   if (auto e = m.find("path")) {
     s.path = text(*e).value;
@@ -468,7 +475,44 @@ StorageConfig Loader::storage(const Entry& at) const {
   if (auto e = m.find("retention_days")) {
     s.retention_days = static_cast<unsigned>(integer(*e, 0, std::numeric_limits<unsigned>::max()));
   }
+  if (auto e = m.find("queue_capacity")) s.queue_capacity = integer(*e, 1, 1u << 24);
+  if (auto e = m.find("batch_window_ms")) s.batch_window = millis(*e, false);
+  if (auto e = m.find("max_logged_body_bytes")) s.max_logged_body_bytes = integer(*e, 0, 64u << 20);
   return s;
+}
+
+std::vector<ModelPrice> Loader::pricing(const Entry& at) const {
+  std::vector<ModelPrice> out;
+  std::set<std::string> seen;
+  for (const Entry& item : items(at)) {
+    const MapReader m(*this, item, {"model", "input_per_million", "output_per_million"});
+    ModelPrice p;
+    const Entry model = m.require("model");
+    p.model = text(model).value;
+    if (p.model.empty()) fail(model, "must not be empty");
+    if (p.model.find('*') != std::string::npos && p.model.find('*') != p.model.size() - 1) {
+      fail(model, "'*' is only allowed at the end");
+    }
+    if (!seen.insert(p.model).second) fail(model, "duplicate model '" + p.model + "'");
+    p.input_per_million = number(m.require("input_per_million"), 0, 1e6);
+    p.output_per_million = number(m.require("output_per_million"), 0, 1e6);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+double Loader::number(const Entry& at, double min, double max) const {
+  if (!at.value.IsScalar() || at.value.Tag() != "?") fail(at, "expected a number");
+  const Text t = expand(at, at.value.Scalar());
+  const std::string& v = t.value;
+  char* end = nullptr;
+  errno = 0;
+  const double d = v.empty() ? 0 : std::strtod(v.c_str(), &end);
+  if (v.empty() || end != v.c_str() + v.size() || errno != 0 || !std::isfinite(d)) fail(at, "expected a number");
+  if (d < min || d > max) {
+    fail(at, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  }
+  return d;
 }
 
 std::vector<UpstreamConfig> Loader::upstreams(const std::optional<Entry>& at) const {
@@ -673,6 +717,22 @@ bool Loader::boolean(const Entry& at) const {
 }
 
 }  // namespace
+
+const ModelPrice* Config::price_for(std::string_view model) const {
+  const ModelPrice* best = nullptr;
+  std::size_t best_len = 0;
+  for (const auto& p : pricing) {
+    if (p.model == model) return &p;
+    if (!p.model.empty() && p.model.back() == '*') {
+      const std::string_view prefix(p.model.data(), p.model.size() - 1);
+      if (model.substr(0, prefix.size()) == prefix && prefix.size() >= best_len) {
+        best = &p;
+        best_len = prefix.size();
+      }
+    }
+  }
+  return best;
+}
 
 const UpstreamConfig* Config::find_upstream(std::string_view name) const {
   for (const auto& u : upstreams) {

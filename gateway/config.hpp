@@ -64,6 +64,17 @@ struct StorageConfig {
   std::string path = "./data";
   Durability durability = Durability::relaxed;
   unsigned retention_days = 0;  // 0 = keep forever
+  std::size_t queue_capacity = 65536;            // records waiting for the storage thread; full → dropped + counted
+  std::chrono::milliseconds batch_window{5};     // relaxed: longest time written records stay un-fsynced
+  std::size_t max_logged_body_bytes = 1 << 20;   // per body; larger bodies are stored truncated (flagged)
+};
+
+// Price of a model, in USD per million tokens. `model` is exact, or a prefix
+// ending in '*' ("gpt-4o-mini*"); the most specific match wins.
+struct ModelPrice {
+  std::string model;
+  double input_per_million = 0;
+  double output_per_million = 0;
 };
 
 struct UpstreamConfig {
@@ -101,8 +112,11 @@ struct Config {
   StorageConfig storage;
   std::vector<UpstreamConfig> upstreams;  // at least one; the first is the default
   std::vector<ProjectConfig> projects;    // at least one
+  std::vector<ModelPrice> pricing;        // unknown models have unknown cost
 
   const UpstreamConfig* find_upstream(std::string_view name) const;
+  // Exact match first, then the longest matching '*' prefix; nullptr if none.
+  const ModelPrice* price_for(std::string_view model) const;
 };
 
 // Loads and validates a config file. ${VAR} and ${VAR:-default} are expanded in

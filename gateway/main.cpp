@@ -10,9 +10,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/api_router.hpp"
 #include "gateway/config.hpp"
 #include "gateway/log.hpp"
+#include "gateway/request_api.hpp"
+#include "gateway/request_logger.hpp"
 #include "gateway/server.hpp"
+#include "scoring/request_log.hpp"
+#include "scoring/store.hpp"
 
 namespace {
 
@@ -21,6 +26,24 @@ constexpr const char* kUsage =
     "  --config FILE   the YAML configuration (see conf/arbiter.yaml)\n"
     "  --check         validate the configuration and exit (0 = valid)\n"
     "  --version       print the version and exit\n";
+
+std::string log_metrics(const arbiter::scoring::RequestLog& log) {
+  const auto c = log.counters();
+  std::string out;
+  auto add = [&out](const char* name, const char* type, const char* help, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
+           std::to_string(v) + "\n";
+  };
+  add("arbiter_log_records_submitted_total", "counter", "Records accepted into the storage queue.", c.submitted);
+  add("arbiter_log_records_written_total", "counter", "Records written to RocksDB.", c.written);
+  add("arbiter_log_records_dropped_total", "counter", "Records dropped because the storage queue was full.", c.dropped);
+  add("arbiter_log_write_errors_total", "counter", "Failed storage writes or WAL syncs.", c.write_errors);
+  add("arbiter_log_records_failed_total", "counter", "Records in failed storage writes.", c.failed_records);
+  add("arbiter_log_batches_total", "counter", "Storage write batches.", c.batches);
+  add("arbiter_log_queue_depth", "gauge", "Records waiting for the storage thread.", c.queue_depth);
+  add("arbiter_log_retention_deleted_total", "counter", "Records removed by retention.", c.retention_deleted);
+  return out;
+}
 
 void print_listening(const char* listener, const boost::asio::ip::tcp::endpoint& ep) {
   const auto addr = ep.address();
@@ -83,8 +106,29 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  std::unique_ptr<arbiter::scoring::RequestLog> request_log;
   try {
-    Server server(config);
+    arbiter::scoring::RequestLogOptions options;
+    options.path = config->storage.path;
+    options.durability = config->storage.durability == Durability::strict ? arbiter::scoring::Durability::kStrict
+                                                                           : arbiter::scoring::Durability::kRelaxed;
+    options.queue_capacity = config->storage.queue_capacity;
+    options.batch_window = config->storage.batch_window;
+    options.retention_days = config->storage.retention_days;
+    request_log = std::make_unique<arbiter::scoring::RequestLog>(std::move(options));
+  } catch (const std::exception& e) {
+    // Locked, corrupt or unreadable data directory: say which and stop.
+    log::error("cannot open storage", {{"path", config->storage.path}, {"error", e.what()}});
+    std::fprintf(stderr, "arbiter: cannot open storage at %s: %s\n", config->storage.path.c_str(), e.what());
+    return 1;
+  }
+
+  int code = 0;
+  try {
+    RequestLogger logger(*request_log, config);
+    Server server(config, &logger);
+    register_request_routes(server.api(), *request_log);
+    server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
     server.start();
     print_listening("proxy", server.proxy_endpoint());
     print_listening("api", server.api_endpoint());
@@ -96,8 +140,14 @@ int main(int argc, char** argv) {
     server.shutdown();
   } catch (const std::exception& e) {
     log::error("fatal", {{"error", e.what()}});
-    return 1;
+    code = 1;
   }
+  // Every record handed over so far is written and synced before exit.
+  if (auto closed = request_log->close(); !closed) {
+    log::error("storage close failed", {{"error", closed.error().message}});
+    code = 1;
+  }
+  if (code != 0) return code;
   log::info("arbiter stopped");
   return 0;
 }

@@ -6,6 +6,8 @@
 // serializer, as in Beast's relay example).
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -89,6 +91,9 @@ void append_tee(BodyTee& tee, std::size_t limit, const char* data, std::size_t n
 }
 
 // The few things one call needs across its phases.
+struct Call;
+void tee(Call& call, SseTap& tap, bool tee_response, const char* buf, std::size_t n);
+
 struct Call {
   RequestContext ctx;
   ExchangeResult result;
@@ -96,9 +101,29 @@ struct Call {
   bool tee_bodies = false;
   std::size_t tee_limit = 0;
   bool reused_connection = false;
+  bool finished = false;  // on_request_end was called
 };
 
 enum class Relay { done, retry_on_fresh_connection };
+
+// Feeds a relayed response piece to the SSE tap and the body tee, after the
+// client already has it.
+void tee(Call& call, SseTap& tap, bool tee_response, const char* buf, std::size_t n) {
+  if (n == 0) return;
+  if (call.result.is_stream) {
+    const bool had_token = tap.has_first_token();
+    tap.feed(std::string_view(buf, n));
+    if (!had_token && tap.has_first_token()) {
+      call.result.time_to_first_token =
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call.ctx.started);
+    }
+  }
+  if (tee_response) {
+    append_tee(call.result.response_body, call.tee_limit, buf, n);
+  } else {
+    call.result.response_body.size += n;
+  }
+}
 
 template <class Stream>
 class ProxySession {
@@ -119,7 +144,11 @@ class ProxySession {
                                bool& keep_alive, bool& upstream_reusable);
   asio::awaitable<bool> send_error(http::status status, std::string_view code, std::string_view message,
                                    bool keep_alive, const std::string* request_id = nullptr);
-  void finish(Call& call, Outcome outcome, int status, std::string error = {});
+  void finish(Call& call, Outcome outcome, int status, std::string error = {},
+              ExchangeObserver::DurableCallback on_durable = {});
+  // storage.durability: strict — finish, then wait (bounded) until the
+  // observer reports the record durable, before the client sees the end.
+  asio::awaitable<void> finish_durably(Call& call);
 
   Worker& w_;
   ServerShared& shared_;
@@ -191,7 +220,10 @@ asio::awaitable<void> ProxySession<Stream>::run() {
 }
 
 template <class Stream>
-void ProxySession<Stream>::finish(Call& call, Outcome outcome, int status, std::string error) {
+void ProxySession<Stream>::finish(Call& call, Outcome outcome, int status, std::string error,
+                                  ExchangeObserver::DurableCallback on_durable) {
+  if (call.finished) return;
+  call.finished = true;
   auto& m = shared_.metrics;
   switch (outcome) {
     case Outcome::completed: inc(m.proxy_responses_completed); break;
@@ -214,7 +246,24 @@ void ProxySession<Stream>::finish(Call& call, Outcome outcome, int status, std::
                                      {"error", call.result.error}});
   }
   shared_.metrics.proxy_requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
-  shared_.observer->on_request_end(call.ctx, std::move(call.result));
+  shared_.observer->on_request_end(call.ctx, std::move(call.result), std::move(on_durable));
+}
+
+template <class Stream>
+asio::awaitable<void> ProxySession<Stream>::finish_durably(Call& call) {
+  // The callback may run on the storage thread after this coroutine has given
+  // up waiting, so everything it touches is shared.
+  struct Wait {
+    explicit Wait(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+  };
+  auto wait = std::make_shared<Wait>(s_.get_executor());
+  wait->timer.expires_after(std::chrono::seconds(30));
+  finish(call, Outcome::completed, 0, {}, [wait](bool) {
+    asio::post(wait->timer.get_executor(), [wait] { wait->timer.cancel(); });
+  });
+  error_code ec;
+  co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 template <class Stream>
@@ -316,6 +365,11 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
     }
   }
   upreq.set(http::field::host, host_header(up));
+  if (shared_.observer->wants_bodies()) {
+    // Logged bodies must be readable by queries and evaluators; compression
+    // only saves bytes on the provider leg, so ask for identity there.
+    upreq.set(http::field::accept_encoding, "identity");
+  }
   const bool client_sent_provider_key = (hh.has_authorization && !authorization_is_arbiter_key) || hh.has_api_key_header;
   if (!client_sent_provider_key && !up.api_key.empty()) {
     upreq.set(http::field::authorization, "Bearer " + up.api_key);
@@ -522,9 +576,15 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   SseTap tap;
   const bool tee_response = call.tee_bodies && !call.ctx.omit_response;
   bool header_sent = false;
+  bool teed_last = false;
+  const bool strict = shared_.observer->wants_durable_ack();
   if (rp.is_done() || conn.buffer().size() == 0) {
     // Nothing of the body is here yet (or there is none): send the header now
     // so a slow first token does not hold the status back.
+    if (rp.is_done()) {
+      upstream_reusable = rp.keep_alive();
+      if (strict) co_await finish_durably(call);
+    }
     cl.expires_after(limits.idle_timeout);
     if (rp.is_done()) {
       co_await http::async_write(s_, csr, asio::redirect_error(asio::use_awaitable, ec));
@@ -560,6 +620,17 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     }
     const std::size_t n = kRelayBufferSize - rp.get().body().size;
     if (n == 0 && !rp.is_done()) continue;
+    if (rp.is_done() && strict) {
+      // The last piece: the record must be durable before the client sees the end.
+      tee(call, tap, tee_response, buf, n);
+      teed_last = true;
+      if (call.result.is_stream) {
+        tap.finish();
+        if (tee_response) call.result.stream_reassembled = tap.reassembled().dump();
+      }
+      upstream_reusable = rp.keep_alive();
+      co_await finish_durably(call);
+    }
     res.body().data = n ? buf : nullptr;
     res.body().size = n;
     res.body().more = !rp.is_done();
@@ -574,23 +645,13 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
       co_return Relay::done;
     }
     header_sent = true;
-    if (n == 0) continue;
-    if (call.result.is_stream) {
-      const bool had_token = tap.has_first_token();
-      tap.feed(std::string_view(buf, n));
-      if (!had_token && tap.has_first_token()) {
-        call.result.time_to_first_token = std::chrono::duration_cast<std::chrono::microseconds>(
-            std::chrono::steady_clock::now() - call.ctx.started);
-      }
-    }
-    if (tee_response) append_tee(call.result.response_body, call.tee_limit, buf, n);
-    else call.result.response_body.size += n;
+    if (!teed_last) tee(call, tap, tee_response, buf, n);
   }
+  if (call.finished) co_return Relay::done;  // strict: already durable
   if (call.result.is_stream) {
     tap.finish();
     if (tee_response) call.result.stream_reassembled = tap.reassembled().dump();
   }
-
   upstream_reusable = rp.keep_alive();
   finish(call, Outcome::completed, 0);
   co_return Relay::done;

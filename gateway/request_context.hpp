@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -73,10 +74,19 @@ class ExchangeObserver {
   // Whether the proxy should tee bodies (up to body_tee_limit bytes each).
   virtual bool wants_bodies() const { return false; }
   virtual std::size_t body_tee_limit() const { return 1 << 20; }
+  // storage.durability: strict — the proxy holds a response's last bytes
+  // until the observer reports the record durable.
+  virtual bool wants_durable_ack() const { return false; }
   // The call was authorised and has its id; it is about to be forwarded.
   virtual void on_request_start(const RequestContext&) {}
-  // The call is over: completed, failed or cancelled. Called exactly once per on_request_start.
-  virtual void on_request_end(const RequestContext&, ExchangeResult&&) {}
+  // The call is over: completed, failed or cancelled. Called exactly once per
+  // on_request_start. When `on_durable` is set, the observer calls it exactly
+  // once, from any thread: true once the record is durable, false if it will
+  // not be stored.
+  using DurableCallback = std::function<void(bool ok)>;
+  virtual void on_request_end(const RequestContext&, ExchangeResult&&, DurableCallback on_durable) {
+    if (on_durable) on_durable(true);
+  }
 };
 
 // --- Helicone header handling (pure functions; unit-tested) ---------------

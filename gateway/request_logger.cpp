@@ -1,0 +1,138 @@
+#include "gateway/request_logger.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace arbiter::gateway {
+namespace {
+
+std::int64_t unix_us(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+// Bodies are parsed only when complete: a truncated prefix is not JSON.
+nlohmann::json parse_object(const BodyTee& tee) {
+  if (tee.truncated || tee.bytes.empty()) return nullptr;
+  auto j = nlohmann::json::parse(tee.bytes, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() ? j : nlohmann::json(nullptr);
+}
+
+std::optional<std::int64_t> int_field(const nlohmann::json& o, const char* key) {
+  auto it = o.find(key);
+  if (it == o.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<std::int64_t>();
+}
+
+std::string string_field(const nlohmann::json& o, const char* key) {
+  if (!o.is_object()) return {};
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+void take_usage(const nlohmann::json& usage, scoring::RequestRecord& rec) {
+  if (!usage.is_object()) return;
+  // Chat/completions name them prompt/completion; the Responses API and
+  // Anthropic-style providers say input/output.
+  rec.prompt_tokens = int_field(usage, "prompt_tokens");
+  if (!rec.prompt_tokens) rec.prompt_tokens = int_field(usage, "input_tokens");
+  rec.completion_tokens = int_field(usage, "completion_tokens");
+  if (!rec.completion_tokens) rec.completion_tokens = int_field(usage, "output_tokens");
+  rec.total_tokens = int_field(usage, "total_tokens");
+  if (!rec.total_tokens && rec.prompt_tokens && rec.completion_tokens) {
+    rec.total_tokens = *rec.prompt_tokens + *rec.completion_tokens;
+  }
+}
+
+int record_status(const ExchangeResult& r) {
+  switch (r.outcome) {
+    case Outcome::upstream_unreachable: return -1;
+    case Outcome::upstream_timeout: return -2;
+    case Outcome::client_cancelled: return -3;
+    default: return r.status;
+  }
+}
+
+}  // namespace
+
+scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& result, const Config& config) {
+  scoring::RequestRecord rec;
+  rec.request_id = ctx.request_id;
+  rec.project = ctx.project;
+  rec.created_at_us = unix_us(ctx.created_at);
+  rec.response_at_us = unix_us(result.response_at);
+  rec.latency_ms = static_cast<double>(result.latency.count()) / 1000.0;
+  if (result.time_to_first_token) {
+    rec.time_to_first_token_ms = static_cast<double>(result.time_to_first_token->count()) / 1000.0;
+  }
+  rec.method = ctx.method;
+  rec.path = ctx.target;
+  rec.upstream = ctx.upstream;
+  rec.status = record_status(result);
+  rec.user_id = ctx.user_id;
+  rec.session_id = ctx.session_id;
+  rec.session_path = ctx.session_path;
+  rec.session_name = ctx.session_name;
+  rec.properties = ctx.properties;
+  rec.is_stream = result.is_stream;
+  rec.error_message = std::move(result.error);
+
+  const nlohmann::json req = parse_object(result.request_body);
+  rec.request_model = string_field(req, "model");
+  if (rec.user_id.empty()) rec.user_id = string_field(req, "user");
+  rec.request_size = static_cast<std::int64_t>(result.request_body.size);
+  rec.request_omitted = ctx.omit_request;
+  if (!ctx.omit_request) {
+    rec.request_body = std::move(result.request_body.bytes);
+    rec.request_truncated = result.request_body.truncated;
+  }
+
+  rec.response_size = static_cast<std::int64_t>(result.response_body.size);
+  rec.response_omitted = ctx.omit_response;
+  nlohmann::json res;
+  if (result.is_stream) {
+    // The reassembled completion is what evaluators and queries read; the raw
+    // SSE bytes are kept (up to the cap) for fidelity.
+    if (!result.stream_reassembled.empty()) {
+      res = nlohmann::json::parse(result.stream_reassembled, nullptr, false);
+    }
+    if (!ctx.omit_response) {
+      rec.response_body = std::move(result.stream_reassembled);
+      rec.stream_raw = std::move(result.response_body.bytes);
+      rec.response_truncated = result.response_body.truncated;
+    }
+  } else {
+    res = parse_object(result.response_body);
+    if (!ctx.omit_response) {
+      rec.response_body = std::move(result.response_body.bytes);
+      rec.response_truncated = result.response_body.truncated;
+    }
+  }
+  if (res.is_object()) {
+    rec.response_model = string_field(res, "model");
+    if (auto u = res.find("usage"); u != res.end()) take_usage(*u, rec);
+  }
+
+  if (rec.prompt_tokens && rec.completion_tokens) {
+    if (const ModelPrice* price = config.price_for(rec.model())) {
+      rec.cost_usd = (static_cast<double>(*rec.prompt_tokens) * price->input_per_million +
+                      static_cast<double>(*rec.completion_tokens) * price->output_per_million) /
+                     1e6;
+    }
+  }
+  return rec;
+}
+
+RequestLogger::RequestLogger(scoring::RequestLog& log, std::shared_ptr<const Config> config)
+    : log_(log), config_(std::move(config)) {}
+
+void RequestLogger::on_request_start(const RequestContext& ctx) { log_.inflight().add(ctx.project, ctx.request_id); }
+
+void RequestLogger::on_request_end(const RequestContext& ctx, ExchangeResult&& result, DurableCallback on_durable) {
+  scoring::RequestRecord rec = build_record(ctx, std::move(result), *config_);
+  std::function<void(bool)> cb = on_durable;
+  const bool queued = log_.submit(std::move(rec), std::move(cb));
+  // Only now: known() must not see a gap between "in flight" and "queued".
+  log_.inflight().remove(ctx.project, ctx.request_id);
+  if (!queued && on_durable) on_durable(false);
+}
+
+}  // namespace arbiter::gateway
