@@ -52,7 +52,9 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+bool contains(std::string_view s, std::string_view part) {
+  return s.find(part) != std::string_view::npos;
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())) != 0) s.remove_prefix(1);
@@ -202,7 +204,8 @@ Expected<std::string> request_path(const json* url, std::string_view default_pat
     if (start == std::string_view::npos || rest[start] == '#') {
       path = "/";
     } else {
-      path = rest[start] == '/' ? std::string(rest.substr(start)) : "/" + std::string(rest.substr(start));
+      path = rest[start] == '/' ? std::string(rest.substr(start))
+                                : "/" + std::string(rest.substr(start));
     }
   } else if (!u.empty() && u.front() == '/') {
     path = std::string(u);
@@ -210,10 +213,12 @@ Expected<std::string> request_path(const json* url, std::string_view default_pat
     return std::string(default_path);
   }
   if (const std::size_t hash = path.find('#'); hash != std::string::npos) path.resize(hash);
-  if (path.size() > kMaxPathBytes) return field_error("providerRequest.url", "path longer than 8192 bytes");
+  if (path.size() > kMaxPathBytes)
+    return field_error("providerRequest.url", "path longer than 8192 bytes");
   for (const char c : path) {
     const auto b = static_cast<unsigned char>(c);
-    if (b < 0x20 || b == 0x7f) return field_error("providerRequest.url", "contains control characters");
+    if (b < 0x20 || b == 0x7f)
+      return field_error("providerRequest.url", "contains control characters");
   }
   return redact_query(std::move(path));
 }
@@ -227,7 +232,8 @@ struct Extracted {
 
 // The first of `keys` holding a non-negative integer. Anything else (Helicone's
 // -1 placeholders, strings, floats) leaves the count unknown.
-std::optional<std::int64_t> token_count(const json& usage, std::initializer_list<const char*> keys) {
+std::optional<std::int64_t> token_count(const json& usage,
+                                        std::initializer_list<const char*> keys) {
   for (const char* key : keys) {
     auto it = usage.find(key);
     if (it == usage.end()) continue;
@@ -275,7 +281,8 @@ void absorb_event(const json& event, Extracted& out) {
   if (!event.is_object()) return;
   absorb_model(event, "model", out);
   absorb_model(event, "modelVersion", out);  // Google
-  if (auto it = event.find("message"); it != event.end() && it->is_object()) {  // Anthropic message_start
+  if (auto it = event.find("message");
+      it != event.end() && it->is_object()) {  // Anthropic message_start
     absorb_model(*it, "model", out);
     if (auto u = it->find("usage"); u != it->end()) absorb_usage(*u, out);
   }
@@ -321,13 +328,16 @@ void absorb_text(std::string_view text, Extracted& out) {
 
 // --- bodies ------------------------------------------------------------------------
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 // Largest length ≤ cap that does not split a UTF-8 sequence.
 std::size_t utf8_floor(const std::string& s, std::size_t cap) {
   if (cap >= s.size()) return s.size();
   std::size_t n = cap;
-  for (int back = 0; back < 3 && n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80; ++back) --n;
+  for (int back = 0; back < 3 && n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80; ++back)
+    --n;
   return n;
 }
 
@@ -388,14 +398,16 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   if (text_body != nullptr && !text_body->is_string()) {
     return field_error("providerResponse.textBody", "expected a string");
   }
-  if (const json* provider = member(body, "provider"); provider != nullptr && !provider->is_string()) {
+  if (const json* provider = member(body, "provider");
+      provider != nullptr && !provider->is_string()) {
     return field_error("provider", "expected a string");
   }
 
   Secrets secrets;
   for (const auto& field : headers) secrets.consider(field.name_string(), field.value());
   if (const json* response_headers = member(*response, "headers")) {
-    if (!response_headers->is_object()) return field_error("providerResponse.headers", "expected an object");
+    if (!response_headers->is_object())
+      return field_error("providerResponse.headers", "expected an object");
     for (const auto& [name, value] : response_headers->items()) {
       if (value.is_string()) secrets.consider(name, value.get_ref<const std::string&>());
     }
@@ -427,7 +439,8 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   // --- status ------------------------------------------------------------------------
   record.status = 200;
   if (const json* status = member(*response, "status")) {
-    if (!status->is_number_integer()) return field_error("providerResponse.status", "expected an integer");
+    if (!status->is_number_integer())
+      return field_error("providerResponse.status", "expected an integer");
     const bool in_range =
         !(status->is_number_unsigned() && status->get<std::uint64_t>() > 599) &&
         ((status->get<std::int64_t>() >= 100 && status->get<std::int64_t>() <= 599) ||
@@ -441,7 +454,8 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   if (const json* cost = member(*response, "cost")) {
     if (!cost->is_number()) return field_error("providerResponse.cost", "expected a number");
     const double usd = cost->get<double>();
-    if (!std::isfinite(usd) || usd < 0) return field_error("providerResponse.cost", "expected a non-negative number");
+    if (!std::isfinite(usd) || usd < 0)
+      return field_error("providerResponse.cost", "expected a non-negative number");
     record.cost_usd = usd;
   }
 
@@ -484,7 +498,9 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   }
   record.properties = from_meta.properties;
   for (const auto& [name, value] : from_call.properties) record.properties[name] = value;
-  const auto pick = [](const std::string& call, const std::string& meta) { return call.empty() ? meta : call; };
+  const auto pick = [](const std::string& call, const std::string& meta) {
+    return call.empty() ? meta : call;
+  };
   record.user_id = pick(from_call.user_id, from_meta.user_id);
   record.session_id = pick(from_call.session_id, from_meta.session_id);
   record.session_path = pick(from_call.session_path, from_meta.session_path);
@@ -499,7 +515,8 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   if (record.user_id.empty()) {
     if (auto it = request_json->find("user"); it != request_json->end() && it->is_string()) {
       record.user_id = it->get<std::string>();
-    } else if (auto meta = request_json->find("metadata"); meta != request_json->end() && meta->is_object()) {
+    } else if (auto meta = request_json->find("metadata");
+               meta != request_json->end() && meta->is_object()) {
       if (auto uid = meta->find("user_id"); uid != meta->end() && uid->is_string()) {  // Anthropic
         record.user_id = uid->get<std::string>();
       }
@@ -512,7 +529,8 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   Extracted extracted;
   if (response_json != nullptr) {
     absorb_event(*response_json, extracted);
-    if (auto it = response_json->find("streamed_data"); it != response_json->end() && it->is_array()) {
+    if (auto it = response_json->find("streamed_data");
+        it != response_json->end() && it->is_array()) {
       for (const auto& event : *it) absorb_event(event, extracted);
     }
   }
@@ -526,8 +544,9 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   }
 
   // --- bodies --------------------------------------------------------------------------------
-  store_body(dump(*request_json), omit_request, secrets,
-             {record.request_body, record.request_size, record.request_truncated, record.request_omitted});
+  store_body(
+      dump(*request_json), omit_request, secrets,
+      {record.request_body, record.request_size, record.request_truncated, record.request_omitted});
   std::string response_text;
   if (text_body != nullptr) {
     response_text = text_body->get<std::string>();
@@ -535,10 +554,12 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
     response_text = dump(*response_json);
   }
   store_body(std::move(response_text), omit_response, secrets,
-             {record.response_body, record.response_size, record.response_truncated, record.response_omitted});
+             {record.response_body, record.response_size, record.response_truncated,
+              record.response_omitted});
 
-  for (std::string* s : {&record.path, &record.request_model, &record.response_model, &record.user_id,
-                         &record.session_id, &record.session_path, &record.session_name}) {
+  for (std::string* s :
+       {&record.path, &record.request_model, &record.response_model, &record.user_id,
+        &record.session_id, &record.session_path, &record.session_name}) {
     secrets.redact(*s);
   }
   for (auto& [name, value] : record.properties) secrets.redact(value);

@@ -25,11 +25,10 @@
 // milliseconds on megabyte bodies, so call it on the blocking pool like every
 // other API handler.
 
-#include <cstdint>
-#include <string_view>
-
 #include <boost/beast/http/fields.hpp>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "scoring/expected.hpp"
 #include "scoring/request_record.hpp"
@@ -52,10 +51,8 @@ inline constexpr std::string_view kManualLogUpstream = "manual";
 // "providerRequest.json: expected an object". Nothing from Authorization,
 // Helicone-Auth or *-api-key headers is stored; where such a value also
 // appears in a body, path, property or id it is replaced by "[REDACTED]".
-scoring::Expected<scoring::RequestRecord> parse_manual_log(const nlohmann::json& body,
-                                                           const boost::beast::http::fields& headers,
-                                                           std::string_view project,
-                                                           std::string_view path_kind,
-                                                           std::int64_t now_us);
+scoring::Expected<scoring::RequestRecord> parse_manual_log(
+    const nlohmann::json& body, const boost::beast::http::fields& headers, std::string_view project,
+    std::string_view path_kind, std::int64_t now_us);
 
 }  // namespace arbiter::gateway

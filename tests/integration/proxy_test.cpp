@@ -2,7 +2,6 @@
 // and the fake OpenAI upstream, over real sockets on port 0.
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 #include <signal.h>
 
 #include <atomic>
@@ -15,6 +14,7 @@
 
 #include "gateway/request_context.hpp"
 #include "tests/support/fake_upstream.hpp"
+#include "tests/support/gateway_harness.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -26,75 +26,35 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-constexpr const char* kKeyA = "test-key-project-a";
-constexpr const char* kKeyB = "test-key-project-b";
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 15]);
-  }
-  return out;
-}
-
 std::uint16_t closed_port() {
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
   return a.local_endpoint().port();  // closed again when `a` goes away
 }
 
-struct Options {
-  std::string server_extra{};  // lines under server:, indented by 2
-  std::string upstream_extra{};  // lines under the upstream, indented by 4
-  std::string base_url{};      // overrides the fake upstream's
-  std::string base_path{};     // appended to the fake upstream's URL
-  FakeUpstreamOptions upstream{};
-  int threads = 2;
-};
-
 class ProxyTest : public ::testing::Test {
  protected:
-  void start(Options opts = {}) {
-    upstream_ = std::make_unique<FakeUpstream>(opts.upstream);
-    const std::string base_url = opts.base_url.empty() ? upstream_->base_url() + opts.base_path : opts.base_url;
-    std::string yaml = "server:\n  proxy_listen: 127.0.0.1:0\n  api_listen: 127.0.0.1:0\n  threads: " + std::to_string(opts.threads) + "\n" +
-                       opts.server_extra + "storage:\n  path: " + (dir_.path() / "data").string() +
-                       "\nupstreams:\n  - name: openai\n    base_url: " + base_url + "\n" + opts.upstream_extra +
-                       "projects:\n  - name: alpha\n    api_keys: [ \"" + kKeyA +
-                       "\" ]\n  - name: beta\n    api_keys: [ { sha256: " + sha256_hex(kKeyB) + " } ]\n";
-    config_path_ = dir_.path() / "arbiter.yaml";
-    write_file(config_path_, yaml);
-    arbiter_ = start_arbiter(arbiter_binary(), config_path_, 20s, dir_.path() / "arbiter.stderr");
+  void start(GatewayOptions opts = {}) {
+    h_ = std::make_unique<GatewayHarness>(std::move(opts));
+    upstream_ = &h_->upstream();
+    arbiter_.proxy_port = h_->proxy_port();
+    arbiter_.api_port = h_->api_port();
+    arbiter_.process = &h_->process();
   }
-
-  HttpClient client() { return HttpClient("127.0.0.1", arbiter_.proxy_port); }
-
-  static Headers auth(Headers more = {}) {
-    more.insert(more.begin(), {"Helicone-Auth", std::string("Bearer ") + kKeyA});
-    return more;
-  }
-
+  HttpClient client() { return h_->proxy_client(); }
+  static Headers auth(Headers more = {}) { return GatewayHarness::auth(std::move(more)); }
   static std::string chat_body(bool stream = false, bool usage = false) {
-    json body = {{"model", "gpt-4o-mini"}, {"messages", {{{"role", "user"}, {"content", "Say hello"}}}}};
-    if (stream) body["stream"] = true;
-    if (usage) body["stream_options"] = {{"include_usage", true}};
-    return body.dump();
+    return GatewayHarness::chat_body(stream, usage);
   }
+  std::string stderr_text() const { return h_->stderr_text(); }
 
-  std::string stderr_text() const {
-    std::ifstream in(dir_.path() / "arbiter.stderr");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-
-  TempDir dir_;
-  std::unique_ptr<FakeUpstream> upstream_;
-  std::filesystem::path config_path_;
-  ArbiterProcess arbiter_;
+  struct {
+    std::uint16_t proxy_port = 0, api_port = 0;
+    ChildProcess* process = nullptr;
+  } arbiter_;
+  std::unique_ptr<GatewayHarness> h_;
+  FakeUpstream* upstream_ = nullptr;
+  TempDir dir_;  // for files a test writes before start()
 };
 
 TEST_F(ProxyTest, ForwardsChatCompletionAndReturnsRequestId) {

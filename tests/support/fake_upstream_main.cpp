@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
         std::cout << kUsage;
         return 0;
       }
+      if (flag != "--host" && flag != "--port" && flag != "--threads" && flag != "--tls-cert" &&
+          flag != "--tls-key")
+        throw std::runtime_error("unknown option " + std::string(flag));
       if (i + 1 >= argc) throw std::runtime_error(std::string(flag) + " needs a value");
       const std::string value = argv[++i];
       if (flag == "--host") {
@@ -77,10 +80,8 @@ int main(int argc, char** argv) {
         opts.threads = static_cast<unsigned>(parse_number(flag, value, 1024));
       } else if (flag == "--tls-cert") {
         cert_file = value;
-      } else if (flag == "--tls-key") {
-        key_file = value;
       } else {
-        throw std::runtime_error("unknown option " + std::string(flag));
+        key_file = value;
       }
     }
     if (cert_file.has_value() != key_file.has_value())

@@ -1,0 +1,94 @@
+#include "tests/support/gateway_harness.hpp"
+
+#include <openssl/evp.h>
+#include <signal.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tests/support/test_cert.hpp"
+
+namespace arbiter::testing {
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 15]);
+  }
+  return out;
+}
+
+GatewayHarness::GatewayHarness(GatewayOptions opts) {
+  upstream_ = std::make_unique<FakeUpstream>(opts.upstream);
+  const std::string base_url = opts.base_url.empty() ? upstream_->base_url() + opts.base_path : opts.base_url;
+  std::string yaml = "server:\n  proxy_listen: 127.0.0.1:0\n  api_listen: 127.0.0.1:0\n  threads: " +
+                     std::to_string(opts.threads) + "\n" + opts.server_extra + "storage:\n  path: " +
+                     (dir_.path() / "data").string() + "\n" + opts.storage_extra +
+                     "upstreams:\n  - name: openai\n    base_url: " + base_url + "\n" + opts.upstream_extra +
+                     "projects:\n  - name: alpha\n    api_keys: [ \"" + kKeyA +
+                     "\" ]\n  - name: beta\n    api_keys: [ { sha256: " + sha256_hex(kKeyB) + " } ]\n" +
+                     opts.top_extra;
+  config_path_ = dir_.path() / "arbiter.yaml";
+  write_file(config_path_, yaml);
+  restart();
+}
+
+GatewayHarness::~GatewayHarness() = default;
+
+void GatewayHarness::restart() {
+  arbiter_ = {};
+  ++starts_;
+  arbiter_ = start_arbiter(arbiter_binary(), config_path_, std::chrono::seconds(20),
+                           dir_.path() / ("arbiter-" + std::to_string(starts_) + ".stderr"));
+}
+
+void GatewayHarness::kill() {
+  arbiter_.process->signal(SIGKILL);
+  arbiter_.process->wait_exit(std::chrono::seconds(10));
+}
+
+std::optional<int> GatewayHarness::terminate(std::chrono::milliseconds timeout) {
+  arbiter_.process->signal(SIGTERM);
+  return arbiter_.process->wait_exit(timeout);
+}
+
+std::string GatewayHarness::stderr_text() const {
+  std::string all;
+  for (int i = 1; i <= starts_; ++i) {
+    std::ifstream in(dir_.path() / ("arbiter-" + std::to_string(i) + ".stderr"));
+    all.append(std::istreambuf_iterator<char>(in), {});
+  }
+  return all;
+}
+
+double GatewayHarness::metric(const std::string& name) const {
+  auto res = api_client().request("GET", "/metrics");
+  std::istringstream in(res.body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
+Headers GatewayHarness::auth(Headers more, const char* key) {
+  more.insert(more.begin(), {"Helicone-Auth", std::string("Bearer ") + key});
+  return more;
+}
+
+Headers GatewayHarness::api_auth(const char* key) { return {{"Authorization", std::string("Bearer ") + key}}; }
+
+std::string GatewayHarness::chat_body(bool stream, bool usage) {
+  nlohmann::json body = {{"model", "gpt-4o-mini"}, {"messages", {{{"role", "user"}, {"content", "Say hello"}}}}};
+  if (stream) body["stream"] = true;
+  if (usage) body["stream_options"] = {{"include_usage", true}};
+  return body.dump();
+}
+
+}  // namespace arbiter::testing
