@@ -1075,3 +1075,61 @@ TEST(ConfigTest, FullExampleLoads) {
 
 }  // namespace
 }  // namespace arbiter::gateway
+
+namespace arbiter::gateway {
+namespace {
+
+TEST(ConfigTest, DockerConfigLoads) {
+  ScopedEnv key("ARBITER_API_KEY", "test-arbiter-key");
+  ScopedEnv openai("OPENAI_API_KEY", std::nullopt);
+  const auto config = load_config(ARBITER_SOURCE_DIR "/conf/docker.yaml");
+  EXPECT_EQ(config->server.proxy.host, "0.0.0.0");
+  EXPECT_EQ(config->storage.path, "/var/lib/arbiter");
+}
+
+TEST(ConfigTest, PricingTableMatchesExactThenLongestPrefix) {
+  const auto config = load_config_from_string(
+      "upstreams:\n  - name: u\n    base_url: http://127.0.0.1:1\nprojects:\n  - name: p\n    api_keys: [k]\n"
+      "pricing:\n"
+      "  - { model: gpt-4o*, input_per_million: 2.5, output_per_million: 10 }\n"
+      "  - { model: gpt-4o-mini*, input_per_million: 0.15, output_per_million: 0.6 }\n"
+      "  - { model: gpt-4o-mini-2024-07-18, input_per_million: 1, output_per_million: 2 }\n",
+      "p.yaml");
+  ASSERT_EQ(config->pricing.size(), 3u);
+  EXPECT_DOUBLE_EQ(config->price_for("gpt-4o-mini-2024-07-18")->input_per_million, 1);
+  EXPECT_DOUBLE_EQ(config->price_for("gpt-4o-mini-2025")->input_per_million, 0.15);
+  EXPECT_DOUBLE_EQ(config->price_for("gpt-4o")->output_per_million, 10);
+  EXPECT_EQ(config->price_for("o1"), nullptr);
+}
+
+TEST(ConfigTest, PricingErrorsNameTheLine) {
+  const std::string head =
+      "upstreams:\n  - name: u\n    base_url: http://127.0.0.1:1\nprojects:\n  - name: p\n    api_keys: [k]\n"
+      "pricing:\n";
+  auto expect_error = [&](const std::string& tail, const std::string& fragment) {
+    try {
+      load_config_from_string(head + tail, "p.yaml");
+      ADD_FAILURE() << "expected an error for " << tail;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_error("  - { model: a, input_per_million: -1, output_per_million: 1 }\n", "p.yaml:8:");
+  expect_error("  - { model: a, input_per_million: cheap, output_per_million: 1 }\n", "expected a number");
+  expect_error("  - { model: 'a*b', input_per_million: 1, output_per_million: 1 }\n", "only allowed at the end");
+  expect_error("  - { model: a, input_per_million: 1 }\n", "output_per_million");
+  expect_error("  - { model: a, input_per_million: 1, output_per_million: 1, currency: eur }\n", "currency");
+}
+
+TEST(ConfigTest, StorageTuningKeys) {
+  const auto config = load_config_from_string(
+      "storage:\n  queue_capacity: 100\n  batch_window_ms: 20\n  max_logged_body_bytes: 4096\n"
+      "upstreams:\n  - name: u\n    base_url: http://127.0.0.1:1\nprojects:\n  - name: p\n    api_keys: [k]\n",
+      "s.yaml");
+  EXPECT_EQ(config->storage.queue_capacity, 100u);
+  EXPECT_EQ(config->storage.batch_window.count(), 20);
+  EXPECT_EQ(config->storage.max_logged_body_bytes, 4096u);
+}
+
+}  // namespace
+}  // namespace arbiter::gateway
