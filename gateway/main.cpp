@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
   try {
     RequestLogger logger(*request_log, config);
     Server server(config, &logger);
-    register_request_routes(server.api(), *request_log);
+    register_request_routes(server.api(), *request_log, config);
     server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
     server.start();
     print_listening("proxy", server.proxy_endpoint());

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "gateway/log_ingest.hpp"
+#include "gateway/request_logger.hpp"
 
 namespace arbiter::gateway {
 namespace http = boost::beast::http;
@@ -19,13 +20,15 @@ std::int64_t now_us() {
       .count();
 }
 
-ApiResponse ingest(const ApiCall& call, scoring::RequestLog& log, std::string_view kind) {
+ApiResponse ingest(const ApiCall& call, scoring::RequestLog& log, const Config& config, std::string_view kind) {
   ApiResponse bad;
   auto body = call.json_body(bad);
   if (!body) return bad;
   if (!body->is_object()) return ApiRouter::error(400, "request body must be a JSON object");
   auto record = parse_manual_log(*body, call.request, call.project->name, kind, now_us());
   if (!record) return from_error(record.error());
+  // The client's own cost wins; otherwise the same price table as proxied calls.
+  if (!record->cost_usd) record->cost_usd = cost_for(config, *record);
   const std::string id = record->request_id;
   // Durable before the answer: a client that was told "logged" may rely on it.
   struct Done {
@@ -50,7 +53,7 @@ ApiResponse ingest(const ApiCall& call, scoring::RequestLog& log, std::string_vi
 
 }  // namespace
 
-void register_request_routes(ApiRouter& router, scoring::RequestLog& log) {
+void register_request_routes(ApiRouter& router, scoring::RequestLog& log, std::shared_ptr<const Config> config) {
   router.add(http::verb::get, "/v1/request/{}", true, [&log](const ApiCall& call) {
     const auto include = call.query("includeBody");
     if (include && *include != "true" && *include != "false") {
@@ -69,9 +72,11 @@ void register_request_routes(ApiRouter& router, scoring::RequestLog& log) {
     if (!data) return from_error(data.error());
     return ApiRouter::ok(*data);
   });
-  router.add(http::verb::post, "/custom/v1/log", true,
-             [&log](const ApiCall& call) { return ingest(call, log, "custom"); });
-  router.add(http::verb::post, "/oai/v1/log", true, [&log](const ApiCall& call) { return ingest(call, log, "oai"); });
+  // HeliconeManualLogger picks the route from its `provider` argument.
+  for (const char* kind : {"custom", "oai", "anthropic", "googleapis"}) {
+    router.add(http::verb::post, std::string("/") + kind + "/v1/log", true,
+               [&log, config, kind](const ApiCall& call) { return ingest(call, log, *config, kind); });
+  }
 }
 
 }  // namespace arbiter::gateway

@@ -8,8 +8,9 @@
 
 namespace arbiter::gateway {
 
-// Registers GET /v1/request/{id}, POST /v1/request/query, POST /custom/v1/log
-// and POST /oai/v1/log. `log` must outlive the router.
-void register_request_routes(ApiRouter& router, scoring::RequestLog& log);
+// Registers GET /v1/request/{id}, POST /v1/request/query and the manual-log
+// routes POST /{custom,oai,anthropic,googleapis}/v1/log. `log` must outlive
+// the router.
+void register_request_routes(ApiRouter& router, scoring::RequestLog& log, std::shared_ptr<const Config> config);
 
 }  // namespace arbiter::gateway

@@ -111,14 +111,17 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
     if (auto u = res.find("usage"); u != res.end()) take_usage(*u, rec);
   }
 
-  if (rec.prompt_tokens && rec.completion_tokens) {
-    if (const ModelPrice* price = config.price_for(rec.model())) {
-      rec.cost_usd = (static_cast<double>(*rec.prompt_tokens) * price->input_per_million +
-                      static_cast<double>(*rec.completion_tokens) * price->output_per_million) /
-                     1e6;
-    }
-  }
+  rec.cost_usd = cost_for(config, rec);
   return rec;
+}
+
+std::optional<double> cost_for(const Config& config, const scoring::RequestRecord& rec) {
+  if (!rec.prompt_tokens || !rec.completion_tokens) return std::nullopt;
+  const ModelPrice* price = config.price_for(rec.model());
+  if (price == nullptr) return std::nullopt;
+  return (static_cast<double>(*rec.prompt_tokens) * price->input_per_million +
+          static_cast<double>(*rec.completion_tokens) * price->output_per_million) /
+         1e6;
 }
 
 RequestLogger::RequestLogger(scoring::RequestLog& log, std::shared_ptr<const Config> config)

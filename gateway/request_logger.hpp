@@ -19,6 +19,10 @@ namespace arbiter::gateway {
 // status code). Unit-tested without sockets.
 scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& result, const Config& config);
 
+// USD cost of a record from the pricing table: unknown (nullopt) when the
+// model has no price or a token count is unknown.
+std::optional<double> cost_for(const Config& config, const scoring::RequestRecord& rec);
+
 class RequestLogger final : public ExchangeObserver {
  public:
   // `log` must outlive the logger and every server using it.
