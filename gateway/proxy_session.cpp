@@ -5,6 +5,10 @@
 // directions go through one fixed relay buffer (Beast buffer_body parser +
 // serializer, as in Beast's relay example).
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -105,6 +109,49 @@ struct Call {
 };
 
 enum class Relay { done, retry_on_fresh_connection };
+
+// Notices a client that hangs up while the gateway waits on the upstream (a
+// slow first byte, a long pause in a stream) and cancels the upstream
+// operation, so the provider does not keep working for nobody. Only a FIN or
+// RST counts: bytes from the client (a pipelined request) end the watch
+// without action. Client and upstream sockets live on the same I/O thread as
+// the handler, so nothing here needs a lock.
+class ClientWatch {
+ public:
+  ClientWatch(beast::tcp_stream& client, beast::tcp_stream& upstream)
+      : client_(client), state_(std::make_shared<State>()) {
+    state_->upstream = &upstream;
+    const int fd = client.socket().native_handle();
+    client.socket().async_wait(asio::ip::tcp::socket::wait_read, [state = state_, fd](const error_code& ec) {
+      if (ec || state->upstream == nullptr) return;
+      char byte;
+      const auto n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        state->gone = true;
+        state->upstream->cancel();
+      }
+    });
+  }
+  ~ClientWatch() { stop(); }
+  ClientWatch(const ClientWatch&) = delete;
+  ClientWatch& operator=(const ClientWatch&) = delete;
+
+  bool client_gone() const { return state_->gone; }
+  void stop() {
+    if (state_->upstream == nullptr) return;
+    state_->upstream = nullptr;
+    error_code ec;
+    client_.socket().cancel(ec);  // only the wait is pending on the client here
+  }
+
+ private:
+  struct State {
+    bool gone = false;
+    beast::tcp_stream* upstream = nullptr;
+  };
+  beast::tcp_stream& client_;
+  std::shared_ptr<State> state_;
+};
 
 // Feeds a relayed response piece to the SSE tap and the body tee, after the
 // client already has it.
@@ -516,6 +563,12 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     }
   }
   const bool client_keep_alive = parser.get().keep_alive();
+  ClientWatch watch(cl, ul);
+  auto client_left = [&](std::string_view when) {
+    finish(call, Outcome::client_cancelled, -3, "client went away " + std::string(when));
+    keep_alive = false;
+    return Relay::done;
+  };
 
   // 3. Response header.
   http::response_parser<http::buffer_body> rp;
@@ -525,6 +578,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   ul.expires_after(ucfg.timeout);
   co_await http::async_read_header(up, conn.buffer(), rp, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
+    if (watch.client_gone()) co_return client_left("while waiting for the upstream");
     if (ec == beast::error::timeout) {
       co_return co_await fail(Outcome::upstream_timeout, http::status::gateway_timeout, "upstream_timeout",
                               "upstream '" + ucfg.name + "' did not answer within " +
@@ -605,6 +659,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     co_await http::async_read_some(up, conn.buffer(), rp, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
+      if (watch.client_gone()) co_return client_left("mid-response");
       const bool timeout = ec == beast::error::timeout;
       if (!header_sent) {
         co_return co_await fail(timeout ? Outcome::upstream_timeout : Outcome::upstream_broken,

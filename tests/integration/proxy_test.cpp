@@ -7,6 +7,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -284,6 +285,26 @@ TEST_F(ProxyTest, ClientAbortMidStreamCancelsTheUpstreamCall) {
   // The gateway notices on its next write and closes the upstream connection;
   // the fake upstream counts the response it could not finish.
   EXPECT_TRUE(wait_until([&] { return upstream_->aborted_responses() >= 1; }, 10s));
+}
+
+TEST_F(ProxyTest, ClientHangingUpBeforeTheAnswerCancelsTheUpstreamCall) {
+  start();
+  // A slow, non-streaming call: the client gives up while the upstream is
+  // still thinking. The gateway must notice the FIN and drop the upstream
+  // call long before the upstream would have answered.
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket sock(ioc);
+  sock.connect({boost::asio::ip::make_address("127.0.0.1"), arbiter_.proxy_port});
+  const std::string body = chat_body();
+  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nHelicone-Auth: Bearer " +
+                          std::string(kKeyA) + "\r\nx-fake-delay-ms: 30000\r\nContent-Type: application/json\r\n" +
+                          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  boost::asio::write(sock, boost::asio::buffer(req));
+  ASSERT_TRUE(wait_until([&] { return upstream_->open_connections() >= 1; }, 5s));
+  const auto t0 = std::chrono::steady_clock::now();
+  sock.close();
+  EXPECT_TRUE(wait_until([&] { return upstream_->aborted_responses() >= 1; }, 10s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
 }
 
 TEST_F(ProxyTest, RejectsMalformedRequestsWith400) {
