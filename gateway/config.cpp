@@ -455,7 +455,7 @@ TlsConfig Loader::tls(const Entry& at) const {
 StorageConfig Loader::storage(const Entry& at) const {
   const MapReader m(*this, at,
                     {"path", "durability", "retention_days", "queue_capacity", "batch_window_ms",
-                     "max_logged_body_bytes"});
+                     "max_logged_body_bytes", "log_requests"});
   StorageConfig s;
   if (auto e = m.find("path")) {
     s.path = text(*e).value;
@@ -478,6 +478,7 @@ StorageConfig Loader::storage(const Entry& at) const {
   if (auto e = m.find("queue_capacity")) s.queue_capacity = integer(*e, 1, 1u << 24);
   if (auto e = m.find("batch_window_ms")) s.batch_window = millis(*e, false);
   if (auto e = m.find("max_logged_body_bytes")) s.max_logged_body_bytes = integer(*e, 0, 64u << 20);
+  if (auto e = m.find("log_requests")) s.log_requests = boolean(*e);
   return s;
 }
 

@@ -67,6 +67,9 @@ struct StorageConfig {
   std::size_t queue_capacity = 65536;            // records waiting for the storage thread; full → dropped + counted
   std::chrono::milliseconds batch_window{5};     // relaxed: longest time written records stay un-fsynced
   std::size_t max_logged_body_bytes = 1 << 20;   // per body; larger bodies are stored truncated (flagged)
+  // false: proxied calls are not recorded (the API still serves what is
+  // stored and manual logs). For measuring the cost of logging.
+  bool log_requests = true;
 };
 
 // Price of a model, in USD per million tokens. `model` is exact, or a prefix

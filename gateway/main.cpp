@@ -15,6 +15,7 @@
 #include "gateway/log.hpp"
 #include "gateway/request_api.hpp"
 #include "gateway/request_logger.hpp"
+#include "gateway/score_api.hpp"
 #include "gateway/server.hpp"
 #include "scoring/request_log.hpp"
 #include "scoring/store.hpp"
@@ -126,8 +127,9 @@ int main(int argc, char** argv) {
   int code = 0;
   try {
     RequestLogger logger(*request_log, config);
-    Server server(config, &logger);
+    Server server(config, config->storage.log_requests ? &logger : nullptr);
     register_request_routes(server.api(), *request_log, config);
+    register_score_routes(server.api(), *request_log);
     server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
     server.start();
     print_listening("proxy", server.proxy_endpoint());

@@ -278,6 +278,15 @@ TEST(RequestLog, SigtermLosesNothing) {
   for (const auto& id : ids) EXPECT_EQ(get_record(h, id).first, 200) << id;
 }
 
+TEST(RequestLog, CanBeTurnedOffForProxiedCalls) {
+  GatewayHarness h({.storage_extra = "  log_requests: false\n"});
+  const auto id = call(h);
+  ASSERT_FALSE(id.empty());
+  // Nothing is queued for the call; the API still answers.
+  EXPECT_EQ(h.metric("arbiter_log_records_submitted_total"), 0);
+  EXPECT_EQ(get_record(h, id).first, 404);
+}
+
 TEST(RequestLog, ALockedDataDirectoryIsAClearStartupError) {
   GatewayHarness h;
   ChildProcess second({arbiter_binary().string(), "--config", h.config_path().string()}, {},

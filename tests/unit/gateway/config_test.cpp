@@ -1123,12 +1123,13 @@ TEST(ConfigTest, PricingErrorsNameTheLine) {
 
 TEST(ConfigTest, StorageTuningKeys) {
   const auto config = load_config_from_string(
-      "storage:\n  queue_capacity: 100\n  batch_window_ms: 20\n  max_logged_body_bytes: 4096\n"
+      "storage:\n  queue_capacity: 100\n  batch_window_ms: 20\n  max_logged_body_bytes: 4096\n  log_requests: false\n"
       "upstreams:\n  - name: u\n    base_url: http://127.0.0.1:1\nprojects:\n  - name: p\n    api_keys: [k]\n",
       "s.yaml");
   EXPECT_EQ(config->storage.queue_capacity, 100u);
   EXPECT_EQ(config->storage.batch_window.count(), 20);
   EXPECT_EQ(config->storage.max_logged_body_bytes, 4096u);
+  EXPECT_FALSE(config->storage.log_requests);
 }
 
 }  // namespace
