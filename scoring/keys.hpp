@@ -18,12 +18,12 @@
 // negative times still sort first. id is the last component and, being
 // valid_request_id(), has no 0x00.
 //
-// Planned for the scores issue (column family created now, empty):
-//   idx_score     part(project) part(name) sortable(value) id → ""
-// where sortable(value) is 8 bytes: for an IEEE double, bits with the sign bit
-// flipped when positive and all bits flipped when negative (so byte order is
-// numeric order); booleans are 0.0/1.0. A `scores.<k>` gt/lt filter then is a
-// range scan within part(project) part(k).
+// The `scores` and `idx_score` column families (scores, configs, feedback;
+// by name+time, name+value, and time) are laid out in scoring/score_store.hpp.
+// There, sortable(value) is 8 bytes: for an IEEE double, bits with the sign
+// bit flipped when positive and all bits flipped when negative (so byte order
+// is numeric order); booleans are 0.0/1.0. A `scores.<k>` gt/lt filter is a
+// range scan within 'V' part(project) part(k).
 //
 // Thread-safety: pure functions.
 

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "scoring/keys.hpp"
+#include "scoring/score_store.hpp"
 #include "scoring/store.hpp"
 
 namespace arbiter::scoring {
@@ -306,16 +307,6 @@ Expected<FilterNode> parse_node(const nlohmann::json& j, std::size_t depth) {
   return node;
 }
 
-const FilterLeaf* find_score_leaf(const FilterNode& n) {
-  if (n.kind == FilterNode::Kind::kLeaf) {
-    return n.leaf.field == FilterField::kScore ? &n.leaf : nullptr;
-  }
-  for (const auto& c : n.children) {
-    if (const auto* l = find_score_leaf(c)) return l;
-  }
-  return nullptr;
-}
-
 // Integral JSON number (10 or 10.0) within [lo, hi].
 std::optional<std::int64_t> integer_in(const nlohmann::json& v, std::int64_t lo, std::int64_t hi) {
   std::int64_t n = 0;
@@ -407,6 +398,15 @@ std::optional<double> number_of(const FilterLeaf& leaf, const RequestRecord& r) 
   }
 }
 
+std::optional<double> score_number(const RequestRecord& r, const std::string& name) {
+  if (!r.scores.is_object()) return std::nullopt;
+  const auto it = r.scores.find(name);
+  if (it == r.scores.end()) return std::nullopt;
+  if (it->is_boolean()) return it->get<bool>() ? 1.0 : 0.0;
+  if (it->is_number()) return it->get<double>();
+  return std::nullopt;
+}
+
 template <class T>
 bool compare(FilterOp op, const T& a, const T& b) {
   switch (op) {
@@ -470,8 +470,12 @@ bool leaf_matches(const FilterLeaf& leaf, const RequestRecord& r) {
     case FilterField::kResponseCreatedAt:
       return r.response_at_us != 0 &&
              compare(leaf.op, r.response_at_us, std::get<std::int64_t>(leaf.value));
-    case FilterField::kScore:
-      return false;  // scores are not stored yet; parse_request_query refuses these
+    case FilterField::kScore: {
+      // record.scores holds what attach_score_data read; a missing score, or
+      // a label without a value, matches no operator (SQL NULL).
+      const auto v = score_number(r, leaf.key);
+      return v && compare(leaf.op, *v, std::get<double>(leaf.value));
+    }
   }
   return false;
 }
@@ -610,7 +614,8 @@ class SnapshotGuard {
   const rocksdb::Snapshot* snapshot_;
 };
 
-std::optional<double> sort_value(SortKey key, const RequestRecord& r) {
+std::optional<double> sort_value(SortKey key, const std::string& score_name,
+                                 const RequestRecord& r) {
   auto opt = [](const std::optional<std::int64_t>& v) -> std::optional<double> {
     if (!v) return std::nullopt;
     return static_cast<double>(*v);
@@ -628,8 +633,65 @@ std::optional<double> sort_value(SortKey key, const RequestRecord& r) {
       return opt(r.completion_tokens);
     case SortKey::kTotalTokens:
       return opt(r.total_tokens);
+    case SortKey::kScore:
+      return score_number(r, score_name);
   }
   return std::nullopt;
+}
+
+bool has_score_leaf(const FilterNode& n) {
+  if (n.kind == FilterNode::Kind::kLeaf) return n.leaf.field == FilterField::kScore;
+  return std::any_of(n.children.begin(), n.children.end(), has_score_leaf);
+}
+
+// The idx_score 'V' key range [lower, upper) of one scores.<k> comparison;
+// nullopt when the operator is not a range (not-equals).
+std::optional<std::pair<std::string, std::string>> score_range(std::string_view project,
+                                                               const FilterLeaf& leaf) {
+  const std::string prefix = score_keys::value_prefix(project, leaf.key);
+  std::string at = prefix;
+  score_keys::append_sortable(at, std::get<double>(leaf.value));
+  switch (leaf.op) {
+    case FilterOp::kEquals:
+      return std::pair(at, keys::prefix_end(at));
+    case FilterOp::kGt:
+      return std::pair(keys::prefix_end(at), keys::prefix_end(prefix));
+    case FilterOp::kGte:
+      return std::pair(at, keys::prefix_end(prefix));
+    case FilterOp::kLt:
+      return std::pair(prefix, at);
+    case FilterOp::kLte:
+      return std::pair(prefix, keys::prefix_end(at));
+    default:
+      return std::nullopt;
+  }
+}
+
+// Request-level request ids in one 'V' range, in value order; stops after
+// `cap` ids (0 = no cap).
+Expected<std::vector<std::string>> score_range_ids(const Store& store, const std::string& lower,
+                                                   const std::string& upper, std::size_t prefix_len,
+                                                   std::uint64_t cap,
+                                                   const rocksdb::Snapshot* snapshot) {
+  std::vector<std::string> ids;
+  const rocksdb::Slice lo(lower);
+  const rocksdb::Slice hi(upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  ro.iterate_lower_bound = &lo;
+  ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kIdxScore)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view rest(it->key().data(), it->key().size());
+    if (rest.size() < prefix_len + 8) continue;
+    rest.remove_prefix(prefix_len + 8);
+    auto target = score_keys::parse_target(rest);
+    if (!target || target->kind != 'r' || !target->observation_id.empty()) continue;
+    ids.push_back(std::move(target->id));
+    if (cap != 0 && ids.size() >= cap) break;
+  }
+  if (!it->status().ok()) return status_error("query scan idx_score", it->status());
+  return ids;
 }
 
 struct Ranked {
@@ -736,16 +798,22 @@ Expected<RequestQuery> parse_request_query(const nlohmann::json& body) {
         }};
         const auto it = std::find_if(kSorts.begin(), kSorts.end(),
                                      [&](const auto& s) { return s.first == sort_key; });
-        if (it == kSorts.end()) {
+        const bool by_score = sort_key.starts_with("scores.") && sort_key.size() > 7;
+        if (it == kSorts.end() && !by_score) {
           return invalid_argument("unsupported sort key '" + sanitize_utf8(sort_key) +
                                   "' (expected one of created_at, latency, cost, prompt_tokens, "
-                                  "completion_tokens, total_tokens)");
+                                  "completion_tokens, total_tokens, scores.<name>)");
         }
         if (!dir.is_string() || (dir != "asc" && dir != "desc")) {
           return invalid_argument("sort direction for '" + sort_key +
                                   "' must be \"asc\" or \"desc\"");
         }
-        q.sort = it->second;
+        if (by_score) {
+          q.sort = SortKey::kScore;
+          q.sort_score = sort_key.substr(7);
+        } else {
+          q.sort = it->second;
+        }
         q.descending = dir == "desc";
       }
     } else if (key == "limit") {
@@ -762,10 +830,6 @@ Expected<RequestQuery> parse_request_query(const nlohmann::json& body) {
     } else {
       return invalid_argument("unknown key '" + sanitize_utf8(key) + "' in query body");
     }
-  }
-  if (const auto* leaf = find_score_leaf(q.filter)) {
-    return invalid_argument("scores filters are not available yet (filter on 'scores." +
-                            sanitize_utf8(leaf->key) + "')");
   }
   return q;
 }
@@ -798,6 +862,12 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
   }
 
   SnapshotGuard snapshot(store.db());
+  const bool needs_scores = has_score_leaf(query.filter) || query.sort == SortKey::kScore;
+  // Fills record.scores when the filter or the sort reads them.
+  auto with_scores = [&](RequestRecord& r) -> Expected<void> {
+    if (!needs_scores) return {};
+    return attach_score_data(store, r, snapshot.get());
+  };
 
   // request_id equality: one point lookup.
   for (const auto* leaf : required) {
@@ -807,6 +877,7 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
       if (!got.ok()) return std::move(got).error();
       if (*got) {
         ++stats.records_examined;
+        if (auto ok = with_scores(**got); !ok) return std::move(ok).error();
         if (matches(query.filter, **got) && query.offset == 0) out.push_back(std::move(**got));
       }
       return out;
@@ -842,9 +913,30 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
   }
   Source time_source{"idx_time", ColumnFamily::kIdxTime, keys::time_prefix(project)};
   Source chosen = time_source;
-  if (!sources.empty()) {
-    if (bounds.bounded()) sources.push_back(time_source);
-    std::uint64_t best = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t best = std::numeric_limits<std::uint64_t>::max();
+  // A scores.<k> range: the 'V' index yields the matching requests directly.
+  const FilterLeaf* score_leaf = nullptr;
+  std::optional<std::pair<std::string, std::string>> score_bounds;
+  for (const auto* leaf : required) {
+    if (leaf->field != FilterField::kScore) continue;
+    if (auto range = score_range(project, *leaf)) {
+      score_leaf = leaf;
+      score_bounds = std::move(range);
+      break;
+    }
+  }
+  std::uint64_t score_count = std::numeric_limits<std::uint64_t>::max();
+  if (score_leaf != nullptr) {
+    auto probe = score_range_ids(store, score_bounds->first, score_bounds->second,
+                                 score_keys::value_prefix(project, score_leaf->key).size(),
+                                 kProbeCap, snapshot.get());
+    if (!probe.ok()) return std::move(probe).error();
+    score_count = probe->size();
+    stats.index_entries_scanned += score_count;
+  }
+  if (!sources.empty() || score_leaf != nullptr) {
+    // The time index competes when bounded, or as the only alternative.
+    if (bounds.bounded() || sources.empty()) sources.push_back(time_source);
     for (auto& s : sources) {
       IndexCursor probe(store, s.cf, s.prefix, bounds, false, snapshot.get());
       std::uint64_t count = 0;
@@ -857,7 +949,55 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
       }
     }
   }
-  stats.plan = chosen.plan;
+  const bool use_score_index = score_leaf != nullptr && score_count < best;
+  stats.plan = use_score_index ? "idx_score" : chosen.plan;
+
+  // Keeps the best offset+limit matches for sorts the index order does not
+  // give (the heap's top is the worst of them).
+  const std::size_t keep = query.offset + query.limit;
+  const RanksBefore before{query.descending};
+  std::vector<Ranked> ranked;  // a heap under `before`: front() is the worst kept
+  auto consider = [&](const RequestRecord& r) {
+    Ranked candidate{sort_value(query.sort, query.sort_score, r), r.created_at_us, r.request_id};
+    if (ranked.size() < keep) {
+      ranked.push_back(std::move(candidate));
+      std::push_heap(ranked.begin(), ranked.end(), before);
+    } else if (before(candidate, ranked.front())) {
+      std::pop_heap(ranked.begin(), ranked.end(), before);
+      ranked.back() = std::move(candidate);
+      std::push_heap(ranked.begin(), ranked.end(), before);
+    }
+  };
+  // Reads the page's records again from the snapshot, best first.
+  auto finish_ranked = [&]() -> Expected<std::vector<RequestRecord>> {
+    std::sort_heap(ranked.begin(), ranked.end(), before);
+    for (std::size_t i = query.offset; i < ranked.size(); ++i) {
+      auto got = store.get(project, ranked[i].id, false, snapshot.get());
+      if (!got.ok()) return std::move(got).error();
+      if (*got) {
+        if (auto ok = with_scores(**got); !ok) return std::move(ok).error();
+        out.push_back(std::move(**got));
+      }
+    }
+    return std::move(out);
+  };
+
+  if (use_score_index) {
+    auto ids = score_range_ids(store, score_bounds->first, score_bounds->second,
+                               score_keys::value_prefix(project, score_leaf->key).size(), 0,
+                               snapshot.get());
+    if (!ids.ok()) return std::move(ids).error();
+    stats.index_entries_scanned += ids->size();
+    for (const auto& id : *ids) {
+      auto got = store.get(project, id, false, snapshot.get());
+      if (!got.ok()) return std::move(got).error();
+      if (!*got) continue;
+      ++stats.records_examined;
+      if (auto ok = with_scores(**got); !ok) return std::move(ok).error();
+      if (matches(query.filter, **got)) consider(**got);
+    }
+    return finish_ranked();
+  }
 
   const bool time_sorted = query.sort == SortKey::kCreatedAt;
   const bool reverse = time_sorted ? query.descending : true;
@@ -870,6 +1010,9 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
     if (!got.ok()) return got;
     ++stats.records_examined;
     if (*got && (*got)->created_at_us != e.ts_us) return std::optional<RequestRecord>{};
+    if (*got) {
+      if (auto ok = with_scores(**got); !ok) return std::move(ok).error();
+    }
     return got;
   };
 
@@ -897,34 +1040,16 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
     return out;
   }
 
-  // Other sorts: keep the best offset+limit matches (the heap's top is the
-  // worst of them), then read the page's records again from the snapshot.
-  const std::size_t keep = query.offset + query.limit;
-  const RanksBefore before{query.descending};
-  std::vector<Ranked> ranked;  // a heap under `before`: front() is the worst kept
+  // Other sorts: rank every match.
   while (const auto e = cursor.next()) {
     ++stats.index_entries_scanned;
     auto got = load(*e);
     if (!got.ok()) return std::move(got).error();
     if (!*got || !matches(query.filter, **got)) continue;
-    Ranked candidate{sort_value(query.sort, **got), (*got)->created_at_us, std::string(e->id)};
-    if (ranked.size() < keep) {
-      ranked.push_back(std::move(candidate));
-      std::push_heap(ranked.begin(), ranked.end(), before);
-    } else if (before(candidate, ranked.front())) {
-      std::pop_heap(ranked.begin(), ranked.end(), before);
-      ranked.back() = std::move(candidate);
-      std::push_heap(ranked.begin(), ranked.end(), before);
-    }
+    consider(**got);
   }
   if (!cursor.status().ok()) return status_error("query scan " + chosen.plan, cursor.status());
-  std::sort_heap(ranked.begin(), ranked.end(), before);  // best first
-  for (std::size_t i = query.offset; i < ranked.size(); ++i) {
-    auto got = store.get(project, ranked[i].id, false, snapshot.get());
-    if (!got.ok()) return std::move(got).error();
-    if (*got) out.push_back(std::move(**got));
-  }
-  return out;
+  return finish_ranked();
 }
 
 }  // namespace arbiter::scoring

@@ -20,9 +20,12 @@
 //   timestamp: request_created_at response_created_at (ISO-8601 strings)
 //              → equals not-equals gt gte lt lte
 //   scores.<k> (number, boolean or numeric string) → equals not-equals gt gte lt lte
-//              Parsed and validated, then refused as a whole with
-//              "scores filters are not available yet" until the scores issue
-//              lands (index layout in keys.hpp).
+//              on the request-level score <k> (booleans as 0/1; a missing
+//              score or an unmapped category label matches nothing, not even
+//              not-equals). A range on a score is answered from idx_score's
+//              value index when that is the most selective source.
+// Sort: {"<key>": "asc" | "desc"} with key created_at latency cost
+// prompt_tokens completion_tokens total_tokens or scores.<name>.
 // Semantics:
 //   - `model` is RequestRecord::model() (response model, else request model).
 //   - contains / not-contains: substring, ASCII case-insensitive.
@@ -97,11 +100,20 @@ struct FilterNode {
   std::vector<FilterNode> children;  // kAnd / kOr, at least two (nested same-kind nodes flattened)
 };
 
-enum class SortKey { kCreatedAt, kLatency, kCost, kPromptTokens, kCompletionTokens, kTotalTokens };
+enum class SortKey {
+  kCreatedAt,
+  kLatency,
+  kCost,
+  kPromptTokens,
+  kCompletionTokens,
+  kTotalTokens,
+  kScore,  // RequestQuery::sort_score; requests without that score sort last
+};
 
 struct RequestQuery {
   FilterNode filter;  // kAll by default
   SortKey sort = SortKey::kCreatedAt;
+  std::string sort_score;  // the score name for SortKey::kScore
   bool descending = true;
   std::size_t limit = 100;  // 1..kMaxLimit
   std::size_t offset = 0;   // 0..kMaxOffset
@@ -124,8 +136,8 @@ Expected<RequestQuery> parse_request_query(const nlohmann::json& body);
 // Parses one filter node (the "filter" value).
 Expected<FilterNode> parse_filter(const nlohmann::json& filter);
 
-// Whether a record satisfies the filter. Score leaves never match (they are
-// refused at parse time until scores exist).
+// Whether a record satisfies the filter. Score leaves read record.scores,
+// which the caller fills (attach_score_data) when the filter has any.
 bool matches(const FilterNode& filter, const RequestRecord& record);
 
 // SQL LIKE (see above).

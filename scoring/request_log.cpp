@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <functional>
 
+#include "scoring/score_store.hpp"
+
 namespace arbiter::scoring {
 
 namespace {
@@ -326,7 +328,11 @@ Expected<std::optional<RequestRecord>> RequestLog::get(std::string_view project,
                                                        bool include_bodies) const {
   std::shared_lock lk(store_mu_);
   if (!store_->is_open()) return unavailable("request log is closed");
-  return store_->get(project, request_id, include_bodies);
+  auto got = store_->get(project, request_id, include_bodies);
+  if (got.ok() && *got) {
+    if (auto ok = attach_score_data(*store_, **got); !ok) return std::move(ok).error();
+  }
+  return got;
 }
 
 Expected<std::vector<RequestRecord>> RequestLog::query(std::string_view project,
@@ -351,6 +357,14 @@ Expected<nlohmann::json> RequestLog::query_json(std::string_view project,
   if (!parsed.ok()) return std::move(parsed).error();
   auto records = query(project, *parsed);
   if (!records.ok()) return std::move(records).error();
+  // Every record is shown with its scores and posted feedback.
+  auto attached = with_store([&](Store& store) -> Expected<void> {
+    for (auto& r : *records) {
+      if (auto ok = attach_score_data(store, r); !ok) return ok;
+    }
+    return {};
+  });
+  if (!attached.ok()) return std::move(attached).error();
   nlohmann::json data = nlohmann::json::array();
   for (const auto& r : *records) data.push_back(to_json(r, false));
   return data;

@@ -39,6 +39,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "scoring/expected.hpp"
@@ -144,7 +145,8 @@ class RequestLog {
   // leaves each stage only after it is in the next).
   Expected<bool> known(std::string_view project, std::string_view request_id) const;
 
-  // Stored record; nullopt for unknown ids and for another project's ids.
+  // Stored record, with its scores and posted feedback fields attached
+  // (attach_score_data); nullopt for unknown ids and for another project's ids.
   Expected<std::optional<RequestRecord>> get(std::string_view project, std::string_view request_id,
                                              bool include_bodies) const;
 
@@ -163,6 +165,18 @@ class RequestLog {
   // Deletes records created before now_us() - retention_days. No-op when
   // retention_days == 0.
   Expected<RetentionStats> run_retention();
+
+  // Runs fn(Store&) under the reader lock, so close() waits for it; returns
+  // kUnavailable instead when the log is closed. fn must return an
+  // Expected<...>. The score store and the eval queries share the database
+  // through this. Do not call other RequestLog members from fn (the lock is
+  // not recursive).
+  template <class F>
+  auto with_store(F&& fn) const -> decltype(fn(std::declval<Store&>())) {
+    std::shared_lock lk(store_mu_);
+    if (!store_->is_open()) return unavailable("request log is closed");
+    return fn(*store_);
+  }
 
   InflightRegistry& inflight() { return inflight_; }
   const InflightRegistry& inflight() const { return inflight_; }

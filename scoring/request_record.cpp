@@ -370,9 +370,8 @@ std::optional<std::int64_t> parse_iso8601(std::string_view s) {
 // completion_tokens, total_tokens, cost, costUSD, properties, scores) plus the
 // names the filter tree uses (status, latency, user_id, session_id) and
 // arbiter's own (method, session_path, session_name, is_stream, sizes,
-// truncation/omission flags, error_message, feedback). `scores` is filled by
-// the score store (next issue); it is an empty object here so that the shape
-// does not change when it lands.
+// truncation/omission flags, error_message, feedback). `scores` is what the
+// score store attached (name → true/false, number or category label).
 nlohmann::json to_json(const RequestRecord& r, bool include_body) {
   nlohmann::json props = nlohmann::json::object();
   for (const auto& [k, v] : r.properties) props[sanitize_utf8(k)] = sanitize_utf8(v);
@@ -417,7 +416,7 @@ nlohmann::json to_json(const RequestRecord& r, bool include_body) {
   j["error_message"] = r.error_message.empty() ? nlohmann::json(nullptr)
                                                : nlohmann::json(sanitize_utf8(r.error_message));
   j["feedback"] = r.feedback.is_object() ? r.feedback : nlohmann::json::object();
-  j["scores"] = nlohmann::json::object();
+  j["scores"] = r.scores.is_object() ? r.scores : nlohmann::json::object();
   if (include_body) {
     j["request_body"] = body_json(r.request_body);
     j["response_body"] = body_json(r.response_body);

@@ -67,6 +67,10 @@ struct RequestRecord {
 
   std::string error_message;  // gateway-side error text (negative status), else empty
   nlohmann::json feedback = nlohmann::json::object();  // fields posted later (feedback.*)
+  // Not stored with the record: the request-level scores (name → true/false,
+  // number or label), filled from the score store when a record is read for
+  // the API or for a scores.<k> filter (attach_score_data in score_store.hpp).
+  nlohmann::json scores = nlohmann::json::object();
 
   // The model Helicone's `model` column shows: the response's model when the
   // upstream reported one, else the requested model. Filters on `model` and

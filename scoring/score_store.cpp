@@ -1,0 +1,816 @@
+#include "scoring/score_store.hpp"
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+#include <shared_mutex>
+
+#include "scoring/keys.hpp"
+
+namespace arbiter::scoring {
+
+namespace {
+
+using nlohmann::json;
+
+rocksdb::Slice slice(std::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+std::string_view view(const rocksdb::Slice& s) {
+  return std::string_view(s.data(), s.size());
+}
+
+std::string tagged(char tag, std::string_view project) {
+  std::string k(1, tag);
+  keys::append_part(k, project);
+  return k;
+}
+
+std::string id_key(std::string_view project, std::string_view id) {
+  std::string k = tagged('I', project);
+  keys::append_part(k, id);
+  return k;
+}
+std::string name_key(std::string_view project, std::string_view name) {
+  std::string k = tagged('M', project);
+  keys::append_part(k, name);
+  return k;
+}
+std::string config_key(std::string_view project, std::string_view id) {
+  std::string k = tagged('C', project);
+  keys::append_part(k, id);
+  return k;
+}
+std::string config_name_key(std::string_view project, std::string_view name) {
+  std::string k = tagged('N', project);
+  keys::append_part(k, name);
+  return k;
+}
+std::string feedback_key(std::string_view project, std::string_view request_id) {
+  std::string k = tagged('F', project);
+  keys::append_part(k, request_id);
+  return k;
+}
+
+// Reads one part (see keys::append_part) from the front of `in`.
+bool read_part(std::string_view& in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '\0') {
+      in.remove_prefix(i + 1);
+      return true;
+    }
+    if (c == '\x01') {
+      if (i + 1 >= in.size()) return false;
+      out.push_back(in[i + 1] == '\x01' ? '\0' : '\x01');
+      ++i;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return false;
+}
+
+// Index entries of one score version.
+struct IndexKeys {
+  std::string time;   // 'T'
+  std::string value;  // 'V' (empty when the score has no numeric value)
+  std::string all;    // 'A'
+};
+
+IndexKeys index_keys(std::string_view project, const Score& s) {
+  const std::string target = score_keys::target_of(s);
+  IndexKeys k;
+  k.time = score_keys::time_prefix(project, s.name);
+  keys::append_ts(k.time, s.timestamp_us);
+  k.time += target;
+  if (s.value) {
+    k.value = score_keys::value_prefix(project, s.name);
+    score_keys::append_sortable(k.value, *s.value);
+    k.value += target;
+  }
+  k.all = tagged('A', project);
+  keys::append_ts(k.all, s.timestamp_us);
+  k.all += target;
+  keys::append_part(k.all, s.name);
+  return k;
+}
+
+std::string time_payload(const Score& s) {
+  std::string v(1, static_cast<char>(s.data_type));
+  if (s.value) score_keys::append_sortable(v, *s.value);
+  return v;
+}
+
+std::string ts_bytes(std::int64_t ts) {
+  std::string out;
+  keys::append_ts(out, ts);
+  return out;
+}
+
+class SnapshotGuard {
+ public:
+  explicit SnapshotGuard(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
+  ~SnapshotGuard() { db_.ReleaseSnapshot(snapshot_); }
+  SnapshotGuard(const SnapshotGuard&) = delete;
+  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  rocksdb::DB& db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
+// Point read: nullopt when missing.
+Expected<std::optional<std::string>> read(const Store& store, ColumnFamily cf,
+                                          const std::string& key,
+                                          const rocksdb::Snapshot* snapshot = nullptr) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = store.db().Get(ro, store.cf(cf), key, &value);
+  if (s.IsNotFound()) return std::optional<std::string>{};
+  if (!s.ok()) return status_error("read score data", s);
+  return std::optional<std::string>(std::string(view(value)));
+}
+
+Expected<std::optional<Score>> read_score(const Store& store, const std::string& key,
+                                          const rocksdb::Snapshot* snapshot = nullptr) {
+  auto raw = read(store, ColumnFamily::kScores, key, snapshot);
+  if (!raw.ok()) return std::move(raw).error();
+  if (!*raw) return std::optional<Score>{};
+  auto decoded = decode_score(**raw);
+  if (!decoded.ok()) return std::move(decoded).error();
+  return std::optional<Score>(std::move(decoded).value());
+}
+
+// Visits keys with `prefix` in [lower, upper) (empty = prefix bounds), in
+// order or reversed; fn(key, value) returns false to stop.
+template <class Fn>
+Expected<void> scan(const Store& store, ColumnFamily cf, const std::string& prefix,
+                    std::string lower, std::string upper, bool reverse, Fn&& fn,
+                    const rocksdb::Snapshot* snapshot = nullptr) {
+  if (lower.empty()) lower = prefix;
+  if (upper.empty()) upper = keys::prefix_end(prefix);
+  const rocksdb::Slice lo(lower);
+  const rocksdb::Slice hi(upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  ro.iterate_lower_bound = &lo;
+  ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(cf)));
+  if (reverse) {
+    it->SeekToLast();
+  } else {
+    it->SeekToFirst();
+  }
+  for (; it->Valid(); reverse ? it->Prev() : it->Next()) {
+    if (!fn(view(it->key()), view(it->value()))) break;
+  }
+  if (!it->status().ok()) return status_error("scan scores", it->status());
+  return {};
+}
+
+std::string hex(std::string_view bytes) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+std::optional<std::string> unhex(std::string_view text) {
+  if (text.size() % 2 != 0) return std::nullopt;
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    const int hi = digit(text[i]);
+    const int lo = digit(text[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---- key helpers ----
+
+namespace score_keys {
+
+std::string target_request(std::string_view request_id, std::string_view observation_id) {
+  std::string k(1, 'r');
+  keys::append_part(k, request_id);
+  keys::append_part(k, observation_id);
+  return k;
+}
+
+std::string target_session(std::string_view session_id) {
+  std::string k(1, 's');
+  keys::append_part(k, session_id);
+  keys::append_part(k, "");
+  return k;
+}
+
+std::string target_of(const Score& s) {
+  return s.request_id.empty() ? target_session(s.session_id)
+                              : target_request(s.request_id, s.observation_id);
+}
+
+std::string score(std::string_view project, std::string_view target, std::string_view name) {
+  std::string k = tagged('S', project);
+  k += target;
+  keys::append_part(k, name);
+  return k;
+}
+
+std::string request_scores_prefix(std::string_view project, std::string_view request_id) {
+  std::string k = tagged('S', project);
+  k += target_request(request_id, "");
+  return k;
+}
+
+std::string time_prefix(std::string_view project, std::string_view name) {
+  std::string k = tagged('T', project);
+  keys::append_part(k, name);
+  return k;
+}
+
+std::string value_prefix(std::string_view project, std::string_view name) {
+  std::string k = tagged('V', project);
+  keys::append_part(k, name);
+  return k;
+}
+
+std::string names_prefix(std::string_view project) {
+  return tagged('M', project);
+}
+
+void append_sortable(std::string& out, double v) {
+  if (v == 0) v = 0;  // -0.0 and 0.0 are one value
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits = (bits & (1ull << 63)) != 0 ? ~bits : bits | (1ull << 63);
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((bits >> shift) & 0xFF));
+}
+
+double decode_sortable(std::string_view b) {
+  std::uint64_t bits = 0;
+  for (std::size_t i = 0; i < 8; ++i) bits = (bits << 8) | static_cast<unsigned char>(b[i]);
+  bits = (bits & (1ull << 63)) != 0 ? bits & ~(1ull << 63) : ~bits;
+  double v = 0;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+std::optional<Target> parse_target(std::string_view& in) {
+  if (in.empty() || (in[0] != 'r' && in[0] != 's')) return std::nullopt;
+  Target t;
+  t.kind = in[0];
+  in.remove_prefix(1);
+  if (!read_part(in, t.id) || !read_part(in, t.observation_id)) return std::nullopt;
+  return t;
+}
+
+std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t prefix_len,
+                                          std::string_view value) {
+  if (key.size() < prefix_len + 8 || value.empty()) return std::nullopt;
+  TimeEntry e;
+  e.ts_us = keys::decode_ts(key.substr(prefix_len, 8));
+  std::string_view rest = key.substr(prefix_len + 8);
+  auto target = parse_target(rest);
+  if (!target) return std::nullopt;
+  e.target = std::move(*target);
+  const auto type = static_cast<unsigned char>(value[0]);
+  if (type > 2) return std::nullopt;
+  e.data_type = static_cast<ScoreDataType>(type);
+  if (value.size() >= 9) e.value = decode_sortable(value.substr(1, 8));
+  return e;
+}
+
+}  // namespace score_keys
+
+// ---- reads shared with the request log ----
+
+Expected<void> attach_score_data(const Store& store, RequestRecord& record,
+                                 const rocksdb::Snapshot* snapshot) {
+  record.scores = json::object();
+  const std::string prefix = score_keys::request_scores_prefix(record.project, record.request_id);
+  Error failure;
+  auto scanned = scan(
+      store, ColumnFamily::kScores, prefix, {}, {}, false,
+      [&](std::string_view key, std::string_view value) {
+        auto s = decode_score(value);
+        if (!s.ok()) {
+          failure = std::move(s).error();
+          return false;
+        }
+        (void)key;
+        record.scores[sanitize_utf8(s->name)] = score_value_json(*s);
+        return true;
+      },
+      snapshot);
+  if (!scanned.ok()) return scanned;
+  if (!failure.message.empty()) return failure;
+
+  auto fb =
+      read(store, ColumnFamily::kScores, feedback_key(record.project, record.request_id), snapshot);
+  if (!fb.ok()) return std::move(fb).error();
+  if (*fb) {
+    try {
+      const json fields = json::from_cbor(**fb);
+      if (!record.feedback.is_object()) record.feedback = json::object();
+      for (const auto& [k, v] : fields.items()) record.feedback[k] = v;
+    } catch (const json::exception& e) {
+      return storage_error(std::string("corrupt feedback: ") + e.what());
+    }
+  }
+  return {};
+}
+
+Expected<std::vector<std::string>> score_names(const Store& store, std::string_view project) {
+  std::vector<std::string> names;
+  const std::string prefix = score_keys::names_prefix(project);
+  auto r = scan(store, ColumnFamily::kScores, prefix, {}, {}, false,
+                [&](std::string_view key, std::string_view) {
+                  std::string_view rest = key.substr(prefix.size());
+                  std::string name;
+                  if (read_part(rest, name)) names.push_back(std::move(name));
+                  return true;
+                });
+  if (!r.ok()) return std::move(r).error();
+  return names;
+}
+
+// ---- ScoreStore ----
+
+ScoreStore::ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us)
+    : log_(log), now_us_(std::move(now_us)) {}
+
+std::int64_t ScoreStore::now_us() const {
+  if (now_us_) return now_us_();
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Expected<void> ScoreStore::check_configs(const Store& store, std::string_view project,
+                                         std::vector<Score>& scores) const {
+  for (auto& s : scores) {
+    std::string config_id = s.config_id;
+    if (config_id.empty()) {
+      auto by_name = read(store, ColumnFamily::kScores, config_name_key(project, s.name));
+      if (!by_name.ok()) return std::move(by_name).error();
+      if (*by_name) config_id = **by_name;
+    }
+    if (config_id.empty()) {
+      if (s.data_type == ScoreDataType::kCategorical && s.label.empty()) {
+        return invalid_argument("score '" + sanitize_utf8(s.name) +
+                                "': a numeric CATEGORICAL value needs a score config that maps it");
+      }
+      if (s.data_type == ScoreDataType::kCategorical) s.value.reset();
+      continue;
+    }
+    auto raw = read(store, ColumnFamily::kScores, config_key(project, config_id));
+    if (!raw.ok()) return std::move(raw).error();
+    if (!*raw) {
+      return invalid_argument("score config '" + sanitize_utf8(config_id) + "' does not exist");
+    }
+    auto config = decode_config(**raw);
+    if (!config.ok()) return std::move(config).error();
+    if (config->name != s.name) {
+      return invalid_argument("score '" + sanitize_utf8(s.name) + "' does not match the name '" +
+                              sanitize_utf8(config->name) + "' of config '" +
+                              sanitize_utf8(config_id) + "'");
+    }
+    if (auto ok = apply_config(s, *config); !ok) return ok;
+  }
+  return {};
+}
+
+// Writes scores (new or overwriting) and, optionally, feedback fields, in
+// one durable batch. Scores with a non-empty id use it as the idempotency key.
+Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view project,
+                                               std::vector<Score> scores,
+                                               const Feedback* feedback) {
+  const std::int64_t now = now_us();
+  std::vector<std::string> keys_at;
+  keys_at.reserve(scores.size());
+  for (const auto& s : scores)
+    keys_at.push_back(score_keys::score(project, score_keys::target_of(s), s.name));
+
+  auto stripe = [](const std::string& key) { return std::hash<std::string>{}(key) % kStripes; };
+  std::set<std::size_t> held_set;
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    held_set.insert(stripe(keys_at[i]));
+    if (!scores[i].id.empty()) held_set.insert(stripe(id_key(project, scores[i].id)));
+  }
+  if (feedback != nullptr && !scores.empty()) {
+    held_set.insert(stripe(feedback_key(project, scores[0].request_id)));
+  }
+
+  // Lock the stripes (in order: no deadlock); when an id turns out to point
+  // at a score under a stripe we do not hold, take that too and start over.
+  std::vector<std::unique_lock<std::mutex>> locks;
+  std::vector<std::optional<std::string>> keys_by_id(scores.size());
+  for (;;) {
+    locks.clear();
+    for (std::size_t s : held_set) locks.emplace_back(stripes_[s]);
+    bool complete = true;
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+      keys_by_id[i].reset();
+      if (scores[i].id.empty()) continue;
+      auto mapped = read(store, ColumnFamily::kScores, id_key(project, scores[i].id));
+      if (!mapped.ok()) return std::move(mapped).error();
+      if (!*mapped) continue;
+      std::string key = tagged('S', project) + **mapped;
+      if (held_set.insert(stripe(key)).second) complete = false;
+      keys_by_id[i] = std::move(key);
+    }
+    if (complete) break;
+  }
+
+  rocksdb::WriteBatch batch;
+  rocksdb::Status st;
+  auto put = [&](ColumnFamily cf, const std::string& k, std::string_view v) {
+    if (st.ok()) st = batch.Put(store.cf(cf), k, slice(v));
+  };
+  auto del = [&](ColumnFamily cf, const std::string& k) {
+    if (st.ok()) st = batch.Delete(store.cf(cf), k);
+  };
+  std::vector<ScoreAggregates::Delta> deltas;
+  auto delta = [&](const Score& v, int sign) {
+    if (v.value) {
+      deltas.push_back({std::string(project), v.name, v.timestamp_us, *v.value, v.data_type, sign});
+    }
+  };
+  auto delete_indexes = [&](const Score& old) {
+    delta(old, -1);
+    const IndexKeys ik = index_keys(project, old);
+    del(ColumnFamily::kIdxScore, ik.time);
+    if (!ik.value.empty()) del(ColumnFamily::kIdxScore, ik.value);
+    del(ColumnFamily::kIdxScore, ik.all);
+  };
+
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    Score& s = scores[i];
+    const std::string& key = keys_at[i];
+    std::optional<std::int64_t> created;
+    if (keys_by_id[i] && *keys_by_id[i] != key) {
+      // Same id, new target or name: the score moves.
+      auto old = read_score(store, *keys_by_id[i]);
+      if (!old.ok()) return std::move(old).error();
+      if (*old) {
+        delete_indexes(**old);
+        created = (*old)->created_at_us;
+      }
+      del(ColumnFamily::kScores, *keys_by_id[i]);
+    }
+    auto old = read_score(store, key);
+    if (!old.ok()) return std::move(old).error();
+    if (*old) {
+      delete_indexes(**old);
+      if (s.id.empty()) {
+        s.id = (*old)->id;  // a Helicone overwrite keeps the score's id
+      } else if ((*old)->id != s.id) {
+        del(ColumnFamily::kScores, id_key(project, (*old)->id));  // the old id is gone
+      }
+      if (!created && (*old)->id == s.id) created = (*old)->created_at_us;
+    }
+    if (s.id.empty()) s.id = random_uuid();
+    s.project = std::string(project);
+    s.created_at_us = created.value_or(now);
+    s.updated_at_us = now;
+    if (s.timestamp_us == 0) s.timestamp_us = now;
+
+    put(ColumnFamily::kScores, key, encode_score(s));
+    put(ColumnFamily::kScores, id_key(project, s.id),
+        std::string_view(key).substr(tagged('S', project).size()));
+    put(ColumnFamily::kScores, name_key(project, s.name), {});
+    const IndexKeys ik = index_keys(project, s);
+    put(ColumnFamily::kIdxScore, ik.time, time_payload(s));
+    if (!ik.value.empty()) put(ColumnFamily::kIdxScore, ik.value, ts_bytes(s.timestamp_us));
+    put(ColumnFamily::kIdxScore, ik.all, {});
+    delta(s, +1);
+  }
+
+  if (feedback != nullptr && !feedback->fields.empty() && !scores.empty()) {
+    const std::string fkey = feedback_key(project, scores[0].request_id);
+    auto raw = read(store, ColumnFamily::kScores, fkey);
+    if (!raw.ok()) return std::move(raw).error();
+    json merged = json::object();
+    if (*raw) {
+      try {
+        merged = json::from_cbor(**raw);
+      } catch (const json::exception& e) {
+        return storage_error(std::string("corrupt feedback: ") + e.what());
+      }
+    }
+    for (const auto& [k, v] : feedback->fields.items()) merged[k] = v;
+    std::string bytes;
+    json::to_cbor(merged, bytes);
+    put(ColumnFamily::kScores, fkey, bytes);
+  }
+  if (!st.ok()) return status_error("build score batch", st);
+
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // durable before the 201
+  std::shared_lock gate(aggregates_.gate());
+  const rocksdb::Status ws = store.db().Write(wo, &batch);
+  if (!ws.ok()) return status_error("write scores", ws);
+  aggregates_.apply(deltas);
+  return scores;
+}
+
+Expected<void> ScoreStore::submit(std::string_view project, std::string_view request_id,
+                                  const std::vector<HeliconeScore>& input) {
+  auto known = log_.known(project, request_id);
+  if (!known.ok()) return std::move(known).error();
+  if (!*known) return not_found("request " + sanitize_utf8(request_id) + " not found");
+  std::vector<Score> scores;
+  for (const auto& h : input) {
+    Score s;
+    s.request_id = std::string(request_id);
+    s.name = h.name;
+    s.data_type = h.data_type;
+    s.value = h.value;
+    scores.push_back(std::move(s));
+  }
+  return log_.with_store([&](Store& store) -> Expected<void> {
+    if (auto ok = check_configs(store, project, scores); !ok) return ok;
+    auto written = write(store, project, std::move(scores), nullptr);
+    if (!written.ok()) return std::move(written).error();
+    return {};
+  });
+}
+
+Expected<void> ScoreStore::submit_feedback(std::string_view project, std::string_view request_id,
+                                           const Feedback& feedback) {
+  auto known = log_.known(project, request_id);
+  if (!known.ok()) return std::move(known).error();
+  if (!*known) return not_found("request " + sanitize_utf8(request_id) + " not found");
+  std::vector<Score> scores(1);
+  scores[0].request_id = std::string(request_id);
+  scores[0].name = std::string(kFeedbackScoreName);
+  scores[0].data_type = ScoreDataType::kBoolean;
+  scores[0].value = feedback.rating ? 1.0 : 0.0;
+  return log_.with_store([&](Store& store) -> Expected<void> {
+    if (auto ok = check_configs(store, project, scores); !ok) return ok;
+    auto written = write(store, project, std::move(scores), &feedback);
+    if (!written.ok()) return std::move(written).error();
+    return {};
+  });
+}
+
+Expected<Score> ScoreStore::upsert(std::string_view project, Score score) {
+  if (!score.request_id.empty()) {
+    auto known = log_.known(project, score.request_id);
+    if (!known.ok()) return std::move(known).error();
+    if (!*known) return not_found("request " + sanitize_utf8(score.request_id) + " not found");
+  }
+  return log_.with_store([&](Store& store) -> Expected<Score> {
+    if (!score.session_id.empty()) {
+      bool seen = false;
+      auto r =
+          scan(store, ColumnFamily::kIdxSession, keys::session_prefix(project, score.session_id),
+               {}, {}, false, [&](std::string_view, std::string_view) {
+                 seen = true;
+                 return false;
+               });
+      if (!r.ok()) return std::move(r).error();
+      if (!seen) return not_found("session " + sanitize_utf8(score.session_id) + " not found");
+    }
+    std::vector<Score> one{std::move(score)};
+    if (auto ok = check_configs(store, project, one); !ok) return std::move(ok).error();
+    auto written = write(store, project, std::move(one), nullptr);
+    if (!written.ok()) return std::move(written).error();
+    return std::move(written->front());
+  });
+}
+
+Expected<void> ScoreStore::remove(std::string_view project, std::string_view id) {
+  if (!valid_request_id(id)) return not_found("score " + sanitize_utf8(id) + " not found");
+  return log_.with_store([&](Store& store) -> Expected<void> {
+    const std::string ikey = id_key(project, id);
+    auto stripe = [](const std::string& key) { return std::hash<std::string>{}(key) % kStripes; };
+    std::set<std::size_t> held_set{stripe(ikey)};
+    std::vector<std::unique_lock<std::mutex>> locks;
+    std::string key;
+    for (;;) {
+      locks.clear();
+      for (std::size_t s : held_set) locks.emplace_back(stripes_[s]);
+      auto mapped = read(store, ColumnFamily::kScores, ikey);
+      if (!mapped.ok()) return std::move(mapped).error();
+      if (!*mapped) return not_found("score " + sanitize_utf8(id) + " not found");
+      key = tagged('S', project) + **mapped;
+      if (!held_set.insert(stripe(key)).second) break;
+    }
+    auto old = read_score(store, key);
+    if (!old.ok()) return std::move(old).error();
+    rocksdb::WriteBatch batch;
+    rocksdb::Status st = batch.Delete(store.cf(ColumnFamily::kScores), ikey);
+    if (*old && (*old)->id == id) {
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), key);
+      const IndexKeys ik = index_keys(project, **old);
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.time);
+      if (st.ok() && !ik.value.empty())
+        st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.value);
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.all);
+    }
+    if (!st.ok()) return status_error("build delete batch", st);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    std::shared_lock gate(aggregates_.gate());
+    const rocksdb::Status ws = store.db().Write(wo, &batch);
+    if (!ws.ok()) return status_error("delete score", ws);
+    if (*old && (*old)->id == id && (*old)->value) {
+      aggregates_.apply({{std::string(project), (*old)->name, (*old)->timestamp_us, *(*old)->value,
+                          (*old)->data_type, -1}});
+    }
+    return {};
+  });
+}
+
+Expected<std::optional<Score>> ScoreStore::get(std::string_view project,
+                                               std::string_view id) const {
+  return log_.with_store([&](Store& store) -> Expected<std::optional<Score>> {
+    auto mapped = read(store, ColumnFamily::kScores, id_key(project, id));
+    if (!mapped.ok()) return std::move(mapped).error();
+    if (!*mapped) return std::optional<Score>{};
+    return read_score(store, tagged('S', project) + **mapped);
+  });
+}
+
+Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreListQuery& q) const {
+  return log_.with_store([&](Store& store) -> Expected<ScoreListPage> {
+    // Pick the source: the target's scores, the name's time index, or all by time.
+    ColumnFamily cf = ColumnFamily::kIdxScore;
+    std::string prefix;
+    bool reverse = true;
+    bool time_in_key = true;
+    if (!q.request_id.empty() || !q.session_id.empty()) {
+      cf = ColumnFamily::kScores;
+      prefix = tagged('S', project);
+      if (!q.request_id.empty()) {
+        prefix += 'r';
+        keys::append_part(prefix, q.request_id);
+      } else {
+        prefix += score_keys::target_session(q.session_id);
+      }
+      reverse = false;
+      time_in_key = false;
+    } else if (!q.name.empty()) {
+      prefix = score_keys::time_prefix(project, q.name);
+    } else {
+      prefix = tagged('A', project);
+    }
+    std::string lower = prefix;
+    std::string upper = keys::prefix_end(prefix);
+    if (time_in_key) {
+      if (q.from_us) {
+        lower = prefix;
+        keys::append_ts(lower, *q.from_us);
+      }
+      if (q.to_us) {
+        upper = prefix;
+        keys::append_ts(upper, *q.to_us);
+      }
+    }
+    if (!q.cursor.empty()) {
+      const auto after = unhex(q.cursor);
+      if (!after || !after->starts_with(prefix)) return invalid_argument("invalid cursor");
+      if (reverse) {
+        upper = std::min(upper, *after);  // strictly before the last key returned
+      } else {
+        lower = std::max(lower, *after + std::string(1, '\0'));  // strictly after it
+      }
+    }
+    if (lower >= upper) return ScoreListPage{};
+
+    SnapshotGuard snapshot(store.db());
+    ScoreListPage page;
+    std::string last_key;
+    Error failure;
+    bool more = false;
+    auto visit = [&](std::string_view key, std::string_view value) {
+      if (page.scores.size() == q.limit) {
+        more = true;
+        return false;
+      }
+      std::optional<Score> s;
+      if (cf == ColumnFamily::kScores) {
+        auto decoded = decode_score(value);
+        if (!decoded.ok()) {
+          failure = std::move(decoded).error();
+          return false;
+        }
+        s = std::move(decoded).value();
+      } else {
+        // Rebuild the score key from the index key.
+        std::string_view rest = key.substr(prefix.size() + 8);
+        std::string name = q.name;
+        std::string_view target_start = rest;
+        auto target = score_keys::parse_target(rest);
+        if (!target) return true;
+        const std::string_view target_bytes =
+            target_start.substr(0, target_start.size() - rest.size());
+        if (q.name.empty() && !read_part(rest, name)) return true;
+        auto got =
+            read_score(store, score_keys::score(project, target_bytes, name), snapshot.get());
+        if (!got.ok()) {
+          failure = std::move(got).error();
+          return false;
+        }
+        if (!*got) return true;  // deleted after the snapshot's index read; skip
+        s = std::move(**got);
+      }
+      last_key.assign(key);
+      if (!q.name.empty() && s->name != q.name) return true;
+      if (!q.session_id.empty() && s->session_id != q.session_id) return true;
+      if (q.source && s->source != *q.source) return true;
+      if (q.data_type && s->data_type != *q.data_type) return true;
+      if (!q.config_id.empty() && s->config_id != q.config_id) return true;
+      if ((q.min_value || q.max_value) && !s->value) return true;
+      if (q.min_value && *s->value < *q.min_value) return true;
+      if (q.max_value && *s->value > *q.max_value) return true;
+      if (q.from_us && s->timestamp_us < *q.from_us) return true;
+      if (q.to_us && s->timestamp_us >= *q.to_us) return true;
+      page.scores.push_back(std::move(*s));
+      return true;
+    };
+    auto r = scan(store, cf, prefix, lower, upper, reverse, visit, snapshot.get());
+    if (!r.ok()) return std::move(r).error();
+    if (!failure.message.empty()) return failure;
+    if (more) page.next_cursor = hex(last_key);
+    return page;
+  });
+}
+
+Expected<ScoreConfig> ScoreStore::create_config(std::string_view project, ScoreConfig config) {
+  std::lock_guard lk(config_mu_);
+  return log_.with_store([&](Store& store) -> Expected<ScoreConfig> {
+    auto by_name = read(store, ColumnFamily::kScores, config_name_key(project, config.name));
+    if (!by_name.ok()) return std::move(by_name).error();
+    if (*by_name) {
+      return invalid_argument("score '" + sanitize_utf8(config.name) + "' already has config '" +
+                              sanitize_utf8(**by_name) + "'");
+    }
+    if (config.id.empty()) config.id = random_uuid();
+    auto by_id = read(store, ColumnFamily::kScores, config_key(project, config.id));
+    if (!by_id.ok()) return std::move(by_id).error();
+    if (*by_id)
+      return invalid_argument("score config id '" + sanitize_utf8(config.id) + "' is taken");
+    config.created_at_us = now_us();
+    rocksdb::WriteBatch batch;
+    rocksdb::Status st = batch.Put(store.cf(ColumnFamily::kScores), config_key(project, config.id),
+                                   encode_config(config));
+    if (st.ok()) {
+      st = batch.Put(store.cf(ColumnFamily::kScores), config_name_key(project, config.name),
+                     config.id);
+    }
+    if (!st.ok()) return status_error("build config batch", st);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    const rocksdb::Status ws = store.db().Write(wo, &batch);
+    if (!ws.ok()) return status_error("write score config", ws);
+    return config;
+  });
+}
+
+Expected<std::vector<ScoreConfig>> ScoreStore::configs(std::string_view project) const {
+  return log_.with_store([&](Store& store) -> Expected<std::vector<ScoreConfig>> {
+    std::vector<ScoreConfig> out;
+    Error failure;
+    auto r = scan(store, ColumnFamily::kScores, tagged('C', project), {}, {}, false,
+                  [&](std::string_view, std::string_view value) {
+                    auto c = decode_config(value);
+                    if (!c.ok()) {
+                      failure = std::move(c).error();
+                      return false;
+                    }
+                    out.push_back(std::move(c).value());
+                    return true;
+                  });
+    if (!r.ok()) return std::move(r).error();
+    if (!failure.message.empty()) return failure;
+    std::sort(out.begin(), out.end(),
+              [](const ScoreConfig& a, const ScoreConfig& b) { return a.name < b.name; });
+    return out;
+  });
+}
+
+}  // namespace arbiter::scoring

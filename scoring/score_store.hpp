@@ -1,0 +1,177 @@
+#pragma once
+// The score store (DESIGN.md §4, §8): scores, score configs and feedback in
+// the request log's RocksDB database (column families `scores` and
+// `idx_score`).
+//
+// Key layouts (part() and ts as in keys.hpp; target = 'r' part(request_id)
+// part(observation_id) for request scores, 's' part(session_id) part("") for
+// session scores):
+//
+//   scores     'S' part(project) target part(name)       → encode_score
+//              'I' part(project) part(id)                 → target part(name)
+//              'M' part(project) part(name)               → ""  (names seen; kept
+//                                                              when their scores are deleted)
+//              'C' part(project) part(config_id)          → encode_config
+//              'N' part(project) part(name)               → config_id
+//              'F' part(project) part(request_id)         → CBOR object (feedback.*)
+//   idx_score  'T' part(project) part(name) ts target     → type byte [+ be64 sortable(value)]
+//              'V' part(project) part(name) sortable(value) target → ts   (valued scores only)
+//              'A' part(project) ts target part(name)     → ""
+//
+// ts is the score's timestamp. T serves per-name time ranges (evals, the
+// distribution), V per-name value ranges (scores.<k> filters), A the newest-
+// first listing of GET /v1/scores. A score and all of its index entries are
+// written in one WriteBatch with sync=true (WAL fsynced) before the call
+// returns: a 201 means durable. Overwrites delete the old version's entries in
+// the same batch.
+//
+// Feedback fields are kept under their own 'F' key rather than by rewriting
+// the request record: the record may still be in flight or queued when the
+// feedback arrives, and a rewrite would race the storage thread. Readers
+// (attach_score_data) merge them into RequestRecord::feedback, the posted
+// fields winning.
+//
+// Thread-safety: every member may be called concurrently from any thread
+// (blocking: call from a worker, never an I/O thread). Writers touching one
+// score serialise on striped mutexes, so an overwrite never leaves a stale
+// index entry. Lifetime: the RequestLog must outlive the ScoreStore.
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "scoring/expected.hpp"
+#include "scoring/request_log.hpp"
+#include "scoring/score.hpp"
+#include "scoring/score_aggregates.hpp"
+#include "scoring/store.hpp"
+
+namespace rocksdb {
+class Snapshot;
+}
+
+namespace arbiter::scoring {
+
+namespace score_keys {
+std::string target_request(std::string_view request_id, std::string_view observation_id = {});
+std::string target_session(std::string_view session_id);
+std::string target_of(const Score& s);
+std::string score(std::string_view project, std::string_view target, std::string_view name);
+std::string request_scores_prefix(std::string_view project, std::string_view request_id);
+std::string time_prefix(std::string_view project, std::string_view name);   // 'T'
+std::string value_prefix(std::string_view project, std::string_view name);  // 'V'
+std::string names_prefix(std::string_view project);                         // 'M'
+// 8 bytes whose byte order is the numeric order of v (NaN never stored).
+void append_sortable(std::string& out, double v);
+double decode_sortable(std::string_view eight_bytes);
+
+// A parsed target: kind 'r' or 's', the id, and the observation id.
+struct Target {
+  char kind = 'r';
+  std::string id;
+  std::string observation_id;
+};
+// Parses a target at the start of `in`, advancing it past the target.
+std::optional<Target> parse_target(std::string_view& in);
+
+// One 'T' entry: timestamp, value (nullopt for an unmapped category), the
+// data type and the target.
+struct TimeEntry {
+  std::int64_t ts_us = 0;
+  std::optional<double> value;
+  ScoreDataType data_type = ScoreDataType::kNumeric;
+  Target target;
+};
+std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t prefix_len,
+                                          std::string_view value);
+}  // namespace score_keys
+
+// Fills record.scores (request-level scores: name → value) and merges the
+// posted feedback fields into record.feedback. `snapshot` may be null.
+Expected<void> attach_score_data(const Store& store, RequestRecord& record,
+                                 const rocksdb::Snapshot* snapshot = nullptr);
+
+// Every score name seen in the project, sorted.
+Expected<std::vector<std::string>> score_names(const Store& store, std::string_view project);
+
+struct ScoreListQuery {
+  std::string request_id;
+  std::string session_id;
+  std::string name;
+  std::optional<ScoreSource> source;
+  std::optional<ScoreDataType> data_type;
+  std::string config_id;
+  std::optional<double> min_value;  // inclusive, on the numeric value
+  std::optional<double> max_value;
+  std::optional<std::int64_t> from_us;  // inclusive, on the timestamp
+  std::optional<std::int64_t> to_us;    // exclusive
+  std::size_t limit = 50;               // 1..100
+  std::string cursor;                   // from a previous page's next_cursor
+};
+
+struct ScoreListPage {
+  std::vector<Score> scores;
+  std::string next_cursor;  // empty on the last page
+};
+
+class ScoreStore {
+ public:
+  // now_us: unix µs clock (tests inject one); defaults to the system clock.
+  explicit ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us = {});
+
+  // POST /v1/request/{id}/score. kNotFound for a request that is neither in
+  // flight, queued nor stored in this project. All names are validated
+  // (configs included) before anything is written; then one durable batch.
+  Expected<void> submit(std::string_view project, std::string_view request_id,
+                        const std::vector<HeliconeScore>& scores);
+
+  // POST /v1/request/{id}/feedback: score helicone-score-feedback plus the
+  // other fields merged into the request's feedback, in one durable batch.
+  Expected<void> submit_feedback(std::string_view project, std::string_view request_id,
+                                 const Feedback& feedback);
+
+  // POST /v1/scores. The target must be known (request: as in submit;
+  // session: at least one stored record with that session id). With an id
+  // that exists, the score is updated in place (even when its target or name
+  // changes). Returns the stored score.
+  Expected<Score> upsert(std::string_view project, Score score);
+
+  // DELETE /v1/scores/{id}: kNotFound when there is no such id.
+  Expected<void> remove(std::string_view project, std::string_view id);
+
+  Expected<std::optional<Score>> get(std::string_view project, std::string_view id) const;
+
+  // GET /v1/scores. Newest first by timestamp, except with request_id or
+  // session_id (then by target and name). kInvalidArgument for a bad cursor.
+  Expected<ScoreListPage> list(std::string_view project, const ScoreListQuery& query) const;
+
+  // POST /v1/score-configs: one config per name; kInvalidArgument when the
+  // name already has one or the id is taken.
+  Expected<ScoreConfig> create_config(std::string_view project, ScoreConfig config);
+  Expected<std::vector<ScoreConfig>> configs(std::string_view project) const;
+
+  // The hourly histograms the eval queries' fast path reads (evals.hpp).
+  ScoreAggregates& aggregates() { return aggregates_; }
+
+ private:
+  Expected<std::vector<Score>> write(Store& store, std::string_view project,
+                                     std::vector<Score> scores, const Feedback* feedback);
+  Expected<void> check_configs(const Store& store, std::string_view project,
+                               std::vector<Score>& scores) const;
+  std::int64_t now_us() const;
+
+  static constexpr std::size_t kStripes = 256;
+  RequestLog& log_;
+  std::function<std::int64_t()> now_us_;
+  mutable std::array<std::mutex, kStripes> stripes_;
+  std::mutex config_mu_;  // serialises config creation (one config per name)
+  ScoreAggregates aggregates_;
+};
+
+}  // namespace arbiter::scoring
