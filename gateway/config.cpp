@@ -376,7 +376,7 @@ Config Loader::load_root(const YAML::Node& root) const {
 
 ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
   const MapReader m(*this, at,
-                    {"proxy_listen", "api_listen", "tls", "proxy_tls", "api_tls", "threads",
+                    {"proxy_listen", "api_listen", "tls", "proxy_tls", "api_tls", "threads", "api_workers",
                      "log_level", "allow_anonymous", "drain_timeout_ms", "limits"});
   ServerConfig s;
   if (auto e = m.find("proxy_listen")) s.proxy = listener(*e, s.proxy);
@@ -395,6 +395,7 @@ ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
   }
 
   if (auto e = m.find("threads")) s.threads = static_cast<unsigned>(integer(*e, 0, kMaxThreads));
+  if (auto e = m.find("api_workers")) s.api_workers = static_cast<unsigned>(integer(*e, 1, kMaxThreads));
   if (auto e = m.find("log_level")) {
     static const std::map<std::string, LogLevel, std::less<>> kLevels = {
         {"debug", LogLevel::debug},

@@ -50,6 +50,10 @@ struct ServerConfig {
   ListenerConfig proxy{"127.0.0.1", 8787, std::nullopt};
   ListenerConfig api{"127.0.0.1", 8585, std::nullopt};
   unsigned threads = 0;  // 0 = one per core
+  // Threads that run API handlers (storage reads, durable writes). A handler
+  // waiting for its fsync holds one, so this bounds concurrent durable API
+  // writes; RocksDB merges concurrent syncs into one (group commit).
+  unsigned api_workers = 32;
   LogLevel log_level = LogLevel::info;
   // Accept proxy calls without a gateway key (they go to the first project).
   // Refused by validation when any upstream injects an api_key.

@@ -98,7 +98,7 @@ void Server::start() {
   unsigned n = cfg.server.threads;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*shared_));
-  blocking_ = std::make_unique<asio::thread_pool>(std::max(2u, n));
+  blocking_ = std::make_unique<asio::thread_pool>(cfg.server.api_workers);
   shared_->blocking = blocking_.get();
 
   auto& acceptor_ioc = workers_.front()->ioc;

@@ -1130,6 +1130,8 @@ TEST(ConfigTest, StorageTuningKeys) {
   EXPECT_EQ(config->storage.batch_window.count(), 20);
   EXPECT_EQ(config->storage.max_logged_body_bytes, 4096u);
   EXPECT_FALSE(config->storage.log_requests);
+  EXPECT_EQ(config->server.api_workers, 32u);  // default
+  EXPECT_THROW(load_config_from_string("server:\n  api_workers: 0\n", "w.yaml"), ConfigError);
 }
 
 }  // namespace
