@@ -615,6 +615,9 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     res.chunked(true);
   }
   res.set("Helicone-Id", call.ctx.request_id);
+  // DESIGN.md §3: the id comes with a status; "success" = relayed and handed
+  // to the log (gateway-made errors say "failed").
+  res.set("Helicone-Status", "success");
   keep_alive = client_keep_alive && !shared_.stopping.load(std::memory_order_relaxed);
   res.keep_alive(keep_alive);
   call.result.status = static_cast<int>(ur.result_int());
@@ -718,7 +721,10 @@ asio::awaitable<bool> ProxySession<Stream>::send_error(http::status status, std:
                                                        const std::string* request_id) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "application/json");
-  if (request_id) res.set("Helicone-Id", *request_id);
+  if (request_id) {
+    res.set("Helicone-Id", *request_id);
+    res.set("Helicone-Status", "failed");
+  }
   res.body() = error_json(code, message);
   keep_alive = keep_alive && !shared_.stopping.load(std::memory_order_relaxed);
   res.keep_alive(keep_alive);

@@ -72,6 +72,7 @@ TEST_F(ProxyTest, ForwardsChatCompletionAndReturnsRequestId) {
   ASSERT_TRUE(res.header("helicone-id"));
   EXPECT_TRUE(gateway::is_valid_request_id(*res.header("helicone-id")));
   EXPECT_EQ(res.header("helicone-id")->at(14), '4');
+  EXPECT_EQ(res.header("helicone-status"), "success");
 
   ASSERT_EQ(upstream_->request_count(), 1u);
   const auto seen = upstream_->requests().front();
@@ -243,6 +244,7 @@ TEST_F(ProxyTest, AnswersUnreachableUpstreamWith502) {
   EXPECT_EQ(err["error"]["type"], "gateway_error");
   EXPECT_EQ(err["error"]["code"], "upstream_unreachable");
   EXPECT_TRUE(res.header("helicone-id"));
+  EXPECT_EQ(res.header("helicone-status"), "failed");
   // The connection stays usable.
   res = c.request("GET", "/v1/models", auth());
   EXPECT_EQ(res.status, 502);
