@@ -35,19 +35,6 @@ std::int64_t floor_to(std::int64_t ts, std::int64_t width) {
   return q * width;
 }
 
-class SnapshotGuard {
- public:
-  explicit SnapshotGuard(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
-  ~SnapshotGuard() { db_.ReleaseSnapshot(snapshot_); }
-  SnapshotGuard(const SnapshotGuard&) = delete;
-  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
-  const rocksdb::Snapshot* get() const { return snapshot_; }
-
- private:
-  rocksdb::DB& db_;
-  const rocksdb::Snapshot* snapshot_;
-};
-
 using GroupName = std::pair<std::string, std::string>;  // (group, name)
 
 // One scanned or histogram-derived observation: `count` scores with this

@@ -601,19 +601,6 @@ struct Source {
 // to tell a selective index from an unselective one, cheap either way.
 constexpr std::uint64_t kProbeCap = 1000;
 
-class SnapshotGuard {
- public:
-  explicit SnapshotGuard(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
-  ~SnapshotGuard() { db_.ReleaseSnapshot(snapshot_); }
-  SnapshotGuard(const SnapshotGuard&) = delete;
-  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
-  const rocksdb::Snapshot* get() const { return snapshot_; }
-
- private:
-  rocksdb::DB& db_;
-  const rocksdb::Snapshot* snapshot_;
-};
-
 std::optional<double> sort_value(SortKey key, const std::string& score_name,
                                  const RequestRecord& r) {
   auto opt = [](const std::optional<std::int64_t>& v) -> std::optional<double> {

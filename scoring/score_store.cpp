@@ -114,19 +114,6 @@ std::string ts_bytes(std::int64_t ts) {
   return out;
 }
 
-class SnapshotGuard {
- public:
-  explicit SnapshotGuard(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
-  ~SnapshotGuard() { db_.ReleaseSnapshot(snapshot_); }
-  SnapshotGuard(const SnapshotGuard&) = delete;
-  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
-  const rocksdb::Snapshot* get() const { return snapshot_; }
-
- private:
-  rocksdb::DB& db_;
-  const rocksdb::Snapshot* snapshot_;
-};
-
 // Point read: nullopt when missing.
 Expected<std::optional<std::string>> read(const Store& store, ColumnFamily cf,
                                           const std::string& key,

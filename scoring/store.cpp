@@ -122,6 +122,9 @@ Error status_error(std::string_view context, const rocksdb::Status& status) {
   return storage_error(std::string(context) + ": " + status.ToString());
 }
 
+SnapshotGuard::SnapshotGuard(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
+SnapshotGuard::~SnapshotGuard() { db_.ReleaseSnapshot(snapshot_); }
+
 std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);

@@ -81,6 +81,21 @@ struct RetentionStats {
   std::uint64_t stale_entries_deleted = 0;  // time entries without a matching record
 };
 
+// A consistent read view of the database for the scope of one query.
+// Thread-safe to create from any thread; release happens in the destructor.
+class SnapshotGuard {
+ public:
+  explicit SnapshotGuard(rocksdb::DB& db);
+  ~SnapshotGuard();
+  SnapshotGuard(const SnapshotGuard&) = delete;
+  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  rocksdb::DB& db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
 class Store {
  public:
   // Opens (creating if missing) the database at `path`, creating any column
