@@ -1,4 +1,5 @@
 #include "scoring/request_log.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,25 +12,10 @@
 namespace arbiter::scoring {
 namespace {
 
+using arbiter::testing::TempDir;
+
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "arbiter-log-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 constexpr std::int64_t kNow = 1714564800000000;  // 2024-05-01T12:00:00Z
 constexpr std::int64_t kDay = 86'400'000'000;
@@ -63,7 +49,7 @@ RequestRecord record(const std::string& project, int i, std::int64_t created_at 
 
 RequestLogOptions options_for(const TempDir& dir) {
   RequestLogOptions o;
-  o.path = dir.path() + "/data";
+  o.path = dir.path().string() + "/data";
   o.now_us = [] { return kNow; };
   return o;
 }

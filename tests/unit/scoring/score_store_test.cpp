@@ -4,6 +4,7 @@
 // over a known population.
 
 #include "scoring/score_store.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -20,24 +21,9 @@
 namespace arbiter::scoring {
 namespace {
 
+using arbiter::testing::TempDir;
+
 using nlohmann::json;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "arbiter-scores-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 constexpr std::int64_t kNow = 1714564800000000;  // 2024-05-01T12:00:00Z
 constexpr std::int64_t kHour = 3'600'000'000;
@@ -84,7 +70,7 @@ struct Fixture {
   Fixture() { open(); }
   void open() {
     RequestLogOptions o;
-    o.path = dir.path() + "/data";
+    o.path = dir.path().string() + "/data";
     o.now_us = [] { return kNow; };
     log = std::make_unique<RequestLog>(std::move(o));
     scores = std::make_unique<ScoreStore>(*log, [this] { return clock; });

@@ -1,4 +1,5 @@
 #include "scoring/store.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
@@ -14,24 +15,9 @@
 namespace arbiter::scoring {
 namespace {
 
+using arbiter::testing::TempDir;
+
 // A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "arbiter-store-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 RequestRecord make_record(std::string project, std::string id, std::int64_t ts) {
   RequestRecord r;
   r.project = std::move(project);
@@ -83,7 +69,7 @@ TEST(Store, CreatesEveryColumnFamily) {
 
 TEST(Store, NestedPathIsCreated) {
   TempDir dir;
-  const std::string nested = dir.path() + "/a/b/data";
+  const std::string nested = dir.path().string() + "/a/b/data";
   EXPECT_NO_THROW(Store::open(nested));
 }
 
@@ -95,7 +81,7 @@ TEST(Store, LockedDirectoryIsAClearError) {
     FAIL() << "second open succeeded";
   } catch (const StorageError& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("storage.path " + dir.path() + " is locked by another process"),
+    EXPECT_NE(msg.find("storage.path " + dir.path().string() + " is locked by another process"),
               std::string::npos)
         << msg;
   }
@@ -105,7 +91,7 @@ TEST(Store, CorruptDirectoryIsAClearError) {
   TempDir dir;
   { auto store = Store::open(dir.path()); }
   {
-    std::ofstream current(dir.path() + "/CURRENT", std::ios::trunc);
+    std::ofstream current(dir.path().string() + "/CURRENT", std::ios::trunc);
     current << "garbage-without-newline";
   }
   try {
@@ -113,13 +99,13 @@ TEST(Store, CorruptDirectoryIsAClearError) {
     FAIL() << "open of a corrupt database succeeded";
   } catch (const StorageError& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("storage.path " + dir.path() + " is corrupt"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("storage.path " + dir.path().string() + " is corrupt"), std::string::npos) << msg;
   }
 }
 
 TEST(Store, PathThatIsAFileIsAClearError) {
   TempDir dir;
-  const std::string file = dir.path() + "/not-a-dir";
+  const std::string file = dir.path().string() + "/not-a-dir";
   std::ofstream(file) << "x";
   try {
     auto store = Store::open(file);
