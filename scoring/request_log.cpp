@@ -238,8 +238,17 @@ void RequestLog::write_batch(std::vector<Pending>& batch) {
     records.push_back(&p.record);
   }
   const bool strict = options_.durability == Durability::kStrict;
-  const auto result = store_->write(records, /*sync=*/strict);
+  Store::BatchExtension extend;
+  if (!listeners_.empty()) {
+    extend = [&](rocksdb::WriteBatch& wb) {
+      for (auto* l : listeners_) l->on_records(*store_, records, wb);
+    };
+  }
+  const auto result = store_->write(records, /*sync=*/strict, extend);
   const bool ok = result.ok();
+  if (ok) {
+    for (auto* l : listeners_) l->records_written(records);
+  }
   if (ok) {
     written_.fetch_add(batch.size(), std::memory_order_relaxed);
     batches_.fetch_add(1, std::memory_order_relaxed);

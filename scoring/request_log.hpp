@@ -46,6 +46,7 @@
 #include "scoring/query.hpp"
 #include "scoring/request_record.hpp"
 #include "scoring/store.hpp"
+#include "scoring/write_listener.hpp"
 
 namespace arbiter::scoring {
 
@@ -178,6 +179,12 @@ class RequestLog {
     return fn(*store_);
   }
 
+  // Registers a listener offered every record batch (and, through the score
+  // store and the evaluator runtime, every score, feedback and evaluation
+  // write). Call before the first submit(); see write_listener.hpp.
+  void add_listener(WriteListener* listener) { listeners_.push_back(listener); }
+  const std::vector<WriteListener*>& listeners() const { return listeners_; }
+
   InflightRegistry& inflight() { return inflight_; }
   const InflightRegistry& inflight() const { return inflight_; }
 
@@ -217,6 +224,7 @@ class RequestLog {
   RequestLogOptions options_;
   std::unique_ptr<Store> store_;
   InflightRegistry inflight_;
+  std::vector<WriteListener*> listeners_;
 
   // Guards the queue, the queued-key counts and the sequence numbers.
   mutable std::mutex mu_;

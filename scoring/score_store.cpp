@@ -495,6 +495,7 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
     delta(s, +1);
   }
 
+  std::optional<json> merged_feedback;
   if (feedback != nullptr && !feedback->fields.empty() && !scores.empty()) {
     const std::string fkey = feedback_key(project, scores[0].request_id);
     auto raw = read(store, ColumnFamily::kScores, fkey);
@@ -511,8 +512,11 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
     std::string bytes;
     json::to_cbor(merged, bytes);
     put(ColumnFamily::kScores, fkey, bytes);
+    merged_feedback = std::move(merged);
   }
   if (!st.ok()) return status_error("build score batch", st);
+  const auto& listeners = log_.listeners();
+  for (auto* l : listeners) l->on_scores(store, project, scores, batch);
 
   rocksdb::WriteOptions wo;
   wo.sync = true;  // durable before the 201
@@ -520,6 +524,10 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
   const rocksdb::Status ws = store.db().Write(wo, &batch);
   if (!ws.ok()) return status_error("write scores", ws);
   aggregates_.apply(deltas);
+  for (auto* l : listeners) l->scores_written(project, scores);
+  if (merged_feedback) {
+    for (auto* l : listeners) l->feedback_written(project, scores[0].request_id, *merged_feedback);
+  }
   return scores;
 }
 

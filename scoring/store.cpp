@@ -237,7 +237,8 @@ Expected<void> Store::close() {
   return result;
 }
 
-Expected<void> Store::write(std::span<const RequestRecord* const> records, bool sync) {
+Expected<void> Store::write(std::span<const RequestRecord* const> records, bool sync,
+                            const BatchExtension& extend) {
   if (db_ == nullptr) return unavailable("storage is closed");
   if (records.empty()) return {};
 
@@ -292,6 +293,7 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
     index_ops(batch, *this, r, /*put=*/true, status);
   }
   if (!status.ok()) return status_error("build write batch", status);
+  if (extend) extend(batch);
 
   rocksdb::WriteOptions wo;
   wo.sync = sync;

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -29,6 +30,7 @@ class ColumnFamilyHandle;
 class DB;
 class Snapshot;
 class Status;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace arbiter::scoring {
@@ -114,7 +116,11 @@ class Store {
   // indexes never point at stale versions.
   // Preconditions (RequestLog::submit checks them): non-empty project,
   // valid_request_id(id), lower-case property keys.
-  Expected<void> write(std::span<const RequestRecord* const> records, bool sync);
+  // `extend`, when set, adds further entries to the same batch just before
+  // it is committed (write listeners: outbox deliveries, pending runs).
+  using BatchExtension = std::function<void(rocksdb::WriteBatch&)>;
+  Expected<void> write(std::span<const RequestRecord* const> records, bool sync,
+                       const BatchExtension& extend = {});
 
   // fsyncs the WAL: everything written before is durable against power loss.
   Expected<void> sync_wal();
