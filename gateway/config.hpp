@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace arbiter::gateway {
 
 // A configuration error. what() is "file:line: message" (line is 1-based);
@@ -54,6 +56,11 @@ struct ServerConfig {
   // waiting for its fsync holds one, so this bounds concurrent durable API
   // writes; RocksDB merges concurrent syncs into one (group commit).
   unsigned api_workers = 32;
+  // The evaluator runtime's own threads (never the I/O threads) and the
+  // bounded queue of runs waiting for one; a run that finds it full is
+  // recorded as an error run ("queue full") and counted.
+  unsigned evaluator_workers = 4;
+  std::size_t evaluator_queue_capacity = 10'000;
   LogLevel log_level = LogLevel::info;
   // Accept proxy calls without a gateway key (they go to the first project).
   // Refused by validation when any upstream injects an api_key.
@@ -104,6 +111,39 @@ struct UpstreamConfig {
   std::chrono::milliseconds pool_idle_timeout{30'000};
 };
 
+// evaluators[] (DESIGN.md §6). The loader checks the shape of every field;
+// kind-specific `params` are checked when the evaluator runtime builds the
+// evaluator at start-up (scoring/evaluator_runtime.hpp).
+struct EvaluatorFilterConfig {
+  std::string path;   // glob ('*' any run, '?' one character) on the path without its query; "" = any
+  std::string model;  // glob on the requested or the response model; "" = any
+  std::map<std::string, std::string> properties;  // exact values; keys lower-cased
+  // "" = any, "2xx" (a class, 1xx-5xx) or an exact code such as "200".
+  std::string status;
+};
+
+struct EvaluatorRetryConfig {
+  unsigned max_attempts = 3;  // 1 = no retry
+  std::chrono::milliseconds initial_backoff{1000};
+  std::chrono::milliseconds max_backoff{60'000};
+};
+
+struct EvaluatorConfig {
+  std::string name;  // unique, A-Z a-z 0-9 . _ -
+  int line = 0;      // where the entry starts in the file, for start-up errors
+  std::string kind;  // a built-in kind, llm_judge, http, semantic_similarity, moderation or plugin
+  EvaluatorFilterConfig filter;
+  unsigned sampling = 100;         // percent of matching requests, 0-100
+  std::vector<std::string> needs;  // event paths that must exist before the run
+  std::string score_name;          // default: the evaluator's name
+  std::string score_data_type;     // "", NUMERIC, BOOLEAN or CATEGORICAL
+  std::chrono::milliseconds timeout{30'000};  // per attempt
+  unsigned concurrency = 4;                   // runs of this evaluator at once
+  EvaluatorRetryConfig retry;
+  // Kind-specific settings as JSON (an object; empty when absent).
+  std::shared_ptr<const nlohmann::json> params;
+};
+
 using KeyHash = std::array<std::uint8_t, 32>;  // SHA-256 of an arbiter API key
 
 struct ProjectConfig {
@@ -120,6 +160,7 @@ struct Config {
   std::vector<UpstreamConfig> upstreams;  // at least one; the first is the default
   std::vector<ProjectConfig> projects;    // at least one
   std::vector<ModelPrice> pricing;        // unknown models have unknown cost
+  std::vector<EvaluatorConfig> evaluators;
 
   const UpstreamConfig* find_upstream(std::string_view name) const;
   // Exact match first, then the longest matching '*' prefix; nullptr if none.
