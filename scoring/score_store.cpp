@@ -57,26 +57,6 @@ std::string feedback_key(std::string_view project, std::string_view request_id) 
   return k;
 }
 
-// Reads one part (see keys::append_part) from the front of `in`.
-bool read_part(std::string_view& in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    if (c == '\0') {
-      in.remove_prefix(i + 1);
-      return true;
-    }
-    if (c == '\x01') {
-      if (i + 1 >= in.size()) return false;
-      out.push_back(in[i + 1] == '\x01' ? '\0' : '\x01');
-      ++i;
-    } else {
-      out.push_back(c);
-    }
-  }
-  return false;
-}
-
 // Index entries of one score version.
 struct IndexKeys {
   std::string time;   // 'T'
@@ -269,7 +249,7 @@ std::optional<Target> parse_target(std::string_view& in) {
   Target t;
   t.kind = in[0];
   in.remove_prefix(1);
-  if (!read_part(in, t.id) || !read_part(in, t.observation_id)) return std::nullopt;
+  if (!keys::read_part(in, t.id) || !keys::read_part(in, t.observation_id)) return std::nullopt;
   return t;
 }
 
@@ -336,7 +316,7 @@ Expected<std::vector<std::string>> score_names(const Store& store, std::string_v
                 [&](std::string_view key, std::string_view) {
                   std::string_view rest = key.substr(prefix.size());
                   std::string name;
-                  if (read_part(rest, name)) names.push_back(std::move(name));
+                  if (keys::read_part(rest, name)) names.push_back(std::move(name));
                   return true;
                 });
   if (!r.ok()) return std::move(r).error();
@@ -392,8 +372,9 @@ Expected<void> ScoreStore::check_configs(const Store& store, std::string_view pr
 // Writes scores (new or overwriting) and, optionally, feedback fields, in
 // one durable batch. Scores with a non-empty id use it as the idempotency key.
 Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view project,
-                                               std::vector<Score> scores,
-                                               const Feedback* feedback) {
+                                               std::vector<Score> scores, const Feedback* feedback,
+                                               const RunEntries* extend,
+                                               EvaluationEvent* evaluation) {
   const std::int64_t now = now_us();
   std::vector<std::string> keys_at;
   keys_at.reserve(scores.size());
@@ -516,7 +497,17 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
   }
   if (!st.ok()) return status_error("build score batch", st);
   const auto& listeners = log_.listeners();
-  for (auto* l : listeners) l->on_scores(store, project, scores, batch);
+  if (!scores.empty()) {
+    for (auto* l : listeners) l->on_scores(store, project, scores, batch);
+  }
+  if (extend != nullptr && *extend) {
+    if (auto added = (*extend)(store, batch); !added) return std::move(added).error();
+  }
+  if (evaluation != nullptr) {
+    evaluation->project = std::string(project);
+    evaluation->scores = scores;
+    for (auto* l : listeners) l->on_evaluation(store, *evaluation, batch);
+  }
 
   rocksdb::WriteOptions wo;
   wo.sync = true;  // durable before the 201
@@ -524,11 +515,26 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
   const rocksdb::Status ws = store.db().Write(wo, &batch);
   if (!ws.ok()) return status_error("write scores", ws);
   aggregates_.apply(deltas);
-  for (auto* l : listeners) l->scores_written(project, scores);
+  if (!scores.empty()) {
+    for (auto* l : listeners) l->scores_written(project, scores);
+  }
+  if (evaluation != nullptr) {
+    for (auto* l : listeners) l->evaluation_written(*evaluation);
+  }
   if (merged_feedback) {
     for (auto* l : listeners) l->feedback_written(project, scores[0].request_id, *merged_feedback);
   }
   return scores;
+}
+
+Expected<std::vector<Score>> ScoreStore::write_evaluation(std::string_view project,
+                                                          std::vector<Score> scores,
+                                                          EvaluationEvent& evaluation,
+                                                          const RunEntries& extend) {
+  return log_.with_store([&](Store& store) -> Expected<std::vector<Score>> {
+    if (auto ok = check_configs(store, project, scores); !ok) return std::move(ok).error();
+    return write(store, project, std::move(scores), nullptr, &extend, &evaluation);
+  });
 }
 
 Expected<void> ScoreStore::submit(std::string_view project, std::string_view request_id,
@@ -723,7 +729,7 @@ Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreLi
         if (!target) return true;
         const std::string_view target_bytes =
             target_start.substr(0, target_start.size() - rest.size());
-        if (q.name.empty() && !read_part(rest, name)) return true;
+        if (q.name.empty() && !keys::read_part(rest, name)) return true;
         auto got =
             read_score(store, score_keys::score(project, target_bytes, name), snapshot.get());
         if (!got.ok()) {

@@ -54,6 +54,7 @@
 
 namespace rocksdb {
 class Snapshot;
+class WriteBatch;
 }
 
 namespace arbiter::scoring {
@@ -156,12 +157,28 @@ class ScoreStore {
   Expected<ScoreConfig> create_config(std::string_view project, ScoreConfig config);
   Expected<std::vector<ScoreConfig>> configs(std::string_view project) const;
 
+  // An evaluator run's outcome (scoring/evaluator_runtime.hpp): its scores
+  // (ids, source EVAL and author set by the caller; checked against score
+  // configs like any other score) and the run's own entries, which `extend`
+  // adds, in one durable batch. Listeners get on_scores, then on_evaluation
+  // with `evaluation.scores` set to the stored scores, and scores_written /
+  // evaluation_written after the commit. With no scores only the run entries
+  // are written (an error run). kInvalidArgument when a score breaks its
+  // config: nothing is written then.
+  // `extend` may fail (nothing is written then).
+  using RunEntries = std::function<Expected<void>(const Store&, rocksdb::WriteBatch&)>;
+  Expected<std::vector<Score>> write_evaluation(std::string_view project, std::vector<Score> scores,
+                                                EvaluationEvent& evaluation,
+                                                const RunEntries& extend);
+
   // The hourly histograms the eval queries' fast path reads (evals.hpp).
   ScoreAggregates& aggregates() { return aggregates_; }
 
  private:
   Expected<std::vector<Score>> write(Store& store, std::string_view project,
-                                     std::vector<Score> scores, const Feedback* feedback);
+                                     std::vector<Score> scores, const Feedback* feedback,
+                                     const RunEntries* extend = nullptr,
+                                     EvaluationEvent* evaluation = nullptr);
   Expected<void> check_configs(const Store& store, std::string_view project,
                                std::vector<Score>& scores) const;
   std::int64_t now_us() const;
