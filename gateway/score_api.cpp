@@ -84,8 +84,9 @@ ApiResponse eval_route(const ApiCall& call, scoring::RequestLog& log, scoring::S
 
 }  // namespace
 
-void register_score_routes(ApiRouter& router, scoring::RequestLog& log) {
-  auto scores = std::make_shared<scoring::ScoreStore>(log);
+void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring::ScoreStore& store) {
+  // Handlers capture a non-owning pointer: main owns the store.
+  scoring::ScoreStore* scores = &store;
 
   router.add(http::verb::post, "/v1/request/{}/score", true, [scores](const ApiCall& call) {
     ApiResponse bad;

@@ -1,0 +1,97 @@
+#include "scoring/evaluator_kind.hpp"
+
+#include <algorithm>
+
+#include "plugins/builtin/registry.hpp"
+#include "scoring/network_kinds.hpp"
+
+namespace arbiter::scoring {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kNetworkKinds[] = {"llm_judge", "http", "semantic_similarity",
+                                              "moderation"};
+
+// A built-in or a plugin: the same C ABI, in the binary or dlopen()ed.
+class LocalKind final : public EvaluatorKind {
+ public:
+  LocalKind(std::unique_ptr<plugins::PluginInstance> instance, bool own_names)
+      : instance_(std::move(instance)), own_names_(own_names) {}
+
+  plugins::EvalResult evaluate(const json&, const std::string& event_json,
+                               std::chrono::milliseconds) const override {
+    return instance_->evaluate(event_json);
+  }
+  bool names_own_scores() const override { return own_names_; }
+
+ private:
+  std::unique_ptr<plugins::PluginInstance> instance_;
+  bool own_names_;
+};
+
+std::unique_ptr<EvaluatorKind> make_plugin(const KindSpec& spec) {
+  const json& p = spec.params;
+  for (const auto& [key, value] : p.items()) {
+    if (key != "library" && key != "config") {
+      throw EvaluatorSetupError("params." + key + ": unknown param (plugin takes library and config)");
+    }
+  }
+  auto lib = p.find("library");
+  if (lib == p.end()) throw EvaluatorSetupError("params.library: required (the plugin's .so path)");
+  if (!lib->is_string() || lib->get_ref<const std::string&>().empty()) {
+    throw EvaluatorSetupError("params.library: expected a file path");
+  }
+  json config = json::object();
+  if (auto c = p.find("config"); c != p.end() && !c->is_null()) {
+    if (!c->is_object()) throw EvaluatorSetupError("params.config: expected a mapping");
+    config = *c;
+  }
+  try {
+    auto library = plugins::PluginLibrary::open(lib->get<std::string>());
+    const auto* table = library->table();
+    auto instance = std::make_unique<plugins::PluginInstance>(table, std::move(library), config);
+    return std::make_unique<LocalKind>(std::move(instance), /*own_names=*/true);
+  } catch (const plugins::PluginError& e) {
+    throw EvaluatorSetupError(std::string("params.library: ") + e.what());
+  }
+}
+
+}  // namespace
+
+bool is_network_kind(std::string_view kind) {
+  return std::find(std::begin(kNetworkKinds), std::end(kNetworkKinds), kind) != std::end(kNetworkKinds);
+}
+
+std::vector<std::string> evaluator_kinds() {
+  std::vector<std::string> out;
+  for (auto k : plugins::builtin::builtin_kinds()) out.emplace_back(k);
+  for (auto k : kNetworkKinds) out.emplace_back(k);
+  out.emplace_back("plugin");
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::unique_ptr<EvaluatorKind> make_evaluator_kind(const KindSpec& spec, const KindEnvironment& env) {
+  if (!spec.params.is_object()) throw EvaluatorSetupError("params: expected a mapping");
+  if (spec.kind == "plugin") return make_plugin(spec);
+  if (is_network_kind(spec.kind)) return make_network_kind(spec, env);
+  if (const auto* table = plugins::builtin::find_builtin(spec.kind)) {
+    json config = spec.params;
+    config["score_name"] = spec.score_name;
+    try {
+      auto instance = std::make_unique<plugins::PluginInstance>(table, nullptr, config);
+      return std::make_unique<LocalKind>(std::move(instance), /*own_names=*/false);
+    } catch (const plugins::PluginError& e) {
+      // A built-in's message names the param ("keywords: expected a list of strings").
+      std::string what = e.what();
+      throw EvaluatorSetupError(what.rfind("params.", 0) == 0 ? what : "params." + what);
+    }
+  }
+  std::string known;
+  for (const auto& k : evaluator_kinds()) known += (known.empty() ? "" : ", ") + k;
+  throw EvaluatorSetupError("kind: unknown kind '" + spec.kind + "' (known: " + known + ")");
+}
+
+}  // namespace arbiter::scoring
