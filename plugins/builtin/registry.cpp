@@ -25,7 +25,7 @@ struct Entry {
   ArbiterEvaluatorPluginV1 table;
 };
 
-constexpr std::array<Entry, 8> kBuiltins{{
+constexpr std::array<Entry, 10> kBuiltins{{
     {"response_length", ARBITER_BUILTIN_TABLE(response_length)},
     {"levenshtein", ARBITER_BUILTIN_TABLE(levenshtein)},
     {"rouge_l", ARBITER_BUILTIN_TABLE(rouge_l)},
@@ -34,6 +34,8 @@ constexpr std::array<Entry, 8> kBuiltins{{
     {"json_key_coverage", ARBITER_BUILTIN_TABLE(json_key_coverage)},
     {"tokens_per_second", ARBITER_BUILTIN_TABLE(tokens_per_second)},
     {"keywords", ARBITER_BUILTIN_TABLE(keywords)},
+    {"json_schema", ARBITER_BUILTIN_TABLE(json_schema)},
+    {"sql_parse", ARBITER_BUILTIN_TABLE(sql_parse)},
 }};
 
 #undef ARBITER_BUILTIN_TABLE

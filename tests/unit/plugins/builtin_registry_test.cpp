@@ -116,7 +116,7 @@ TEST(BuiltinRegistry, EveryVectorKindAndTheDocumentedKindsHaveTables) {
   }
   const std::vector<std::string_view> kinds = builtin_kinds();
   for (const char* kind : {"response_length", "levenshtein", "rouge_l", "bleu", "flesch_reading_ease",
-                           "json_key_coverage", "tokens_per_second", "keywords"}) {
+                           "json_key_coverage", "tokens_per_second", "keywords", "json_schema", "sql_parse"}) {
     EXPECT_NE(std::find(kinds.begin(), kinds.end(), kind), kinds.end()) << kind;
     const ArbiterEvaluatorPluginV1* table = find_builtin(kind);
     ASSERT_NE(table, nullptr) << kind;
