@@ -24,13 +24,20 @@ std::string quote(std::string_view text) {
 
 const char* type_name(const json& value) {
   switch (value.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::discarded: return "invalid";
-    default: return "a number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::discarded:
+      return "invalid";
+    default:
+      return "a number";
   }
 }
 
@@ -46,7 +53,9 @@ EvalResult failure(std::string message, bool retryable = false) {
   return r;
 }
 
-std::string score_label(const std::string& name) { return "score \"" + quote(name) + "\""; }
+std::string score_label(const std::string& name) {
+  return "score \"" + quote(name) + "\"";
+}
 
 // Checks one list entry; on success appends it to `out` and returns "".
 std::string take_list_entry(const json& entry, std::size_t index, std::vector<EvalScore>& out) {
@@ -55,7 +64,8 @@ std::string take_list_entry(const json& entry, std::size_t index, std::vector<Ev
   for (auto it = entry.begin(); it != entry.end(); ++it) {
     const std::string& key = it.key();
     if (key != "name" && key != "value" && key != "comment" && key != "data_type") {
-      return where + " has an unknown member \"" + quote(key) + "\" (expected name, value, comment, data_type)";
+      return where + " has an unknown member \"" + quote(key) +
+             "\" (expected name, value, comment, data_type)";
     }
   }
   auto name_it = entry.find("name");
@@ -65,7 +75,8 @@ std::string take_list_entry(const json& entry, std::size_t index, std::vector<Ev
   auto value_it = entry.find("value");
   if (value_it == entry.end()) return score_label(name) + " has no value";
   if (!valid_value(*value_it)) {
-    return score_label(name) + ": value must be a number, boolean or string, got " + type_name(*value_it);
+    return score_label(name) + ": value must be a number, boolean or string, got " +
+           type_name(*value_it);
   }
   std::string comment;
   if (auto it = entry.find("comment"); it != entry.end() && !it->is_null()) {
@@ -83,9 +94,11 @@ std::string take_list_entry(const json& entry, std::size_t index, std::vector<Ev
     } else if (type == "CATEGORICAL") {
       matches = value_it->is_string();
     } else {
-      return score_label(name) + ": data_type must be NUMERIC, BOOLEAN or CATEGORICAL, got \"" + quote(type) + "\"";
+      return score_label(name) + ": data_type must be NUMERIC, BOOLEAN or CATEGORICAL, got \"" +
+             quote(type) + "\"";
     }
-    if (!matches) return score_label(name) + ": value is " + type_name(*value_it) + " but data_type is " + type;
+    if (!matches)
+      return score_label(name) + ": value is " + type_name(*value_it) + " but data_type is " + type;
   }
   out.push_back({name, *value_it, std::move(comment)});
   return {};
@@ -95,19 +108,23 @@ std::string take_list_entry(const json& entry, std::size_t index, std::vector<Ev
 
 EvalResult parse_evaluator_result(std::string_view json_text, std::string_view /*default_name*/) {
   json doc = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return failure("evaluator result is not valid JSON: \"" + quote(json_text) + "\"");
-  if (!doc.is_object()) return failure(std::string("evaluator result must be a JSON object, got ") + type_name(doc));
+  if (doc.is_discarded())
+    return failure("evaluator result is not valid JSON: \"" + quote(json_text) + "\"");
+  if (!doc.is_object())
+    return failure(std::string("evaluator result must be a JSON object, got ") + type_name(doc));
 
   if (auto it = doc.find("error"); it != doc.end() && !it->is_null()) {
     std::string message = it->is_string() ? it->get<std::string>() : it->dump();
     if (message.empty()) message = "evaluator reported an error without a message";
     bool retryable = false;
-    if (auto r = doc.find("retryable"); r != doc.end() && r->is_boolean()) retryable = r->get<bool>();
+    if (auto r = doc.find("retryable"); r != doc.end() && r->is_boolean())
+      retryable = r->get<bool>();
     return failure(std::move(message), retryable);
   }
 
   auto scores_it = doc.find("scores");
-  if (scores_it == doc.end()) return failure("evaluator result has neither \"scores\" nor \"error\"");
+  if (scores_it == doc.end())
+    return failure("evaluator result has neither \"scores\" nor \"error\"");
 
   EvalResult result;
   std::set<std::string, std::less<>> seen;
@@ -116,7 +133,8 @@ EvalResult parse_evaluator_result(std::string_view json_text, std::string_view /
       const std::string& name = it.key();
       if (name.empty()) return failure("evaluator result has a score with an empty name");
       if (!valid_value(*it)) {
-        return failure(score_label(name) + ": value must be a number, boolean or string, got " + type_name(*it));
+        return failure(score_label(name) + ": value must be a number, boolean or string, got " +
+                       type_name(*it));
       }
       result.scores.push_back({name, std::move(*it), {}});
     }
@@ -124,7 +142,8 @@ EvalResult parse_evaluator_result(std::string_view json_text, std::string_view /
   } else if (scores_it->is_array()) {
     std::size_t index = 0;
     for (const auto& entry : *scores_it) {
-      if (auto error = take_list_entry(entry, index++, result.scores); !error.empty()) return failure(error);
+      if (auto error = take_list_entry(entry, index++, result.scores); !error.empty())
+        return failure(error);
       if (!seen.insert(result.scores.back().name).second) {
         return failure(score_label(result.scores.back().name) + " appears more than once");
       }
@@ -202,8 +221,8 @@ PluginLibrary::~PluginLibrary() {
 // ---------------------------------------------------------------------------
 // PluginInstance
 
-PluginInstance::PluginInstance(const ArbiterEvaluatorPluginV1* table, std::shared_ptr<PluginLibrary> library,
-                               const nlohmann::json& config)
+PluginInstance::PluginInstance(const ArbiterEvaluatorPluginV1* table,
+                               std::shared_ptr<PluginLibrary> library, const nlohmann::json& config)
     : table_(table), library_(std::move(library)) {
   const std::string where = library_ ? "plugin " + library_->path() + ": " : std::string();
   if (auto reason = check_plugin_table(table_); !reason.empty()) throw PluginError(where + reason);
@@ -212,17 +231,25 @@ PluginInstance::PluginInstance(const ArbiterEvaluatorPluginV1* table, std::share
   char* error = nullptr;
   handle_ = table_->create(text.c_str(), text.size(), &error);
   if (handle_ == nullptr) {
-    std::string message = error != nullptr ? std::string(error) : std::string("create failed without a message");
+    std::string message =
+        error != nullptr ? std::string(error) : std::string("create failed without a message");
     table_->free_string(error);
     throw PluginError(where + message);
   }
-  if (error != nullptr) table_->free_string(error);  // a message alongside success: not ours to keep
+  if (error != nullptr)
+    table_->free_string(error);  // a message alongside success: not ours to keep
 }
 
-PluginInstance::~PluginInstance() { table_->destroy(handle_); }
+PluginInstance::~PluginInstance() {
+  table_->destroy(handle_);
+}
 
-std::string_view PluginInstance::name() const { return table_->name != nullptr ? table_->name : ""; }
-std::string_view PluginInstance::version() const { return table_->version != nullptr ? table_->version : ""; }
+std::string_view PluginInstance::name() const {
+  return table_->name != nullptr ? table_->name : "";
+}
+std::string_view PluginInstance::version() const {
+  return table_->version != nullptr ? table_->version : "";
+}
 
 EvalResult PluginInstance::evaluate(std::string_view event_json) const {
   // The ABI passes NUL-terminated strings; a view need not be one.

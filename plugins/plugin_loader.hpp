@@ -9,8 +9,6 @@
 // the operator. Errors of one evaluation are values (EvalResult::ok == false):
 // they become an error run, never an exception on a worker thread.
 
-#include "plugins/evaluator_abi.h"
-
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -18,6 +16,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "plugins/evaluator_abi.h"
 
 namespace arbiter::plugins {
 

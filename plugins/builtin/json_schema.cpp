@@ -92,7 +92,8 @@ class JsonSchemaKernel : public Kernel {
     const json* inline_schema = params.optional("schema");
     const auto file = params.optional_string("schema_file");
     if ((inline_schema != nullptr) == file.has_value()) {
-      throw ConfigError("schema: give exactly one of schema (an inline object) or schema_file (a path)");
+      throw ConfigError(
+          "schema: give exactly one of schema (an inline object) or schema_file (a path)");
     }
     std::string where = "schema";
     if (inline_schema != nullptr) {
@@ -155,6 +156,8 @@ class JsonSchemaKernel : public Kernel {
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_json_schema(Params& params) { return std::make_unique<JsonSchemaKernel>(params); }
+std::unique_ptr<Kernel> make_json_schema(Params& params) {
+  return std::make_unique<JsonSchemaKernel>(params);
+}
 
 }  // namespace arbiter::plugins::builtin

@@ -16,8 +16,12 @@ constexpr std::string_view kOpen = "{{";
 constexpr std::string_view kClose = "}}";
 constexpr std::size_t kQuoteBytes = 80;
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
-bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t';
+}
+bool is_ascii_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 std::string_view trim(std::string_view s, bool (*pred)(char)) {
   while (!s.empty() && pred(s.front())) s.remove_prefix(1);
@@ -31,7 +35,9 @@ std::size_t line_of(std::string_view text, std::size_t pos) {
   return line;
 }
 
-bool continuation_byte(char c) { return (static_cast<unsigned char>(c) & 0xC0u) == 0x80u; }
+bool continuation_byte(char c) {
+  return (static_cast<unsigned char>(c) & 0xC0u) == 0x80u;
+}
 
 // The first kQuoteBytes of `s`, cut on a UTF-8 boundary.
 std::string head(std::string_view s) {
@@ -62,17 +68,20 @@ std::string check_field(std::string_view path) {
       return "template placeholder \"" + head(path) + "\" is not an event path";
     }
   }
-  if (!valid_event_path(path)) return "template placeholder \"" + head(path) + "\" is not an event path";
+  if (!valid_event_path(path))
+    return "template placeholder \"" + head(path) + "\" is not an event path";
   const std::size_t dot = path.find('.');
   const std::string_view root = path.substr(0, dot);
   const bool has_member = dot != std::string_view::npos;
-  if (root == "inputs" || root == "outputs" || root == "feedback" || root == "properties" || root == "metadata") {
+  if (root == "inputs" || root == "outputs" || root == "feedback" || root == "properties" ||
+      root == "metadata") {
     if (has_member) return {};
   } else if ((root == "request_id" || root == "user_id" || root == "session_id") && !has_member) {
     return {};
   }
   return "template field \"" + head(path) +
-         "\" is not allowed (use a field under inputs., outputs., feedback., properties. or metadata., or "
+         "\" is not allowed (use a field under inputs., outputs., feedback., properties. or "
+         "metadata., or "
          "request_id, user_id, session_id)";
 }
 
@@ -90,10 +99,14 @@ std::string scan(std::string_view tmpl, OnText&& on_text, OnField&& on_field) {
     on_text(tmpl.substr(at, open - at));
     const std::size_t close = tmpl.find(kClose, open + kOpen.size());
     if (close == std::string_view::npos) {
-      return "unterminated \"{{\" on line " + std::to_string(line_of(tmpl, open)) + " of the template";
+      return "unterminated \"{{\" on line " + std::to_string(line_of(tmpl, open)) +
+             " of the template";
     }
-    const std::string_view path = trim(tmpl.substr(open + kOpen.size(), close - open - kOpen.size()), is_blank);
-    if (path.empty()) return "empty placeholder on line " + std::to_string(line_of(tmpl, open)) + " of the template";
+    const std::string_view path =
+        trim(tmpl.substr(open + kOpen.size(), close - open - kOpen.size()), is_blank);
+    if (path.empty())
+      return "empty placeholder on line " + std::to_string(line_of(tmpl, open)) +
+             " of the template";
     if (auto error = check_field(path); !error.empty()) return error;
     if (auto error = on_field(path); !error.empty()) return error;
     at = close + kClose.size();
@@ -178,13 +191,14 @@ Rating parse_judge_rating(std::string_view judge_output, double min, double max)
   for (const Marker& m : markers) {
     if (m.value != last.value) {
       out.error = "judge output has conflicting ratings " +
-                  std::string(judge_output.substr(m.begin, m.end - m.begin)) + " and " + std::string(last_text);
+                  std::string(judge_output.substr(m.begin, m.end - m.begin)) + " and " +
+                  std::string(last_text);
       return out;
     }
   }
   if (!(last.value >= min && last.value <= max)) {
-    out.error = "judge rating " + std::string(last_text) + " is outside [" + format_number(min) + ", " +
-                format_number(max) + "]";
+    out.error = "judge rating " + std::string(last_text) + " is outside [" + format_number(min) +
+                ", " + format_number(max) + "]";
     return out;
   }
   std::string explanation(judge_output.substr(0, last.begin));

@@ -12,7 +12,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string in_quotes(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
 
 // A malloc'd NUL-terminated copy (freed by free_kernel_string), or NULL when
 // out of memory.
@@ -76,7 +78,9 @@ std::optional<std::string> Params::optional_string(std::string_view key) {
   return v->get<std::string>();
 }
 
-const json* Params::optional(std::string_view key) { return take(key); }
+const json* Params::optional(std::string_view key) {
+  return take(key);
+}
 
 void Params::finish() const {
   for (auto it = config_.begin(); it != config_.end(); ++it) {
@@ -87,7 +91,8 @@ void Params::finish() const {
       expected += expected.empty() ? k : ", " + k;
     }
     throw ConfigError("unknown param " + in_quotes(it.key()) +
-                      (expected.empty() ? std::string(" (this kind takes no params)") : " (expected " + expected + ")"));
+                      (expected.empty() ? std::string(" (this kind takes no params)")
+                                        : " (expected " + expected + ")"));
   }
 }
 
@@ -100,7 +105,9 @@ json Kernel::score(json value, std::string comment) const {
   return json{{"scores", json::array({std::move(entry)})}};
 }
 
-json error_result(std::string message) { return json{{"error", std::move(message)}}; }
+json error_result(std::string message) {
+  return json{{"error", std::move(message)}};
+}
 
 std::optional<std::string> event_text(const json& event, std::string_view path) {
   const json* v = find_event_path(event, path);
@@ -108,7 +115,9 @@ std::optional<std::string> event_text(const json& event, std::string_view path) 
   return event_value_text(*v);
 }
 
-std::string missing_field(std::string_view path) { return "event has no " + std::string(path); }
+std::string missing_field(std::string_view path) {
+  return "event has no " + std::string(path);
+}
 
 // ---------------------------------------------------------------------------
 // ABI bridge
@@ -120,7 +129,8 @@ ArbiterEvaluator* create_kernel(KernelFactory factory, const char* config_json, 
     return nullptr;
   };
   try {
-    json config = json::parse(config_json, config_json + config_len, nullptr, /*allow_exceptions=*/false);
+    json config =
+        json::parse(config_json, config_json + config_len, nullptr, /*allow_exceptions=*/false);
     if (config.is_discarded()) return fail("params: not valid JSON");
     Params params(std::move(config));
     std::unique_ptr<Kernel> kernel = factory(params);
@@ -137,9 +147,11 @@ ArbiterEvaluator* create_kernel(KernelFactory factory, const char* config_json, 
 
 char* evaluate_kernel(ArbiterEvaluator* handle, const char* event_json, size_t event_len) noexcept {
   try {
-    if (handle == nullptr) return dup_string(R"({"error":"built-in evaluator called without a handle"})");
+    if (handle == nullptr)
+      return dup_string(R"({"error":"built-in evaluator called without a handle"})");
     const auto* kernel = reinterpret_cast<const Kernel*>(handle);
-    const json event = json::parse(event_json, event_json + event_len, nullptr, /*allow_exceptions=*/false);
+    const json event =
+        json::parse(event_json, event_json + event_len, nullptr, /*allow_exceptions=*/false);
     if (event.is_discarded()) return dup_string(error_result("event is not valid JSON").dump());
     if (!event.is_object()) return dup_string(error_result("event is not a JSON object").dump());
     const json result = kernel->evaluate(event);
@@ -156,8 +168,12 @@ char* evaluate_kernel(ArbiterEvaluator* handle, const char* event_json, size_t e
   return nullptr;  // recorded by the runtime as "plugin returned no result"
 }
 
-void free_kernel_string(char* s) noexcept { std::free(s); }
+void free_kernel_string(char* s) noexcept {
+  std::free(s);
+}
 
-void destroy_kernel(ArbiterEvaluator* handle) noexcept { delete reinterpret_cast<Kernel*>(handle); }
+void destroy_kernel(ArbiterEvaluator* handle) noexcept {
+  delete reinterpret_cast<Kernel*>(handle);
+}
 
 }  // namespace arbiter::plugins::builtin

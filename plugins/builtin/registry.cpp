@@ -10,14 +10,16 @@ namespace {
 
 // One table per kind. create differs per kind (it has to know which factory
 // to run, and the ABI passes it nothing else); the other functions are shared.
-#define ARBITER_BUILTIN_TABLE(kind)                                                                   \
-  ArbiterEvaluatorPluginV1 {                                                                          \
-    ARBITER_EVALUATOR_ABI_VERSION, sizeof(ArbiterEvaluatorPluginV1), 0u, #kind, "builtin",            \
-        [](const char* config, size_t len, char** error_out) {                                        \
-          return create_kernel(&make_##kind, config, len, error_out);                                 \
-        },                                                                                            \
-        [](ArbiterEvaluator* h, const char* event, size_t len) { return evaluate_kernel(h, event, len); }, \
-        [](char* s) { free_kernel_string(s); }, [](ArbiterEvaluator* h) { destroy_kernel(h); }         \
+#define ARBITER_BUILTIN_TABLE(kind)                                                            \
+  ArbiterEvaluatorPluginV1 {                                                                   \
+    ARBITER_EVALUATOR_ABI_VERSION, sizeof(ArbiterEvaluatorPluginV1), 0u, #kind, "builtin",     \
+        [](const char* config, size_t len, char** error_out) {                                 \
+          return create_kernel(&make_##kind, config, len, error_out);                          \
+        },                                                                                     \
+        [](ArbiterEvaluator* h, const char* event, size_t len) {                               \
+          return evaluate_kernel(h, event, len);                                               \
+        },                                                                                     \
+        [](char* s) { free_kernel_string(s); }, [](ArbiterEvaluator* h) { destroy_kernel(h); } \
   }
 
 struct Entry {

@@ -21,8 +21,9 @@
 //   keywords             output, keywords                         boolean
 //   tokens_per_second    (none; metadata.completion_tokens and    number
 //                        metadata.latency_ms)
-//   json_schema          output, schema | schema_file             boolean (comment: first violation)
-//   sql_parse            output, dialect (postgresql)             boolean (comment: parse error)
+//   json_schema          output, schema | schema_file             boolean (comment: first
+//   violation) sql_parse            output, dialect (postgresql)             boolean (comment:
+//   parse error)
 //
 // `output` defaults to "outputs.content", `reference` to
 // "feedback.ground_truth"; both are event paths (event_path.hpp). The

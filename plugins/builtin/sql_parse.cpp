@@ -12,7 +12,9 @@ using nlohmann::json;
 
 namespace {
 
-bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_ascii_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_ascii_space(s.front())) s.remove_prefix(1);
@@ -81,7 +83,8 @@ SqlVerdict check_postgresql(std::string_view sql) {
     return out;
   }
   // An empty statement list ("", "-- note", ";") parses but is not a query.
-  const json tree = json::parse(parsed.r.parse_tree != nullptr ? parsed.r.parse_tree : "", nullptr, false);
+  const json tree =
+      json::parse(parsed.r.parse_tree != nullptr ? parsed.r.parse_tree : "", nullptr, false);
   const auto stmts = tree.is_object() ? tree.find("stmts") : tree.end();
   if (!tree.is_object() || stmts == tree.end() || !stmts->is_array() || stmts->empty()) {
     out.error = "output contains no SQL statement";
@@ -91,6 +94,8 @@ SqlVerdict check_postgresql(std::string_view sql) {
   return out;
 }
 
-std::unique_ptr<Kernel> make_sql_parse(Params& params) { return std::make_unique<SqlParseKernel>(params); }
+std::unique_ptr<Kernel> make_sql_parse(Params& params) {
+  return std::make_unique<SqlParseKernel>(params);
+}
 
 }  // namespace arbiter::plugins::builtin

@@ -1,7 +1,6 @@
 // The text and metadata kinds over the pure kernels of metrics.hpp: read the
 // configured event fields, call the kernel, wrap the value as one score.
 
-
 #include "plugins/builtin/kernel.hpp"
 #include "plugins/builtin/metrics.hpp"
 #include "plugins/event_path.hpp"
@@ -19,7 +18,8 @@ constexpr std::string_view kDefaultReference = "feedback.ground_truth";
 class OutputKernel : public Kernel {
  public:
   using Fn = json (*)(const std::string& output);
-  OutputKernel(Params& params, Fn fn) : Kernel(params.score_name()), output_(params.path("output", kDefaultOutput)), fn_(fn) {}
+  OutputKernel(Params& params, Fn fn)
+      : Kernel(params.score_name()), output_(params.path("output", kDefaultOutput)), fn_(fn) {}
 
   json evaluate(const json& event) const override {
     const auto output = event_text(event, output_);
@@ -102,8 +102,10 @@ class TokensPerSecondKernel : public Kernel {
   json evaluate(const json& event) const override {
     double tokens = 0;
     double latency = 0;
-    if (auto error = number(event, "metadata.completion_tokens", tokens); !error.empty()) return error_result(error);
-    if (auto error = number(event, "metadata.latency_ms", latency); !error.empty()) return error_result(error);
+    if (auto error = number(event, "metadata.completion_tokens", tokens); !error.empty())
+      return error_result(error);
+    if (auto error = number(event, "metadata.latency_ms", latency); !error.empty())
+      return error_result(error);
     return score(tokens_per_second(tokens, latency));
   }
 
@@ -120,27 +122,34 @@ class TokensPerSecondKernel : public Kernel {
 }  // namespace
 
 std::unique_ptr<Kernel> make_response_length(Params& params) {
-  return std::make_unique<OutputKernel>(params, [](const std::string& output) { return json(response_length(output)); });
+  return std::make_unique<OutputKernel>(
+      params, [](const std::string& output) { return json(response_length(output)); });
 }
 
 std::unique_ptr<Kernel> make_flesch_reading_ease(Params& params) {
-  return std::make_unique<OutputKernel>(params,
-                                        [](const std::string& output) { return json(flesch_reading_ease(output)); });
+  return std::make_unique<OutputKernel>(
+      params, [](const std::string& output) { return json(flesch_reading_ease(output)); });
 }
 
 std::unique_ptr<Kernel> make_levenshtein(Params& params) {
   return std::make_unique<ComparisonKernel>(params, &levenshtein);
 }
 
-std::unique_ptr<Kernel> make_rouge_l(Params& params) { return std::make_unique<ComparisonKernel>(params, &rouge_l); }
+std::unique_ptr<Kernel> make_rouge_l(Params& params) {
+  return std::make_unique<ComparisonKernel>(params, &rouge_l);
+}
 
-std::unique_ptr<Kernel> make_bleu(Params& params) { return std::make_unique<ComparisonKernel>(params, &bleu); }
+std::unique_ptr<Kernel> make_bleu(Params& params) {
+  return std::make_unique<ComparisonKernel>(params, &bleu);
+}
 
 std::unique_ptr<Kernel> make_json_key_coverage(Params& params) {
   return std::make_unique<JsonKeyCoverageKernel>(params);
 }
 
-std::unique_ptr<Kernel> make_keywords(Params& params) { return std::make_unique<KeywordsKernel>(params); }
+std::unique_ptr<Kernel> make_keywords(Params& params) {
+  return std::make_unique<KeywordsKernel>(params);
+}
 
 std::unique_ptr<Kernel> make_tokens_per_second(Params& params) {
   return std::make_unique<TokensPerSecondKernel>(params);

@@ -119,13 +119,16 @@ Config parse_config(const json& cfg) {
       }
       out.has_required = true;
     } else {
-      throw std::runtime_error("unknown config key \"" + key + "\" (expected output, reference, required_words)");
+      throw std::runtime_error("unknown config key \"" + key +
+                               "\" (expected output, reference, required_words)");
     }
   }
   return out;
 }
 
-json error(const std::string& message) { return json{{"error", message}}; }
+json error(const std::string& message) {
+  return json{{"error", message}};
+}
 
 // The string at `path`, or an error result in `problem`.
 const std::string* text_at(const json& event, const std::string& path, json& problem) {
@@ -154,7 +157,8 @@ json evaluate_event(const Config& config, const json& event) {
   if (!reference_words.empty()) {
     std::size_t found = 0;
     for (const auto& w : reference_words) found += output_words.count(w);
-    scores["word_overlap"] = static_cast<double>(found) / static_cast<double>(reference_words.size());
+    scores["word_overlap"] =
+        static_cast<double>(found) / static_cast<double>(reference_words.size());
   }
   if (config.has_required) {
     bool all = true;
@@ -164,7 +168,8 @@ json evaluate_event(const Config& config, const json& event) {
   return json{{"scores", scores}};
 }
 
-ArbiterEvaluator* word_overlap_create(const char* config_json, size_t config_len, char** error_out) {
+ArbiterEvaluator* word_overlap_create(const char* config_json, size_t config_len,
+                                      char** error_out) {
   try {
     const json cfg = json::parse(config_json, config_json + config_len);
     auto* config = new Config(parse_config(cfg));
@@ -188,9 +193,13 @@ char* word_overlap_evaluate(ArbiterEvaluator* handle, const char* event_json, si
   }
 }
 
-void word_overlap_free(char* s) { std::free(s); }
+void word_overlap_free(char* s) {
+  std::free(s);
+}
 
-void word_overlap_destroy(ArbiterEvaluator* handle) { delete reinterpret_cast<Config*>(handle); }
+void word_overlap_destroy(ArbiterEvaluator* handle) {
+  delete reinterpret_cast<Config*>(handle);
+}
 
 const ArbiterEvaluatorPluginV1 kTable = {
     ARBITER_EVALUATOR_ABI_VERSION,
@@ -206,4 +215,6 @@ const ArbiterEvaluatorPluginV1 kTable = {
 
 }  // namespace
 
-extern "C" ARBITER_EVALUATOR_EXPORT const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin(void) { return &kTable; }
+extern "C" ARBITER_EVALUATOR_EXPORT const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin(void) {
+  return &kTable;
+}

@@ -2,18 +2,17 @@
 // them: every vector of ../shared/reference/evaluators.json, turned into an
 // event, plus param validation and missing-field errors.
 
-#include "plugins/builtin/registry.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
 #include <fstream>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "plugins/builtin/registry.hpp"
 #include "plugins/plugin_loader.hpp"
 
 namespace arbiter::plugins::builtin {
@@ -52,8 +51,9 @@ json config_with(json params, const std::string& score_name = "s") {
 
 // The event of DESIGN.md §6 for one vector.
 json event_of(const json& v) {
-  json event{{"inputs", json::object()}, {"outputs", json::object()}, {"feedback", json::object()},
-             {"properties", json::object()}, {"metadata", json::object()}, {"request_id", "r-1"}};
+  json event{{"inputs", json::object()},   {"outputs", json::object()},
+             {"feedback", json::object()}, {"properties", json::object()},
+             {"metadata", json::object()}, {"request_id", "r-1"}};
   if (v.contains("output")) event["outputs"]["content"] = v["output"];
   if (v.contains("ground_truth")) event["feedback"]["ground_truth"] = v["ground_truth"];
   if (v.contains("metadata")) event["metadata"] = v["metadata"];
@@ -81,14 +81,17 @@ std::string create_error(std::string_view kind, const json& config) {
   return "";
 }
 
-TEST(BuiltinVectors, FileLoads) { EXPECT_FALSE(vectors().empty()) << "cannot load " << kVectorsPath; }
+TEST(BuiltinVectors, FileLoads) {
+  EXPECT_FALSE(vectors().empty()) << "cannot load " << kVectorsPath;
+}
 
 class BuiltinVector : public ::testing::TestWithParam<Vector> {};
 
 TEST_P(BuiltinVector, ReproducesThroughTheAbiTable) {
   const json& v = GetParam().data;
   SCOPED_TRACE(v.dump());
-  const EvalResult r = run(v.at("kind").get<std::string>(), v.value("params", json::object()), event_of(v));
+  const EvalResult r =
+      run(v.at("kind").get<std::string>(), v.value("params", json::object()), event_of(v));
   ASSERT_TRUE(r.ok) << r.error;
   ASSERT_EQ(r.scores.size(), 1u);
   EXPECT_EQ(r.scores[0].name, "s");
@@ -115,8 +118,9 @@ TEST(BuiltinRegistry, EveryVectorKindAndTheDocumentedKindsHaveTables) {
     EXPECT_NE(find_builtin(v.data.at("kind").get<std::string>()), nullptr) << v.data.at("kind");
   }
   const std::vector<std::string_view> kinds = builtin_kinds();
-  for (const char* kind : {"response_length", "levenshtein", "rouge_l", "bleu", "flesch_reading_ease",
-                           "json_key_coverage", "tokens_per_second", "keywords", "json_schema", "sql_parse"}) {
+  for (const char* kind :
+       {"response_length", "levenshtein", "rouge_l", "bleu", "flesch_reading_ease",
+        "json_key_coverage", "tokens_per_second", "keywords", "json_schema", "sql_parse"}) {
     EXPECT_NE(std::find(kinds.begin(), kinds.end(), kind), kinds.end()) << kind;
     const ArbiterEvaluatorPluginV1* table = find_builtin(kind);
     ASSERT_NE(table, nullptr) << kind;
@@ -150,20 +154,26 @@ TEST(BuiltinParams, UnknownParamsAreRejectedByName) {
               HasSubstr("unknown param \"refrence\" (expected output, reference)"));
   EXPECT_THAT(create_error("tokens_per_second", config_with({{"output", "outputs.content"}})),
               HasSubstr("unknown param \"output\" (this kind takes no params)"));
-  EXPECT_THAT(create_error("keywords", config_with({{"keywords", {"a"}}, {"case_sensitive", true}})),
-              HasSubstr("unknown param \"case_sensitive\""));
+  EXPECT_THAT(
+      create_error("keywords", config_with({{"keywords", {"a"}}, {"case_sensitive", true}})),
+      HasSubstr("unknown param \"case_sensitive\""));
 }
 
 TEST(BuiltinParams, WrongTypesNameTheParam) {
-  EXPECT_EQ(create_error("keywords", config_with({{"keywords", "paris"}})), "keywords: expected a list of strings");
-  EXPECT_EQ(create_error("keywords", config_with({{"keywords", {"a", 1}}})), "keywords: expected a list of strings");
+  EXPECT_EQ(create_error("keywords", config_with({{"keywords", "paris"}})),
+            "keywords: expected a list of strings");
+  EXPECT_EQ(create_error("keywords", config_with({{"keywords", {"a", 1}}})),
+            "keywords: expected a list of strings");
   EXPECT_THAT(create_error("keywords", config_with({{"keywords", json::array()}})),
               HasSubstr("keywords: expected a non-empty list"));
-  EXPECT_THAT(create_error("keywords", config_with(json::object())), HasSubstr("keywords: required"));
+  EXPECT_THAT(create_error("keywords", config_with(json::object())),
+              HasSubstr("keywords: required"));
   EXPECT_EQ(create_error("json_key_coverage", config_with({{"required_keys", {{"a", 1}}}})),
             "required_keys: expected a list of strings");
-  EXPECT_THAT(create_error("json_key_coverage", config_with(json::object())), HasSubstr("required_keys: required"));
-  EXPECT_THAT(create_error("rouge_l", config_with({{"output", 5}})), HasSubstr("output: expected an event path"));
+  EXPECT_THAT(create_error("json_key_coverage", config_with(json::object())),
+              HasSubstr("required_keys: required"));
+  EXPECT_THAT(create_error("rouge_l", config_with({{"output", 5}})),
+              HasSubstr("output: expected an event path"));
   EXPECT_THAT(create_error("rouge_l", config_with({{"reference", "feedback..x"}})),
               HasSubstr("reference: expected an event path"));
   EXPECT_THAT(create_error("response_length", config_with({{"output", ""}})),
@@ -176,8 +186,9 @@ TEST(BuiltinParams, WrongTypesNameTheParam) {
 TEST(BuiltinEvents, CustomPathsAreRead) {
   const json event{{"outputs", {{"choices", {{{"text", "the cat sat"}}}}}},
                    {"feedback", {{"expected", {{"answer", "the cat sat"}}}}}};
-  const EvalResult r = run("levenshtein", {{"output", "outputs.choices.0.text"}, {"reference", "feedback.expected.answer"}},
-                           event);
+  const EvalResult r =
+      run("levenshtein",
+          {{"output", "outputs.choices.0.text"}, {"reference", "feedback.expected.answer"}}, event);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_DOUBLE_EQ(r.scores.at(0).value.get<double>(), 1.0);
 }
@@ -200,20 +211,23 @@ TEST(BuiltinEvents, MissingFieldsAreNamedAndNotRetryable) {
   EXPECT_EQ(r.error, "event has no metadata.completion_tokens");
   r = run("tokens_per_second", json::object(), json{{"metadata", {{"completion_tokens", 10}}}});
   EXPECT_EQ(r.error, "event has no metadata.latency_ms");
-  r = run("tokens_per_second", json::object(), json{{"metadata", {{"completion_tokens", "10"}, {"latency_ms", 5}}}});
+  r = run("tokens_per_second", json::object(),
+          json{{"metadata", {{"completion_tokens", "10"}, {"latency_ms", 5}}}});
   EXPECT_EQ(r.error, "metadata.completion_tokens is not a number");
 }
 
 TEST(BuiltinEvents, NonStringFieldsAreComparedAsJsonText) {
   // A structured ground truth is compared as its compact JSON text.
-  const json event{{"outputs", {{"content", R"({"a":1})"}}}, {"feedback", {{"ground_truth", {{"a", 1}}}}}};
+  const json event{{"outputs", {{"content", R"({"a":1})"}}},
+                   {"feedback", {{"ground_truth", {{"a", 1}}}}}};
   const EvalResult r = run("levenshtein", json::object(), event);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_DOUBLE_EQ(r.scores.at(0).value.get<double>(), 1.0);
 }
 
 TEST(BuiltinEvents, JsonKeyCoverageExplainsMinusOne) {
-  const EvalResult r = run("json_key_coverage", {{"required_keys", {"a"}}}, json{{"outputs", {{"content", "nope"}}}});
+  const EvalResult r = run("json_key_coverage", {{"required_keys", {"a"}}},
+                           json{{"outputs", {{"content", "nope"}}}});
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.scores.at(0).value, json(-1));
   EXPECT_EQ(r.scores.at(0).comment, "output is not JSON");

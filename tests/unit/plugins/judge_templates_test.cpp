@@ -21,11 +21,18 @@ using nlohmann::json;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
 
-const std::filesystem::path kJudgesDir = std::filesystem::path(ARBITER_SOURCE_DIR) / "conf" / "judges";
+const std::filesystem::path kJudgesDir =
+    std::filesystem::path(ARBITER_SOURCE_DIR) / "conf" / "judges";
 
 const char* const kTemplates[] = {
-    "answer_faithfulness.txt", "answer_relevance.txt",      "context_relevance.txt", "format_adherence.txt",
-    "tool_usage.txt",          "intent_identification.txt", "toxicity.txt",          "coherence.txt",
+    "answer_faithfulness.txt",
+    "answer_relevance.txt",
+    "context_relevance.txt",
+    "format_adherence.txt",
+    "tool_usage.txt",
+    "intent_identification.txt",
+    "toxicity.txt",
+    "coherence.txt",
 };
 
 std::string read_file(const std::filesystem::path& path) {
@@ -67,7 +74,8 @@ TEST_P(JudgeTemplate, IsWellFormedRendersAndEndsWithTheRatingInstruction) {
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.text.find("{{"), std::string::npos) << "unrendered placeholder";
   // Every template shows the judge something from the request or response.
-  EXPECT_TRUE(tmpl.find("{{ inputs.") != std::string::npos || tmpl.find("{{ outputs.") != std::string::npos);
+  EXPECT_TRUE(tmpl.find("{{ inputs.") != std::string::npos ||
+              tmpl.find("{{ outputs.") != std::string::npos);
 
   // The 1-5 scale, every level explained.
   for (const char* level : {"\n1 - ", "\n2 - ", "\n3 - ", "\n4 - ", "\n5 - "}) {
@@ -87,7 +95,9 @@ TEST_P(JudgeTemplate, AMissingFieldIsAnErrorRun) {
   event["feedback"] = json::object();
   const Rendered r = render_judge_template(tmpl, event);
   EXPECT_FALSE(r.ok) << GetParam();
-  EXPECT_THAT(r.error, ::testing::MatchesRegex("template field (outputs|feedback)\\.[a-z_]+ is missing")) << GetParam();
+  EXPECT_THAT(r.error,
+              ::testing::MatchesRegex("template field (outputs|feedback)\\.[a-z_]+ is missing"))
+      << GetParam();
 }
 
 INSTANTIATE_TEST_SUITE_P(Shipped, JudgeTemplate, ::testing::ValuesIn(kTemplates),
@@ -101,8 +111,9 @@ TEST(JudgeTemplates, NoUnlistedTemplateFiles) {
   for (const auto& entry : std::filesystem::directory_iterator(kJudgesDir)) {
     if (entry.path().extension() != ".txt") continue;
     ++count;
-    EXPECT_NE(std::find(std::begin(kTemplates), std::end(kTemplates), entry.path().filename().string()),
-              std::end(kTemplates))
+    EXPECT_NE(
+        std::find(std::begin(kTemplates), std::end(kTemplates), entry.path().filename().string()),
+        std::end(kTemplates))
         << entry.path() << " is not covered by this test";
   }
   EXPECT_EQ(count, std::size(kTemplates));

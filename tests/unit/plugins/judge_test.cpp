@@ -30,20 +30,23 @@ const json kEvent = json::parse(R"({
 
 TEST(RenderJudgeTemplate, SubstitutesWithOrWithoutSpaces) {
   const Rendered r = render_judge_template(
-      "Q: {{inputs.messages.-1.content}}\nA: {{ outputs.content }}\nRef: {{\tfeedback.ground_truth\t}}", kEvent);
+      "Q: {{inputs.messages.-1.content}}\nA: {{ outputs.content }}\nRef: "
+      "{{\tfeedback.ground_truth\t}}",
+      kEvent);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.text, "Q: What is the capital of France?\nA: Paris.\nRef: Paris");
 }
 
 TEST(RenderJudgeTemplate, NonStringValuesAreCompactJson) {
-  const Rendered r =
-      render_judge_template("{{ inputs.messages }} | {{ feedback.score }} | {{ metadata.latency_ms }}", kEvent);
+  const Rendered r = render_judge_template(
+      "{{ inputs.messages }} | {{ feedback.score }} | {{ metadata.latency_ms }}", kEvent);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.text, R"([{"content":"What is the capital of France?","role":"user"}] | 3 | 120)");
 }
 
 TEST(RenderJudgeTemplate, TopLevelIdsAndPropertiesAreAllowed) {
-  const Rendered r = render_judge_template("{{request_id}} {{ user_id }} {{ properties.env }}", kEvent);
+  const Rendered r =
+      render_judge_template("{{request_id}} {{ user_id }} {{ properties.env }}", kEvent);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.text, "7f0c1c9e-4c7a-4b84-9a53-111111111111 u-1 prod");
 }
@@ -75,17 +78,20 @@ TEST(RenderJudgeTemplate, MissingOrNullFieldIsAnErrorNamingIt) {
 TEST(RenderJudgeTemplate, MalformedTemplatesAreErrors) {
   EXPECT_THAT(render_judge_template("line one\nA: {{ outputs.content", kEvent).error,
               HasSubstr("unterminated \"{{\" on line 2"));
-  EXPECT_THAT(render_judge_template("{{}}", kEvent).error, HasSubstr("empty placeholder on line 1"));
+  EXPECT_THAT(render_judge_template("{{}}", kEvent).error,
+              HasSubstr("empty placeholder on line 1"));
   EXPECT_THAT(render_judge_template("{{   }}", kEvent).error, HasSubstr("empty placeholder"));
   EXPECT_THAT(render_judge_template("{{ outputs.content {{ inputs.model }}", kEvent).error,
               HasSubstr("is not an event path"));
-  EXPECT_THAT(render_judge_template("{{ outputs..content }}", kEvent).error, HasSubstr("is not an event path"));
-  EXPECT_THAT(render_judge_template("{{ outputs content }}", kEvent).error, HasSubstr("is not an event path"));
+  EXPECT_THAT(render_judge_template("{{ outputs..content }}", kEvent).error,
+              HasSubstr("is not an event path"));
+  EXPECT_THAT(render_judge_template("{{ outputs content }}", kEvent).error,
+              HasSubstr("is not an event path"));
 }
 
 TEST(RenderJudgeTemplate, OnlyAllowedRoots) {
-  for (const char* tmpl : {"{{ secrets.key }}", "{{ outputs }}", "{{ request_id.x }}", "{{ content }}",
-                           "{{ Outputs.content }}"}) {
+  for (const char* tmpl : {"{{ secrets.key }}", "{{ outputs }}", "{{ request_id.x }}",
+                           "{{ content }}", "{{ Outputs.content }}"}) {
     const Rendered r = render_judge_template(tmpl, kEvent);
     EXPECT_FALSE(r.ok) << tmpl;
     EXPECT_THAT(r.error, HasSubstr("is not allowed")) << tmpl;
@@ -96,7 +102,8 @@ TEST(RenderJudgeTemplate, OnlyAllowedRoots) {
 // check_judge_template
 
 TEST(CheckJudgeTemplate, AcceptsWellFormedTemplatesWhateverTheEvent) {
-  EXPECT_EQ(check_judge_template("{{ outputs.content }} {{ feedback.not_there_yet }} {{ user_id }}"), "");
+  EXPECT_EQ(
+      check_judge_template("{{ outputs.content }} {{ feedback.not_there_yet }} {{ user_id }}"), "");
   EXPECT_EQ(check_judge_template("no placeholders"), "");
 }
 

@@ -29,7 +29,9 @@ std::string open_error(const std::string& path) {
 }
 
 json event(const std::string& output, const json& ground_truth) {
-  json e{{"outputs", {{"content", output}}}, {"feedback", json::object()}, {"metadata", json::object()}};
+  json e{{"outputs", {{"content", output}}},
+         {"feedback", json::object()},
+         {"metadata", json::object()}};
   if (!ground_truth.is_null()) e["feedback"]["ground_truth"] = ground_truth;
   return e;
 }
@@ -48,7 +50,8 @@ TEST(ExamplePlugin, ScoresWordOverlapAndRequiredWords) {
   PluginInstance instance(library->table(), library, json{{"required_words", {"Paris"}}});
   EXPECT_FALSE(instance.serial());
 
-  EvalResult r = instance.evaluate(event("The capital of France is Paris.", "Paris is the capital").dump());
+  EvalResult r =
+      instance.evaluate(event("The capital of France is Paris.", "Paris is the capital").dump());
   ASSERT_TRUE(r.ok) << r.error;
   ASSERT_EQ(r.scores.size(), 2u);
   EXPECT_EQ(r.scores[0].name, "mentions_required");
@@ -68,8 +71,9 @@ TEST(ExamplePlugin, ScoresWordOverlapAndRequiredWords) {
 
 TEST(ExamplePlugin, ReadsConfiguredPaths) {
   const auto library = PluginLibrary::open(ARBITER_EXAMPLE_PLUGIN);
-  PluginInstance instance(library->table(), library,
-                          json{{"output", "inputs.messages.0.content"}, {"reference", "properties.expected"}});
+  PluginInstance instance(
+      library->table(), library,
+      json{{"output", "inputs.messages.0.content"}, {"reference", "properties.expected"}});
   const json e{{"inputs", {{"messages", {{{"role", "user"}, {"content", "red green"}}}}}},
                {"properties", {{"expected", "green blue"}}}};
   const EvalResult r = instance.evaluate(e.dump());
@@ -99,9 +103,11 @@ TEST(ExamplePlugin, ConfigErrorsSurfaceAsPluginErrors) {
     return "";
   };
   const std::string prefix = std::string("plugin ") + ARBITER_EXAMPLE_PLUGIN + ": word_overlap: ";
-  EXPECT_EQ(create_error(json{{"required_words", "paris"}}), prefix + "required_words: expected a list of strings");
-  EXPECT_EQ(create_error(json{{"treshold", 1}}),
-            prefix + "unknown config key \"treshold\" (expected output, reference, required_words)");
+  EXPECT_EQ(create_error(json{{"required_words", "paris"}}),
+            prefix + "required_words: expected a list of strings");
+  EXPECT_EQ(
+      create_error(json{{"treshold", 1}}),
+      prefix + "unknown config key \"treshold\" (expected output, reference, required_words)");
   EXPECT_EQ(create_error(json{{"output", 3}}), prefix + "output: expected an event path string");
   EXPECT_EQ(create_error(json::array()), prefix + "config must be an object");
   EXPECT_EQ(create_error(json::object()), "");
@@ -156,7 +162,9 @@ TEST(BadPlugin, NotASharedObject) {
   EXPECT_THAT(error, HasSubstr("plugin " + path + ": cannot load: "));
 }
 
-TEST(BadPlugin, EmptyPath) { EXPECT_THAT(open_error(""), HasSubstr("path is empty")); }
+TEST(BadPlugin, EmptyPath) {
+  EXPECT_THAT(open_error(""), HasSubstr("path is empty"));
+}
 
 TEST(BadPlugin, MissingSymbol) {
   EXPECT_THAT(open_error(BAD_MISSING_SYMBOL_PLUGIN),
@@ -165,23 +173,25 @@ TEST(BadPlugin, MissingSymbol) {
 }
 
 TEST(BadPlugin, NullTable) {
-  EXPECT_EQ(open_error(BAD_NULL_TABLE_PLUGIN),
-            std::string("plugin ") + BAD_NULL_TABLE_PLUGIN + ": the entry point returned a NULL table");
+  EXPECT_EQ(open_error(BAD_NULL_TABLE_PLUGIN), std::string("plugin ") + BAD_NULL_TABLE_PLUGIN +
+                                                   ": the entry point returned a NULL table");
 }
 
 TEST(BadPlugin, WrongAbiVersion) {
-  EXPECT_EQ(open_error(BAD_ABI_VERSION_PLUGIN),
-            std::string("plugin ") + BAD_ABI_VERSION_PLUGIN + ": ABI version 2, gateway supports 1");
+  EXPECT_EQ(open_error(BAD_ABI_VERSION_PLUGIN), std::string("plugin ") + BAD_ABI_VERSION_PLUGIN +
+                                                    ": ABI version 2, gateway supports 1");
 }
 
 TEST(BadPlugin, StructSizeTooSmall) {
   EXPECT_THAT(open_error(BAD_STRUCT_SIZE_PLUGIN),
-              HasSubstr(std::string("plugin ") + BAD_STRUCT_SIZE_PLUGIN + ": table struct_size 16 is smaller than"));
+              HasSubstr(std::string("plugin ") + BAD_STRUCT_SIZE_PLUGIN +
+                        ": table struct_size 16 is smaller than"));
 }
 
 TEST(BadPlugin, NullFunction) {
-  EXPECT_EQ(open_error(BAD_NULL_FUNCTION_PLUGIN),
-            std::string("plugin ") + BAD_NULL_FUNCTION_PLUGIN + ": the table's evaluate function is NULL");
+  EXPECT_EQ(open_error(BAD_NULL_FUNCTION_PLUGIN), std::string("plugin ") +
+                                                      BAD_NULL_FUNCTION_PLUGIN +
+                                                      ": the table's evaluate function is NULL");
 }
 
 TEST(BadPlugin, GarbageResultsAreErrorRunsNotCrashes) {

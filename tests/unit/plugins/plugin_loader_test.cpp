@@ -23,7 +23,8 @@ using ::testing::HasSubstr;
 // parse_evaluator_result
 
 TEST(ParseEvaluatorResult, ObjectForm) {
-  const EvalResult r = parse_evaluator_result(R"({"scores": {"accuracy": 0.5, "passed": true, "tone": "polite"}})");
+  const EvalResult r =
+      parse_evaluator_result(R"({"scores": {"accuracy": 0.5, "passed": true, "tone": "polite"}})");
   ASSERT_TRUE(r.ok) << r.error;
   ASSERT_EQ(r.scores.size(), 3u);
   // nlohmann objects iterate in key order.
@@ -95,7 +96,8 @@ TEST(ParseEvaluatorResult, RejectsMalformedResults) {
       {"{}", "neither \"scores\" nor \"error\""},
       {R"({"score": {"a": 1}})", "neither \"scores\" nor \"error\""},
       {R"({"scores": 3})", "must be an object or a list, got a number"},
-      {R"({"scores": {"a": null}})", "score \"a\": value must be a number, boolean or string, got null"},
+      {R"({"scores": {"a": null}})",
+       "score \"a\": value must be a number, boolean or string, got null"},
       {R"({"scores": {"a": {"v": 1}}})", "got an object"},
       {R"({"scores": {"a": [1]}})", "got an array"},
       {R"({"scores": {"": 1}})", "empty name"},
@@ -107,10 +109,14 @@ TEST(ParseEvaluatorResult, RejectsMalformedResults) {
       {R"({"scores": [{"name": "a", "value": null}]})", "got null"},
       {R"({"scores": [{"name": "a", "value": 1, "comment": 5}]})", "comment must be a string"},
       {R"({"scores": [{"name": "a", "value": 1, "extra": 5}]})", "unknown member \"extra\""},
-      {R"({"scores": [{"name": "a", "value": 1}, {"name": "a", "value": 2}]})", "appears more than once"},
-      {R"({"scores": [{"name": "a", "value": "x", "data_type": "NUMERIC"}]})", "but data_type is NUMERIC"},
-      {R"({"scores": [{"name": "a", "value": 1, "data_type": "BOOLEAN"}]})", "but data_type is BOOLEAN"},
-      {R"({"scores": [{"name": "a", "value": 1, "data_type": "FLOAT"}]})", "data_type must be NUMERIC"},
+      {R"({"scores": [{"name": "a", "value": 1}, {"name": "a", "value": 2}]})",
+       "appears more than once"},
+      {R"({"scores": [{"name": "a", "value": "x", "data_type": "NUMERIC"}]})",
+       "but data_type is NUMERIC"},
+      {R"({"scores": [{"name": "a", "value": 1, "data_type": "BOOLEAN"}]})",
+       "but data_type is BOOLEAN"},
+      {R"({"scores": [{"name": "a", "value": 1, "data_type": "FLOAT"}]})",
+       "data_type must be NUMERIC"},
   };
   for (const auto& c : cases) {
     const EvalResult r = parse_evaluator_result(c.text);
@@ -166,7 +172,8 @@ ArbiterEvaluator* echo_create(const char* config, size_t len, char** error_out) 
 // Returns the event's "reply" member verbatim (NULL when absent), after
 // checking that no other call is inside evaluate at the same time.
 char* echo_evaluate(ArbiterEvaluator* handle, const char* event, size_t len) {
-  if (handle == nullptr || *reinterpret_cast<int*>(handle) != 7) return dup(R"({"error": "bad handle"})");
+  if (handle == nullptr || *reinterpret_cast<int*>(handle) != 7)
+    return dup(R"({"error": "bad handle"})");
   if (std::strlen(event) != len) return dup(R"({"error": "length mismatch"})");
   if (g_counter.in_flight.fetch_add(1) != 0) ++g_counter.overlaps;
   ++g_counter.calls;
@@ -177,7 +184,9 @@ char* echo_evaluate(ArbiterEvaluator* handle, const char* event, size_t len) {
   return dup(e["reply"].get<std::string>());
 }
 
-void echo_free(char* s) { std::free(s); }
+void echo_free(char* s) {
+  std::free(s);
+}
 
 void echo_destroy(ArbiterEvaluator* handle) {
   if (handle == nullptr) return;

@@ -41,7 +41,9 @@ std::string create_error(std::string_view kind, const json& params) {
   return "";
 }
 
-json output_event(const std::string& output) { return json{{"outputs", {{"content", output}}}}; }
+json output_event(const std::string& output) {
+  return json{{"outputs", {{"content", output}}}};
+}
 
 // The single score of an ok result; fails the test otherwise.
 EvalScore only_score(const EvalResult& r) {
@@ -66,7 +68,8 @@ const json kPersonSchema = json::parse(R"({
 
 TEST(JsonSchemaKind, ValidOutputIsTrue) {
   const auto instance = make("json_schema", {{"schema", kPersonSchema}});
-  const EvalScore s = only_score(instance->evaluate(output_event(R"({"name": "Ada", "age": 36, "tags": ["math"]})").dump()));
+  const EvalScore s = only_score(
+      instance->evaluate(output_event(R"({"name": "Ada", "age": 36, "tags": ["math"]})").dump()));
   EXPECT_EQ(s.value, json(true));
   EXPECT_EQ(s.comment, "");
 }
@@ -81,21 +84,24 @@ TEST(JsonSchemaKind, ViolationIsFalseWithTheFirstViolationAsComment) {
   EXPECT_EQ(s.value, json(false));
   EXPECT_THAT(s.comment, StartsWith("/age: "));
 
-  s = only_score(instance->evaluate(output_event(R"({"name": "Ada", "age": 3, "tags": ["ok", "NO"]})").dump()));
+  s = only_score(instance->evaluate(
+      output_event(R"({"name": "Ada", "age": 3, "tags": ["ok", "NO"]})").dump()));
   EXPECT_EQ(s.value, json(false));
   EXPECT_THAT(s.comment, StartsWith("/tags/1: "));
 
   s = only_score(instance->evaluate(output_event(R"({"name": "Ada", "age": 3.5})").dump()));
   EXPECT_EQ(s.value, json(false));
 
-  s = only_score(instance->evaluate(output_event(R"({"name": "Ada", "age": 3, "extra": 1})").dump()));
+  s = only_score(
+      instance->evaluate(output_event(R"({"name": "Ada", "age": 3, "extra": 1})").dump()));
   EXPECT_EQ(s.value, json(false));
   EXPECT_FALSE(s.comment.empty());
 }
 
 TEST(JsonSchemaKind, OutputNotJsonIsFalseWithReason) {
   const auto instance = make("json_schema", {{"schema", kPersonSchema}});
-  for (const char* output : {"", "Sure! Here it is: {\"name\": \"Ada\"}", "```json\n{\"name\": \"Ada\", \"age\": 1}\n```",
+  for (const char* output : {"", "Sure! Here it is: {\"name\": \"Ada\"}",
+                             "```json\n{\"name\": \"Ada\", \"age\": 1}\n```",
                              "{\"name\": \"Ada\", \"age\": 1} trailing"}) {
     const EvalScore s = only_score(instance->evaluate(output_event(output).dump()));
     EXPECT_EQ(s.value, json(false)) << output;
@@ -106,7 +112,8 @@ TEST(JsonSchemaKind, OutputNotJsonIsFalseWithReason) {
 
 TEST(JsonSchemaKind, DeepOutputIsRefusedNotRecursedInto) {
   // A self-referencing schema would follow the output's nesting.
-  const auto instance = make("json_schema", {{"schema", json::parse(R"({"type": "array", "items": {"$ref": "#"}})")}});
+  const auto instance = make(
+      "json_schema", {{"schema", json::parse(R"({"type": "array", "items": {"$ref": "#"}})")}});
   EXPECT_EQ(only_score(instance->evaluate(output_event("[[[]]]").dump())).value, json(true));
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   const EvalScore s = only_score(instance->evaluate(output_event(deep).dump()));
@@ -121,8 +128,10 @@ TEST(JsonSchemaKind, SchemaFileIsReadAtCreate) {
   const auto instance = make("json_schema", {{"schema_file", path}});
   // The file is not read again per event.
   std::filesystem::remove(path);
-  EXPECT_EQ(only_score(instance->evaluate(output_event(R"({"name": "A", "age": 1})").dump())).value, json(true));
-  EXPECT_EQ(only_score(instance->evaluate(output_event(R"({"name": "A"})").dump())).value, json(false));
+  EXPECT_EQ(only_score(instance->evaluate(output_event(R"({"name": "A", "age": 1})").dump())).value,
+            json(true));
+  EXPECT_EQ(only_score(instance->evaluate(output_event(R"({"name": "A"})").dump())).value,
+            json(false));
 }
 
 TEST(JsonSchemaKind, Draft4SchemaIsHonoured) {
@@ -138,7 +147,8 @@ TEST(JsonSchemaKind, ParamErrors) {
   EXPECT_THAT(create_error("json_schema", json::object()), HasSubstr("give exactly one of schema"));
   EXPECT_THAT(create_error("json_schema", {{"schema", kPersonSchema}, {"schema_file", "x.json"}}),
               HasSubstr("give exactly one of schema"));
-  EXPECT_EQ(create_error("json_schema", {{"schema", "{}"}}), "schema: expected a JSON Schema object");
+  EXPECT_EQ(create_error("json_schema", {{"schema", "{}"}}),
+            "schema: expected a JSON Schema object");
   EXPECT_EQ(create_error("json_schema", {{"schema_file", 5}}), "schema_file: expected a string");
   EXPECT_THAT(create_error("json_schema", {{"schema", kPersonSchema}, {"strict", true}}),
               HasSubstr("unknown param \"strict\""));
@@ -149,13 +159,17 @@ TEST(JsonSchemaKind, ParamErrors) {
               HasSubstr("schema_file: cannot read " + missing + ": No such file"));
   const std::string broken = (dir.path() / "broken.json").string();
   std::ofstream(broken) << "{\"type\": ";
-  EXPECT_EQ(create_error("json_schema", {{"schema_file", broken}}), "schema_file: " + broken + " is not valid JSON");
+  EXPECT_EQ(create_error("json_schema", {{"schema_file", broken}}),
+            "schema_file: " + broken + " is not valid JSON");
 }
 
 TEST(JsonSchemaKind, InvalidSchemaFailsAtCreateNamingIt) {
-  EXPECT_THAT(create_error("json_schema", {{"schema", {{"type", 5}}}}), StartsWith("schema: invalid JSON Schema: "));
-  EXPECT_THAT(create_error("json_schema", {{"schema", {{"type", "strnig"}}}}), StartsWith("schema: invalid JSON Schema: "));
-  EXPECT_THAT(create_error("json_schema", {{"schema", {{"required", "name"}}}}), StartsWith("schema: invalid JSON Schema: "));
+  EXPECT_THAT(create_error("json_schema", {{"schema", {{"type", 5}}}}),
+              StartsWith("schema: invalid JSON Schema: "));
+  EXPECT_THAT(create_error("json_schema", {{"schema", {{"type", "strnig"}}}}),
+              StartsWith("schema: invalid JSON Schema: "));
+  EXPECT_THAT(create_error("json_schema", {{"schema", {{"required", "name"}}}}),
+              StartsWith("schema: invalid JSON Schema: "));
   // Remote references are not fetched.
   EXPECT_THAT(create_error("json_schema", {{"schema", {{"$ref", "https://example.com/s.json"}}}}),
               StartsWith("schema: invalid JSON Schema: "));
@@ -190,7 +204,8 @@ TEST(CheckPostgresql, ValidStatements) {
            "SELECT 1",
            "select id, name from users where id = $1 order by name limit 10;",
            "WITH t AS (SELECT generate_series(1, 3) AS n) SELECT sum(n) FROM t",
-           "INSERT INTO t (a, b) VALUES (1, 'x') ON CONFLICT (a) DO UPDATE SET b = excluded.b RETURNING *",
+           "INSERT INTO t (a, b) VALUES (1, 'x') ON CONFLICT (a) DO UPDATE SET b = excluded.b "
+           "RETURNING *",
            "CREATE TABLE t (id bigserial PRIMARY KEY, body jsonb NOT NULL DEFAULT '{}')",
            "SELECT 1; SELECT 2;",
            "SELECT 'café' AS ünïcode -- a comment",
@@ -256,7 +271,8 @@ TEST(CheckPostgresql, ConcurrentParsesAgree) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 300; ++i) {
         const bool want_valid = (i + t) % 2 == 0;
-        const SqlVerdict v = check_postgresql(want_valid ? "SELECT a, b FROM t WHERE c > 1" : "SELECT a b c FROM FROM");
+        const SqlVerdict v = check_postgresql(want_valid ? "SELECT a, b FROM t WHERE c > 1"
+                                                         : "SELECT a b c FROM FROM");
         if (v.valid != want_valid) ++wrong;
       }
     });
@@ -267,11 +283,13 @@ TEST(CheckPostgresql, ConcurrentParsesAgree) {
 
 TEST(SqlParseKind, ThroughTheAbiTable) {
   const auto instance = make("sql_parse", json::object());
-  EvalScore s = only_score(instance->evaluate(output_event("```sql\nSELECT name FROM users WHERE id = 1;\n```").dump()));
+  EvalScore s = only_score(
+      instance->evaluate(output_event("```sql\nSELECT name FROM users WHERE id = 1;\n```").dump()));
   EXPECT_EQ(s.value, json(true));
   EXPECT_EQ(s.comment, "");
 
-  s = only_score(instance->evaluate(output_event("```sql\nSELECT name FROM WHERE id = 1;\n```").dump()));
+  s = only_score(
+      instance->evaluate(output_event("```sql\nSELECT name FROM WHERE id = 1;\n```").dump()));
   EXPECT_EQ(s.value, json(false));
   EXPECT_THAT(s.comment, HasSubstr("syntax error at or near \"WHERE\""));
 
@@ -282,9 +300,11 @@ TEST(SqlParseKind, ThroughTheAbiTable) {
 
 TEST(SqlParseKind, ParamErrors) {
   EXPECT_EQ(create_error("sql_parse", {{"dialect", "postgresql"}}), "");
-  EXPECT_EQ(create_error("sql_parse", {{"dialect", "mysql"}}), "dialect: only \"postgresql\" is supported, got \"mysql\"");
+  EXPECT_EQ(create_error("sql_parse", {{"dialect", "mysql"}}),
+            "dialect: only \"postgresql\" is supported, got \"mysql\"");
   EXPECT_EQ(create_error("sql_parse", {{"dialect", 1}}), "dialect: expected a string");
-  EXPECT_THAT(create_error("sql_parse", {{"schema", "x"}}), HasSubstr("unknown param \"schema\" (expected dialect, output)"));
+  EXPECT_THAT(create_error("sql_parse", {{"schema", "x"}}),
+              HasSubstr("unknown param \"schema\" (expected dialect, output)"));
 }
 
 }  // namespace

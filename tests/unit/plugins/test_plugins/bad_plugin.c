@@ -24,16 +24,21 @@ static ArbiterEvaluator* bad_create(const char* config, size_t len, char** error
 
 /* The "garbage" variant answers an event containing "null" with NULL and any
  * other event with text that is not JSON. */
-__attribute__((unused)) static char* bad_evaluate(ArbiterEvaluator* handle, const char* event, size_t len) {
+__attribute__((unused)) static char* bad_evaluate(ArbiterEvaluator* handle, const char* event,
+                                                  size_t len) {
   (void)handle;
   (void)len;
   if (strstr(event, "null") != NULL) return NULL;
   return copy_string("this is not json");
 }
 
-static void bad_free(char* s) { free(s); }
+static void bad_free(char* s) {
+  free(s);
+}
 
-static void bad_destroy(ArbiterEvaluator* handle) { (void)handle; }
+static void bad_destroy(ArbiterEvaluator* handle) {
+  (void)handle;
+}
 
 __attribute__((unused)) static const ArbiterEvaluatorPluginV1 kTable = {
 #if defined(BAD_ABI_VERSION)
@@ -63,9 +68,15 @@ __attribute__((unused)) static const ArbiterEvaluatorPluginV1 kTable = {
 /* Exports a differently named entry point, as a plugin built for another
  * convention would. */
 ARBITER_EVALUATOR_EXPORT const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin_v2(void);
-const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin_v2(void) { return &kTable; }
+const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin_v2(void) {
+  return &kTable;
+}
 #elif defined(BAD_NULL_TABLE)
-const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin(void) { return NULL; }
+const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin(void) {
+  return NULL;
+}
 #else
-const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin(void) { return &kTable; }
+const ArbiterEvaluatorPluginV1* arbiter_evaluator_plugin(void) {
+  return &kTable;
+}
 #endif
