@@ -84,9 +84,9 @@ ApiResponse eval_route(const ApiCall& call, scoring::RequestLog& log, scoring::S
 
 }  // namespace
 
-void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring::ScoreStore& store) {
+void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring::ScoreStore& score_store) {
   // Handlers capture a non-owning pointer: main owns the store.
-  scoring::ScoreStore* scores = &store;
+  scoring::ScoreStore* scores = &score_store;
 
   router.add(http::verb::post, "/v1/request/{}/score", true, [scores](const ApiCall& call) {
     ApiResponse bad;

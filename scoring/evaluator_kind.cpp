@@ -58,6 +58,21 @@ std::unique_ptr<EvaluatorKind> make_plugin(const KindSpec& spec) {
   }
 }
 
+// A built-in's message names the param ("keywords: expected a list of
+// strings") → "params.keywords: ..."; others ("unknown param 'x'") →
+// "params: ...".
+std::string params_message(std::string_view what) {
+  if (what.rfind("params", 0) == 0) return std::string(what);
+  std::size_t i = 0;
+  auto ident = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.';
+  };
+  while (i < what.size() && ident(what[i])) ++i;
+  if (i > 0 && i < what.size() && what[i] == ':') return "params." + std::string(what);
+  return "params: " + std::string(what);
+}
+
 }  // namespace
 
 bool is_network_kind(std::string_view kind) {
@@ -84,9 +99,7 @@ std::unique_ptr<EvaluatorKind> make_evaluator_kind(const KindSpec& spec, const K
       auto instance = std::make_unique<plugins::PluginInstance>(table, nullptr, config);
       return std::make_unique<LocalKind>(std::move(instance), /*own_names=*/false);
     } catch (const plugins::PluginError& e) {
-      // A built-in's message names the param ("keywords: expected a list of strings").
-      std::string what = e.what();
-      throw EvaluatorSetupError(what.rfind("params.", 0) == 0 ? what : "params." + what);
+      throw EvaluatorSetupError(params_message(e.what()));
     }
   }
   std::string known;

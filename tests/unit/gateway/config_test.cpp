@@ -1016,7 +1016,7 @@ TEST(ConfigTest, EvaluatorErrorsNameTheField) {
        "initial_backoff_ms"},
       {"  - { name: a, kind: keywords, params: [ 1 ] }\n",
        "test.yaml:8: evaluators[0].params: expected a mapping"},
-      {"  - name: a\n    kind: keywords\n    params:\n      keywords: [ ${ARBITER_TEST_UNSET} ]\n",
+      {"  - name: a\n    kind: keywords\n    params:\n      keywords: [ \"${ARBITER_TEST_UNSET}\" ]\n",
        "test.yaml:11: evaluators[0].params.keywords[0]: environment variable ARBITER_TEST_UNSET is "
        "not set"},
   };
