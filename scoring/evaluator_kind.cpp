@@ -48,13 +48,19 @@ std::unique_ptr<EvaluatorKind> make_plugin(const KindSpec& spec) {
     if (!c->is_object()) throw EvaluatorSetupError("params.config: expected a mapping");
     config = *c;
   }
+  std::shared_ptr<plugins::PluginLibrary> library;
   try {
-    auto library = plugins::PluginLibrary::open(lib->get<std::string>());
+    library = plugins::PluginLibrary::open(lib->get<std::string>());
+  } catch (const plugins::PluginError& e) {
+    throw EvaluatorSetupError(std::string("params.library: ") + e.what());
+  }
+  try {
     const auto* table = library->table();
     auto instance = std::make_unique<plugins::PluginInstance>(table, std::move(library), config);
     return std::make_unique<LocalKind>(std::move(instance), /*own_names=*/true);
   } catch (const plugins::PluginError& e) {
-    throw EvaluatorSetupError(std::string("params.library: ") + e.what());
+    // The plugin refused its config (create failed).
+    throw EvaluatorSetupError(std::string("params.config: ") + e.what());
   }
 }
 

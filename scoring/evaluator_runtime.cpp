@@ -29,11 +29,21 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// Params that may carry secrets are shown as "<redacted>" by GET /v1/evaluators.
+// Params that may carry secrets are shown as "<redacted>" by GET
+// /v1/evaluators: a name with a word (split on _ - . and spaces) such as key,
+// secret, token or password ("api_key", "X-Api-Key", "client_secret"), but
+// not "keywords" or "required_keys".
 bool secret_name(std::string_view key) {
+  static const std::set<std::string, std::less<>> kWords = {
+      "key", "apikey", "secret", "token", "password", "passwd", "authorization", "auth",
+      "cookie", "credential", "credentials", "bearer"};
   const std::string k = lower(key);
-  for (const char* word : {"key", "secret", "token", "password", "authorization", "auth", "cookie"}) {
-    if (k.find(word) != std::string::npos) return true;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= k.size(); ++i) {
+    if (i == k.size() || k[i] == '_' || k[i] == '-' || k[i] == '.' || k[i] == ' ') {
+      if (kWords.count(std::string_view(k).substr(start, i - start)) != 0) return true;
+      start = i + 1;
+    }
   }
   return false;
 }
