@@ -510,7 +510,11 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
   }
 
   rocksdb::WriteOptions wo;
-  wo.sync = true;  // durable before the 201
+  // Durable before the 201. An evaluator run's batch is not synced: a
+  // process crash cannot lose it (the WAL write is in the page cache), and a
+  // power loss that does loses the run's final state with it, so the run —
+  // pending since its record's batch — is simply evaluated again.
+  wo.sync = evaluation == nullptr;
   std::shared_lock gate(aggregates_.gate());
   const rocksdb::Status ws = store.db().Write(wo, &batch);
   if (!ws.ok()) return status_error("write scores", ws);

@@ -164,7 +164,8 @@ class ScoreStore {
   // with `evaluation.scores` set to the stored scores, and scores_written /
   // evaluation_written after the commit. With no scores only the run entries
   // are written (an error run). kInvalidArgument when a score breaks its
-  // config: nothing is written then.
+  // config: nothing is written then. Unlike the API writes this batch is not
+  // fsynced (see the .cpp): losing it to a power cut means a re-run.
   // `extend` may fail (nothing is written then).
   using RunEntries = std::function<Expected<void>(const Store&, rocksdb::WriteBatch&)>;
   Expected<std::vector<Score>> write_evaluation(std::string_view project, std::vector<Score> scores,

@@ -1190,6 +1190,7 @@ TEST(ConfigTest, FullExampleLoads) {
   ScopedEnv ca("ARBITER_UPSTREAM_CA", dir.write("ca.pem", "ca"));
   ScopedEnv openai("OPENAI_API_KEY", "sk-test");
   ScopedEnv arbiter("ARBITER_API_KEY", "test-arbiter-key");
+  ScopedEnv token("POLICY_CHECK_TOKEN", std::nullopt);
 
   const auto config = load_config(ARBITER_SOURCE_DIR "/conf/examples/full.yaml");
   EXPECT_EQ(config->server.proxy.host, "0.0.0.0");
@@ -1208,6 +1209,12 @@ TEST(ConfigTest, FullExampleLoads) {
   EXPECT_EQ(config->projects[0].key_hashes,
             (std::vector<KeyHash>{sha256_key("test-arbiter-key"), sha256_key("replace-me")}));
   EXPECT_EQ(config->projects[1].key_hashes, std::vector<KeyHash>{sha256_key("replace-me-too")});
+  EXPECT_EQ(config->server.evaluator_workers, 4u);
+  ASSERT_EQ(config->evaluators.size(), 9u);
+  EXPECT_EQ(config->evaluators[0].filter.status, "2xx");
+  EXPECT_EQ(config->evaluators[1].score_name, "rouge_l_vs_truth");
+  EXPECT_EQ(config->evaluators[4].kind, "llm_judge");
+  EXPECT_EQ((*config->evaluators[4].params)["upstream"], "openai");
 }
 
 }  // namespace
