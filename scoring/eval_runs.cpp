@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <map>
 #include <memory>
 
 #include "scoring/keys.hpp"
@@ -56,6 +57,20 @@ bool get(const json& j, const char* key, T& out) {
   } catch (const json::exception&) {
     return false;
   }
+}
+
+std::string be64(std::int64_t v) {
+  std::string out(8, '\0');
+  const auto u = static_cast<std::uint64_t>(v);
+  for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((u >> (56 - 8 * i)) & 0xFF);
+  return out;
+}
+
+std::int64_t from_be64(std::string_view b) {
+  if (b.size() != 8) return 0;  // an entry from before the timestamp was kept
+  std::uint64_t u = 0;
+  for (unsigned char c : b) u = (u << 8) | c;
+  return static_cast<std::int64_t>(u);
 }
 
 }  // namespace
@@ -203,40 +218,95 @@ Expected<void> put_run(const Store& store, rocksdb::WriteBatch& batch, const Eva
   auto* cf = store.cf(ColumnFamily::kEvalRuns);
   rocksdb::Status s = batch.Put(cf, run_keys::run(r.project, r.request_id, r.evaluator), encode_run(r));
   const std::string active = run_keys::active(r.project, r.request_id, r.evaluator);
-  if (s.ok()) s = is_finished(r.state) ? batch.Delete(cf, active) : batch.Put(cf, active, "");
+  if (s.ok()) {
+    s = is_finished(r.state) ? batch.Delete(cf, active) : batch.Put(cf, active, be64(r.created_us));
+  }
   if (!s.ok()) return status_error("build evaluator run batch", s);
   return {};
+}
+
+Expected<void> put_pending(const Store& store, rocksdb::WriteBatch& batch, std::string_view project,
+                           std::string_view request_id, std::string_view evaluator,
+                           std::int64_t created_us) {
+  const rocksdb::Status s = batch.Put(store.cf(ColumnFamily::kEvalRuns),
+                                      run_keys::active(project, request_id, evaluator), be64(created_us));
+  if (!s.ok()) return status_error("build evaluator run batch", s);
+  return {};
+}
+
+EvalRun pending_run(std::string_view project, std::string_view request_id, std::string_view evaluator,
+                    std::int64_t created_us) {
+  EvalRun r;
+  r.id = derived_id({project, request_id, evaluator});
+  r.project = std::string(project);
+  r.request_id = std::string(request_id);
+  r.evaluator = std::string(evaluator);
+  r.state = RunState::kPending;
+  r.created_us = created_us;
+  return r;
 }
 
 Expected<std::optional<EvalRun>> read_run(const Store& store, std::string_view project,
                                           std::string_view request_id, std::string_view evaluator) {
   rocksdb::PinnableSlice value;
-  const rocksdb::Status s = store.db().Get(rocksdb::ReadOptions(), store.cf(ColumnFamily::kEvalRuns),
-                                           run_keys::run(project, request_id, evaluator), &value);
-  if (s.IsNotFound()) return std::optional<EvalRun>{};
+  auto* cf = store.cf(ColumnFamily::kEvalRuns);
+  std::optional<EvalRun> stored;
+  rocksdb::Status s =
+      store.db().Get(rocksdb::ReadOptions(), cf, run_keys::run(project, request_id, evaluator), &value);
+  if (s.ok()) {
+    auto run = decode_run(view(value));
+    if (!run.ok()) return std::move(run).error();
+    if (!is_finished(run->state)) return std::optional<EvalRun>(std::move(run).value());
+    stored = std::move(run).value();
+  } else if (!s.IsNotFound()) {
+    return status_error("read evaluator run", s);
+  }
+  // Only scheduled so far, or scheduled again after it finished (its record
+  // was logged anew): a 'P' entry without an unfinished 'R'.
+  value.Reset();
+  s = store.db().Get(rocksdb::ReadOptions(), cf, run_keys::active(project, request_id, evaluator), &value);
+  if (s.IsNotFound()) return stored;
   if (!s.ok()) return status_error("read evaluator run", s);
-  auto run = decode_run(view(value));
-  if (!run.ok()) return std::move(run).error();
-  return std::optional<EvalRun>(std::move(run).value());
+  return std::optional<EvalRun>(pending_run(project, request_id, evaluator, from_be64(view(value))));
 }
 
 Expected<std::vector<EvalRun>> runs_for_request(const Store& store, std::string_view project,
                                                 std::string_view request_id) {
-  const std::string prefix = run_keys::request_prefix(project, request_id);
-  const std::string upper = keys::prefix_end(prefix);
-  const rocksdb::Slice lo(prefix);
-  const rocksdb::Slice hi(upper);
-  rocksdb::ReadOptions ro;
-  ro.iterate_lower_bound = &lo;
-  ro.iterate_upper_bound = &hi;
-  std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kEvalRuns)));
-  std::vector<EvalRun> out;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    auto run = decode_run(view(it->value()));
-    if (!run.ok()) return std::move(run).error();
-    out.push_back(std::move(run).value());
+  // Both prefixes of the request, read from one snapshot.
+  SnapshotGuard snapshot(store.db());
+  std::map<std::string, EvalRun> by_evaluator;
+  for (char tag : {'R', 'P'}) {
+    std::string prefix(1, tag);
+    keys::append_part(prefix, project);
+    keys::append_part(prefix, request_id);
+    const std::string upper = keys::prefix_end(prefix);
+    const rocksdb::Slice lo(prefix);
+    const rocksdb::Slice hi(upper);
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot.get();
+    ro.iterate_lower_bound = &lo;
+    ro.iterate_upper_bound = &hi;
+    std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kEvalRuns)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (tag == 'R') {
+        auto run = decode_run(view(it->value()));
+        if (!run.ok()) return std::move(run).error();
+        std::string name = run->evaluator;
+        by_evaluator.insert_or_assign(std::move(name), std::move(run).value());
+      } else if (auto ref = run_keys::parse_active(view(it->key()))) {
+        // A marker without an unfinished run: scheduled (again).
+        auto at = by_evaluator.find(ref->evaluator);
+        if (at == by_evaluator.end() || is_finished(at->second.state)) {
+          by_evaluator.insert_or_assign(ref->evaluator, pending_run(project, request_id, ref->evaluator,
+                                                                    from_be64(view(it->value()))));
+        }
+      }
+    }
+    if (!it->status().ok()) return status_error("scan evaluator runs", it->status());
   }
-  if (!it->status().ok()) return status_error("scan evaluator runs", it->status());
+  std::vector<EvalRun> out;
+  out.reserve(by_evaluator.size());
+  for (auto& [name, run] : by_evaluator) out.push_back(std::move(run));
   return out;
 }
 

@@ -5,13 +5,16 @@
 // Key layouts (part() as in keys.hpp):
 //
 //   eval_runs  'R' part(project) part(request_id) part(evaluator) → encode_run
-//              'P' part(project) part(request_id) part(evaluator) → ""
+//              'P' part(project) part(request_id) part(evaluator) → be64(created_us)
 //
-// 'R' is the run itself; GET /v1/evaluators/runs?request_id= is a prefix scan
-// of 'R' part(project) part(request_id). 'P' marks the runs that are not
-// finished (pending, running, waiting-for-fields): start-up scans it to
-// resume them, and a finished run deletes its 'P' entry in the batch that
-// writes its final state, so the two never disagree.
+// 'P' marks the runs that are not finished (pending, running,
+// waiting-for-fields): start-up scans it to resume them, and a finished run
+// deletes its 'P' entry in the batch that writes its final state, so the two
+// never disagree. 'R' is the run itself — except for a run that was only
+// scheduled: the storage thread writes just its 'P' entry (one small entry
+// per run on the record's batch, no encoding), and readers see a 'P' without
+// an 'R' as a pending run created at the 'P' value's time. GET
+// /v1/evaluators/runs?request_id= scans both prefixes of the request.
 //
 // A run's id is derived from (project, request, evaluator): rescheduling the
 // same evaluator on the same request (the record was replaced, a manual run
@@ -95,6 +98,15 @@ nlohmann::json to_json(const EvalRun& run);
 
 // Adds the run's entries to `batch`: 'R', and 'P' put or deleted by state.
 Expected<void> put_run(const Store& store, rocksdb::WriteBatch& batch, const EvalRun& run);
+
+// Adds a just-scheduled run: its 'P' entry alone (see the layout above).
+Expected<void> put_pending(const Store& store, rocksdb::WriteBatch& batch, std::string_view project,
+                           std::string_view request_id, std::string_view evaluator,
+                           std::int64_t created_us);
+
+// The run a lone 'P' entry stands for: pending, 0 attempts, id derived.
+EvalRun pending_run(std::string_view project, std::string_view request_id, std::string_view evaluator,
+                    std::int64_t created_us);
 
 Expected<std::optional<EvalRun>> read_run(const Store& store, std::string_view project,
                                           std::string_view request_id, std::string_view evaluator);

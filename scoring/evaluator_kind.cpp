@@ -17,18 +17,19 @@ constexpr std::string_view kNetworkKinds[] = {"llm_judge", "http", "semantic_sim
 // A built-in or a plugin: the same C ABI, in the binary or dlopen()ed.
 class LocalKind final : public EvaluatorKind {
  public:
-  LocalKind(std::unique_ptr<plugins::PluginInstance> instance, bool own_names)
-      : instance_(std::move(instance)), own_names_(own_names) {}
+  LocalKind(std::unique_ptr<plugins::PluginInstance> instance, bool plugin)
+      : instance_(std::move(instance)), plugin_(plugin) {}
 
   plugins::EvalResult evaluate(const json&, const std::string& event_json,
                                std::chrono::milliseconds) const override {
     return instance_->evaluate(event_json);
   }
-  bool names_own_scores() const override { return own_names_; }
+  bool names_own_scores() const override { return plugin_; }
+  bool may_be_slow() const override { return plugin_; }
 
  private:
   std::unique_ptr<plugins::PluginInstance> instance_;
-  bool own_names_;
+  bool plugin_;  // a dlopen()ed plugin (else a built-in)
 };
 
 std::unique_ptr<EvaluatorKind> make_plugin(const KindSpec& spec) {
@@ -57,7 +58,7 @@ std::unique_ptr<EvaluatorKind> make_plugin(const KindSpec& spec) {
   try {
     const auto* table = library->table();
     auto instance = std::make_unique<plugins::PluginInstance>(table, std::move(library), config);
-    return std::make_unique<LocalKind>(std::move(instance), /*own_names=*/true);
+    return std::make_unique<LocalKind>(std::move(instance), /*plugin=*/true);
   } catch (const plugins::PluginError& e) {
     // The plugin refused its config (create failed).
     throw EvaluatorSetupError(std::string("params.config: ") + e.what());
@@ -103,7 +104,7 @@ std::unique_ptr<EvaluatorKind> make_evaluator_kind(const KindSpec& spec, const K
     config["score_name"] = spec.score_name;
     try {
       auto instance = std::make_unique<plugins::PluginInstance>(table, nullptr, config);
-      return std::make_unique<LocalKind>(std::move(instance), /*own_names=*/false);
+      return std::make_unique<LocalKind>(std::move(instance), /*plugin=*/false);
     } catch (const plugins::PluginError& e) {
       throw EvaluatorSetupError(params_message(e.what()));
     }

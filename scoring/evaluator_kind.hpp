@@ -33,8 +33,9 @@ class OutboundHttp;
 
 // A configured upstream that llm_judge, semantic_similarity and moderation
 // may call (`params.upstream` names it). base_url as configured: the calls
-// go to base_url + "/v1/chat/completions" etc., the URL the proxy would use
-// for an OpenAI client's request to that path.
+// go to base_url + "/v1/chat/completions" etc. — or base_url +
+// "/chat/completions" when base_url already ends in /v1 (a local
+// OpenAI-compatible server).
 struct EvalUpstream {
   std::string name;
   std::string base_url;
@@ -81,6 +82,10 @@ class EvaluatorKind {
   // Whether the scores carry names of their own (plugin, http) rather than
   // the evaluator's score name.
   virtual bool names_own_scores() const { return false; }
+
+  // Whether an evaluation may take long enough for its `running` state to be
+  // worth a write (everything but the built-ins, which take microseconds).
+  virtual bool may_be_slow() const { return true; }
 };
 
 // Builds the kind for `spec`. Throws EvaluatorSetupError.

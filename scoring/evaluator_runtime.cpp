@@ -177,6 +177,40 @@ std::chrono::milliseconds retry_backoff(const RetryPolicy& policy, unsigned atte
 
 // ---- the runtime ----
 
+namespace {
+
+// Normalises one evaluator's options and builds its kind (shared by the
+// runtime and --check). Throws EvaluatorConfigError naming the evaluator.
+std::unique_ptr<EvaluatorKind> build_kind(
+    EvaluatorOptions& o, const KindEnvironment& env,
+    const std::function<std::unique_ptr<EvaluatorKind>(const KindSpec&)>& make_kind,
+    std::set<std::string>& names) {
+  if (o.score_name.empty()) o.score_name = o.name;
+  const std::string where = "evaluator '" + o.name + "' (kind " + o.kind + "): ";
+  if (!names.insert(o.name).second) throw EvaluatorConfigError(where + "duplicate evaluator name");
+  if (o.sampling > 100) throw EvaluatorConfigError(where + "sampling: must be between 0 and 100");
+  if (o.concurrency == 0) o.concurrency = 1;
+  if (o.retry.max_attempts == 0) o.retry.max_attempts = 1;
+  KindSpec spec{o.name, o.kind, o.score_name, o.params};
+  std::unique_ptr<EvaluatorKind> kind;
+  try {
+    kind = make_kind ? make_kind(spec) : make_evaluator_kind(spec, env);
+  } catch (const EvaluatorSetupError& e) {
+    throw EvaluatorConfigError(where + e.what());
+  } catch (const plugins::PluginError& e) {
+    throw EvaluatorConfigError(where + e.what());
+  }
+  if (!kind) throw EvaluatorConfigError(where + "kind could not be built");
+  return kind;
+}
+
+bool any_network_kind(const std::vector<EvaluatorOptions>& evaluators) {
+  return std::any_of(evaluators.begin(), evaluators.end(),
+                     [](const EvaluatorOptions& e) { return is_network_kind(e.kind); });
+}
+
+}  // namespace
+
 struct EvaluatorRuntime::Evaluator {
   EvaluatorOptions options;
   std::unique_ptr<EvaluatorKind> kind;
@@ -194,9 +228,7 @@ EvaluatorRuntime::EvaluatorRuntime(RequestLog& log, ScoreStore& scores, Evaluato
     : log_(log), scores_(scores), options_(std::move(options)) {
   if (options_.workers == 0) options_.workers = 1;
   if (options_.queue_capacity == 0) options_.queue_capacity = 1;
-  const bool network = std::any_of(options_.evaluators.begin(), options_.evaluators.end(),
-                                   [](const EvaluatorOptions& e) { return is_network_kind(e.kind); });
-  if (network && !options_.make_kind) {
+  if (any_network_kind(options_.evaluators) && !options_.make_kind) {
     OutboundOptions o;
     o.threads = 1;
     o.user_agent = "arbiter-evaluator";
@@ -215,57 +247,25 @@ EvaluatorRuntime::~EvaluatorRuntime() {
 }
 
 void EvaluatorRuntime::build_evaluators(OutboundHttp* http) {
-  KindEnvironment env;
-  env.upstreams = &options_.upstreams;
-  env.http = http;
-  env.cancel = &cancel_;
+  const KindEnvironment env{&options_.upstreams, http, &cancel_};
   std::set<std::string> names;
   for (auto& o : options_.evaluators) {
-    if (o.score_name.empty()) o.score_name = o.name;
-    const std::string where = "evaluator '" + o.name + "' (kind " + o.kind + "): ";
-    if (!names.insert(o.name).second) throw EvaluatorConfigError(where + "duplicate evaluator name");
-    if (o.sampling > 100) throw EvaluatorConfigError(where + "sampling: must be between 0 and 100");
-    if (o.concurrency == 0) o.concurrency = 1;
-    if (o.retry.max_attempts == 0) o.retry.max_attempts = 1;
     auto ev = std::make_unique<Evaluator>();
+    ev->kind = build_kind(o, env, options_.make_kind, names);
     ev->options = o;
-    KindSpec spec{o.name, o.kind, o.score_name, o.params};
-    try {
-      ev->kind = options_.make_kind ? options_.make_kind(spec) : make_evaluator_kind(spec, env);
-    } catch (const EvaluatorSetupError& e) {
-      throw EvaluatorConfigError(where + e.what());
-    } catch (const plugins::PluginError& e) {
-      throw EvaluatorConfigError(where + e.what());
-    }
-    if (!ev->kind) throw EvaluatorConfigError(where + "kind could not be built");
     evaluators_.push_back(std::move(ev));
   }
 }
 
 void EvaluatorRuntime::validate(const EvaluatorRuntimeOptions& options) {
-  // The same construction as a real start, minus storage and threads: a
-  // throw-away runtime over no log would need one, so build the kinds here.
+  // The same construction as a start, minus storage and threads.
   EvaluatorRuntimeOptions copy = options;
   std::unique_ptr<OutboundHttp> http;
-  if (std::any_of(copy.evaluators.begin(), copy.evaluators.end(),
-                  [](const EvaluatorOptions& e) { return is_network_kind(e.kind); })) {
-    http = std::make_unique<OutboundHttp>();
-  }
+  if (any_network_kind(copy.evaluators) && !copy.make_kind) http = std::make_unique<OutboundHttp>();
   const std::atomic<bool> never{false};
-  KindEnvironment env{&copy.upstreams, http.get(), &never};
+  const KindEnvironment env{&copy.upstreams, http.get(), &never};
   std::set<std::string> names;
-  for (auto& o : copy.evaluators) {
-    if (o.score_name.empty()) o.score_name = o.name;
-    const std::string where = "evaluator '" + o.name + "' (kind " + o.kind + "): ";
-    if (!names.insert(o.name).second) throw EvaluatorConfigError(where + "duplicate evaluator name");
-    try {
-      (void)make_evaluator_kind(KindSpec{o.name, o.kind, o.score_name, o.params}, env);
-    } catch (const EvaluatorSetupError& e) {
-      throw EvaluatorConfigError(where + e.what());
-    } catch (const plugins::PluginError& e) {
-      throw EvaluatorConfigError(where + e.what());
-    }
-  }
+  for (auto& o : copy.evaluators) (void)build_kind(o, env, copy.make_kind, names);
 }
 
 std::int64_t EvaluatorRuntime::now_us() const {
@@ -350,15 +350,10 @@ void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRec
         ev.sampled_out.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      EvalRun run;
-      run.id = derived_id({r->project, r->request_id, ev.options.name});
-      run.project = r->project;
-      run.request_id = r->request_id;
-      run.evaluator = ev.options.name;
-      run.created_us = now;
       // Not started (or stopping): the run is written pending and resumes
       // from storage at the next start.
       if (accepting && staged_.reserved >= room) {
+        EvalRun run = pending_run(r->project, r->request_id, ev.options.name, now);
         run.state = RunState::kError;
         run.finished_us = now;
         run.error = "queue full: " + std::to_string(options_.queue_capacity) +
@@ -373,7 +368,9 @@ void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRec
         staged_.finished.push_back(std::move(event));
         continue;
       }
-      if (auto ok = put_run(store, batch, run); !ok) {
+      // Just the unfinished marker: the run entry itself is written by the
+      // worker that takes it (this is the storage thread's hot loop).
+      if (auto ok = put_pending(store, batch, r->project, r->request_id, ev.options.name, now); !ok) {
         note_error(ev, ok.error().message);
         continue;
       }
@@ -629,7 +626,12 @@ void EvaluatorRuntime::process(const Task& task) {
     ++run.attempts;
     if (run.started_us == 0) run.started_us = now;
     run.next_attempt_us = 0;
-    if (auto ok = write_state(run); !ok) note_error(ev, ok.error().message);
+    // A built-in finishes in microseconds: its `running` state would be
+    // overwritten at once, so it is not written (a crash meanwhile leaves the
+    // run pending, which resumes the same way).
+    if (ev.kind->may_be_slow()) {
+      if (auto ok = write_state(run); !ok) note_error(ev, ok.error().message);
+    }
 
     const std::string event_json = event.dump(-1, ' ', false, json::error_handler_t::replace);
     const auto t0 = Clock::now();

@@ -178,11 +178,21 @@ OutboundRequest json_post(std::string url, std::string body, std::chrono::millis
   return req;
 }
 
-OutboundRequest upstream_post(const EvalUpstream& u, std::string_view path, const json& body,
-                              std::chrono::milliseconds timeout) {
+// base_url + "/v1" + path, where a base_url that already ends in /v1 (a
+// local OpenAI-compatible server: "http://host:9000/v1") gets no second one.
+std::string upstream_url(const EvalUpstream& u, std::string_view path) {
   std::string base = u.base_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  OutboundRequest req = json_post(base + std::string(path), body.dump(), timeout);
+  const std::size_t scheme = base.find("://");
+  const std::size_t slash = base.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  const bool has_v1 = slash != std::string::npos && base.size() >= 3 &&
+                      base.compare(base.size() - 3, 3, "/v1") == 0 && base.size() - 3 >= slash;
+  return base + (has_v1 ? "" : "/v1") + std::string(path);
+}
+
+OutboundRequest upstream_post(const EvalUpstream& u, std::string_view path, const json& body,
+                              std::chrono::milliseconds timeout) {
+  OutboundRequest req = json_post(upstream_url(u, path), body.dump(), timeout);
   if (!u.api_key.empty()) req.headers.emplace_back("Authorization", "Bearer " + u.api_key);
   req.ca_file = u.ca_file;
   req.verify_tls = u.verify_tls;
@@ -281,7 +291,7 @@ class LlmJudge final : public EvaluatorKind {
     if (temperature_) body["temperature"] = *temperature_;
     if (max_tokens_) body["max_tokens"] = *max_tokens_;
     const std::string what = "judge call to upstream '" + upstream_.name + "'";
-    const auto res = http_.call(upstream_post(upstream_, "/v1/chat/completions", body, timeout));
+    const auto res = http_.call(upstream_post(upstream_, "/chat/completions", body, timeout));
     if (auto f = transport_failure(res, what)) return *f;
     const auto answer = parse_json_body(res);
     const json* content = nullptr;
@@ -382,7 +392,7 @@ class SemanticSimilarity final : public EvaluatorKind {
                        {"input", json::array({plugins::event_value_text(*out),
                                               plugins::event_value_text(*ref)})}};
     const std::string what = "embeddings call to upstream '" + upstream_.name + "'";
-    const auto res = http_.call(upstream_post(upstream_, "/v1/embeddings", body, timeout));
+    const auto res = http_.call(upstream_post(upstream_, "/embeddings", body, timeout));
     if (auto f = transport_failure(res, what)) return *f;
     const auto answer = parse_json_body(res);
     std::vector<double> vectors[2];
@@ -448,7 +458,7 @@ class Moderation final : public EvaluatorKind {
     json body = {{"input", plugins::event_value_text(*out)}};
     if (!model_.empty()) body["model"] = model_;
     const std::string what = "moderation call to upstream '" + upstream_.name + "'";
-    const auto res = http_.call(upstream_post(upstream_, "/v1/moderations", body, timeout));
+    const auto res = http_.call(upstream_post(upstream_, "/moderations", body, timeout));
     if (auto f = transport_failure(res, what)) return *f;
     const auto answer = parse_json_body(res);
     const json* flagged = answer ? plugins::find_event_path(*answer, "results.0.flagged") : nullptr;

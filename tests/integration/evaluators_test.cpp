@@ -241,6 +241,7 @@ TEST(Evaluators, LlmJudgeRatesWithTheExplanationAsComment) {
   for (const auto& r : h.upstream().requests()) {
     if (r.body_prefix.find("Question: Say hello") == std::string::npos) continue;
     const json body = json::parse(r.body_prefix);
+    EXPECT_EQ(r.target, "/v1/chat/completions");
     EXPECT_EQ(body["model"], "gpt-4o-mini");
     EXPECT_EQ(body["temperature"], 0);
     EXPECT_NE(body["messages"][0]["content"].get<std::string>().find("Answer: Paris."), std::string::npos);

@@ -16,10 +16,14 @@
 #include <set>
 #include <thread>
 
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
 #include "scoring/eval_event.hpp"
 #include "scoring/eval_runs.hpp"
 #include "scoring/request_log.hpp"
 #include "scoring/score_store.hpp"
+#include "scoring/store.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace arbiter::scoring {
@@ -295,6 +299,66 @@ TEST(EvalRuns, EncodeDecodeRoundTripAndStableIds) {
     ASSERT_TRUE(parse_run_state(s));
     EXPECT_EQ(to_string(*parse_run_state(s)), s);
   }
+}
+
+TEST(EvalRuns, ScheduledOnlyRunsReadAsPendingAndRescheduleAfterFinishing) {
+  TempDir dir;
+  auto store = Store::open((dir.path() / "db").string());
+  auto write = [&](const std::function<Expected<void>(rocksdb::WriteBatch&)>& fill) {
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(fill(batch).ok());
+    ASSERT_TRUE(store->db().Write(rocksdb::WriteOptions(), &batch).ok());
+  };
+  auto read = [&](const std::string& ev) {
+    auto r = read_run(*store, "alpha", id_of(1), ev);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : std::nullopt;
+  };
+  EXPECT_FALSE(read("a"));
+  write([&](rocksdb::WriteBatch& b) { return put_pending(*store, b, "alpha", id_of(1), "a", kNow); });
+  write([&](rocksdb::WriteBatch& b) { return put_pending(*store, b, "alpha", id_of(1), "b", kNow + 1); });
+  auto a = read("a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->state, RunState::kPending);
+  EXPECT_EQ(a->created_us, kNow);
+  EXPECT_EQ(a->id, derived_id({"alpha", id_of(1), "a"}));
+
+  // Finished: the marker goes, the run stays.
+  EvalRun done = *a;
+  done.state = RunState::kCompleted;
+  done.attempts = 1;
+  write([&](rocksdb::WriteBatch& b) { return put_run(*store, b, done); });
+  EXPECT_EQ(read("a")->state, RunState::kCompleted);
+  std::string cursor;
+  auto active = scan_active(*store, cursor, 10);
+  ASSERT_TRUE(active.ok());
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0].evaluator, "b");
+  EXPECT_TRUE(cursor.empty());
+
+  auto listed = runs_for_request(*store, "alpha", id_of(1));
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].state, RunState::kCompleted);
+  EXPECT_EQ((*listed)[1].state, RunState::kPending);
+  EXPECT_TRUE(runs_for_request(*store, "beta", id_of(1))->empty());
+
+  // Scheduled again (the record was logged anew): pending wins over the old result.
+  write([&](rocksdb::WriteBatch& b) { return put_pending(*store, b, "alpha", id_of(1), "a", kNow + 5); });
+  EXPECT_EQ(read("a")->state, RunState::kPending);
+  EXPECT_EQ(read("a")->created_us, kNow + 5);
+  EXPECT_EQ(runs_for_request(*store, "alpha", id_of(1))->at(0).state, RunState::kPending);
+
+  // scan_active pages with its cursor.
+  cursor.clear();
+  auto first = scan_active(*store, cursor, 1);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_FALSE(cursor.empty());
+  auto second = scan_active(*store, cursor, 1);
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_NE((*first)[0].evaluator, (*second)[0].evaluator);
+  EXPECT_TRUE(cursor.empty());  // the end was reached
 }
 
 // ---- the event ----
