@@ -3,7 +3,7 @@
 # (DESIGN.md §9). See bench/README.md for what is measured and how to read it.
 #
 #   bench/run.sh [--duration S] [--quick] [--out FILE] [--threads N] [--upstream-threads N]
-#                [--no-request-log] [--evaluators N]
+#                [--no-request-log] [--evaluators N] [--evaluator-sampling P]
 #
 #   --duration S          seconds per measured wrk run (default 10)
 #   --quick               1 s runs and no warm-up: a smoke test, not a measurement
@@ -15,6 +15,7 @@
 #   --evaluators N        also run a second arbiter ("arbiter_ev") with N built-in evaluators
 #                         configured (1-10, the local kinds, all scoring every request), measured
 #                         side by side with the plain one, and report its evaluator counters
+#   --evaluator-sampling P  their `sampling` percentage (default 100: every request, each)
 #
 # Environment: ARBITER_BIN and FAKE_UPSTREAM_BIN select the binaries; when both are set the
 # script does not build (ctest passes the build's own binaries that way). Otherwise it builds
@@ -35,8 +36,9 @@ upstream_threads=1
 key="bench-key"
 request_log=1
 evaluators=0
+evaluator_sampling=100
 
-usage() { sed -n '3,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs a value}; shift 2 ;;
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
     --upstream-threads) upstream_threads=${2:?--upstream-threads needs a value}; shift 2 ;;
     --no-request-log) request_log=0; shift ;;
     --evaluators) evaluators=${2:?--evaluators needs a value}; shift 2 ;;
+    --evaluator-sampling) evaluator_sampling=${2:?--evaluator-sampling needs a value}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -54,6 +57,8 @@ for v in "$duration" "$threads" "$upstream_threads"; do
   [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: '$v' is not a positive integer" >&2; exit 2; }
 done
 [[ "$evaluators" =~ ^([0-9]|10)$ ]] || { echo "run.sh: --evaluators takes 0-10" >&2; exit 2; }
+[[ "$evaluator_sampling" =~ ^([0-9]|[1-9][0-9]|100)$ ]] ||
+  { echo "run.sh: --evaluator-sampling takes 0-100" >&2; exit 2; }
 warmup=2
 if [ "$quick" = 1 ]; then duration=1; warmup=0; fi
 if [ -n "$out" ]; then
@@ -276,7 +281,9 @@ if [ "$evaluators" -gt 0 ]; then
   {
     sed "s#$tmp/arbiter/data#$tmp/arbiter_ev/data#" "$tmp/arbiter/arbiter.yaml"
     echo "evaluators:"
-    for ((i = 0; i < evaluators; i++)); do echo "  - ${kinds[$i]}"; done
+    for ((i = 0; i < evaluators; i++)); do
+      echo "  - ${kinds[$i]%\}}, sampling: $evaluator_sampling }"
+    done
   } >"$tmp/arbiter_ev/arbiter.yaml"
   "$ARBITER_BIN" --config "$tmp/arbiter_ev/arbiter.yaml" >"$tmp/arbiter_ev.out" 2>"$tmp/arbiter_ev.err" &
   arbiter_ev_pid=$!; pids+=("$arbiter_ev_pid")
@@ -490,7 +497,7 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
   echo "arbiter RSS idle / after / peak: $arbiter_rss_idle / $arbiter_rss_after / $arbiter_rss_peak KiB   (idle budget <= 64 MiB)  $ok_rss"
   if [ -n "$arbiter_ev_pid" ]; then
     echo
-    echo "arbiter_ev: the same arbiter with $evaluators evaluators configured (every request scored by each)"
+    echo "arbiter_ev: the same arbiter with $evaluators evaluators configured (sampling $evaluator_sampling%)"
     echo "arbiter_ev added p50 vs arbiter: $(calc %d "${R[arbiter_ev.c1.p50]} - ${R[arbiter.c1.p50]}") us, added p99: $(calc %d "${R[arbiter_ev.c1.p99]} - ${R[arbiter.c1.p99]}") us"
     echo "arbiter_ev rps / arbiter rps : $(calc %.3f "${R[arbiter_ev.c64.rps]} / ${R[arbiter.c64.rps]}")"
     echo "evaluator runs: matched $ev_matched, completed $ev_completed, errors $ev_errors (of which queue full $ev_queue_full); RSS after $ev_rss_after KiB"
@@ -544,7 +551,7 @@ if [ -n "$out" ]; then
     echo
     echo "  },"
     if [ -n "$arbiter_ev_pid" ]; then
-      echo "  \"evaluators\": {\"configured\": $evaluators, \"matched\": $ev_matched, \"completed\": $ev_completed, \"errors\": $ev_errors, \"queue_full\": $ev_queue_full, \"rss_after_kib\": $ev_rss_after},"
+      echo "  \"evaluators\": {\"configured\": $evaluators, \"sampling\": $evaluator_sampling, \"matched\": $ev_matched, \"completed\": $ev_completed, \"errors\": $ev_errors, \"queue_full\": $ev_queue_full, \"rss_after_kib\": $ev_rss_after},"
     fi
     echo "  \"ratios\": {\"arbiter_rps_over_nginx\": $ratio_rps, \"nginx_rps_over_direct\": $nginx_ratio_rps,"
     echo "             \"arbiter_rps_over_direct\": $arbiter_vs_direct_rps,"

@@ -61,6 +61,9 @@ struct ServerConfig {
   // recorded as an error run ("queue full") and counted.
   unsigned evaluator_workers = 4;
   std::size_t evaluator_queue_capacity = 10'000;
+  // Nice value of the evaluator threads (0-19): under CPU contention they
+  // yield to the I/O threads, so evaluations cannot add proxy latency.
+  unsigned evaluator_nice = 10;
   LogLevel log_level = LogLevel::info;
   // Accept proxy calls without a gateway key (they go to the first project).
   // Refused by validation when any upstream injects an api_key.

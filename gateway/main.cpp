@@ -56,6 +56,7 @@ arbiter::scoring::EvaluatorRuntimeOptions evaluator_options(const arbiter::gatew
   sc::EvaluatorRuntimeOptions o;
   o.workers = config.server.evaluator_workers;
   o.queue_capacity = config.server.evaluator_queue_capacity;
+  o.worker_nice = static_cast<int>(config.server.evaluator_nice);
   for (const auto& u : config.upstreams) {
     o.upstreams.push_back(sc::EvalUpstream{u.name, u.base_url, u.api_key, u.ca_file, u.verify_tls});
   }

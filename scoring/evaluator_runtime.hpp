@@ -101,6 +101,10 @@ struct EvaluatorRuntimeOptions {
   std::vector<EvalUpstream> upstreams;
   unsigned workers = 4;
   std::size_t queue_capacity = 10'000;
+  // Niceness of the worker threads (0-19): evaluations yield the CPUs to the
+  // proxy's I/O threads under contention, so they cannot add proxy latency;
+  // what they cannot keep up with fills the queue (counted), never the proxy.
+  int worker_nice = 10;
   // Unix µs clock; tests inject their own.
   std::function<std::int64_t()> now_us;
   // Tests: builds an evaluator's kind instead of make_evaluator_kind.

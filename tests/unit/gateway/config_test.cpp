@@ -892,6 +892,7 @@ TEST(ConfigTest, ParsesEvaluators) {
                                            "server:",
                                            "  evaluator_workers: 3",
                                            "  evaluator_queue_capacity: 50",
+                                           "  evaluator_nice: 5",
                                            "evaluators:",
                                            "  - name: answer_length",
                                            "    kind: response_length",
@@ -919,11 +920,12 @@ TEST(ConfigTest, ParsesEvaluators) {
                                        }));
   EXPECT_EQ(config->server.evaluator_workers, 3u);
   EXPECT_EQ(config->server.evaluator_queue_capacity, 50u);
+  EXPECT_EQ(config->server.evaluator_nice, 5u);
   ASSERT_EQ(config->evaluators.size(), 2u);
 
   const EvaluatorConfig& a = config->evaluators[0];
   EXPECT_EQ(a.name, "answer_length");
-  EXPECT_EQ(a.line, 11);
+  EXPECT_EQ(a.line, 12);
   EXPECT_EQ(a.kind, "response_length");
   EXPECT_EQ(a.score_name, "answer_length");  // the name unless score.name is set
   EXPECT_EQ(a.sampling, 100u);
