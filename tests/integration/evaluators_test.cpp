@@ -338,6 +338,35 @@ TEST(Evaluators, HttpSemanticSimilarityAndModerationKinds) {
   EXPECT_EQ(listing.dump().find("hook-secret"), std::string::npos);
 }
 
+TEST(Evaluators, StreamedResponsesAreEvaluatedOnTheReassembledText) {
+  FakeUpstream hook;
+  GatewayHarness h({.top_extra = R"(evaluators:
+  - name: hook
+    kind: http
+    params: { url: )" + hook.base_url() + R"(/evaluate, allow_insecure: true }
+  - name: words
+    kind: response_length
+)"});
+  const std::string text = "Streams are reassembled before anyone scores them.";
+  auto c = h.proxy_client();
+  auto res = c.request("POST", "/v1/chat/completions",
+                       GatewayHarness::auth({{"Content-Type", "application/json"},
+                                             {"x-fake-content", text},
+                                             {"x-fake-chunks", "4"}}),
+                       GatewayHarness::chat_body(/*stream=*/true, /*usage=*/true));
+  ASSERT_EQ(res.status, 200);
+  const std::string id = res.header("helicone-id").value_or("");
+  await_run(h, id, "hook", "completed");
+  await_run(h, id, "words", "completed");
+  EXPECT_EQ(scores_of(h, id)["content_bytes"]["value"], text.size());
+  EXPECT_EQ(scores_of(h, id)["words"]["value"], 7);
+  const json event = json::parse(hook.requests().at(0).body_prefix);
+  EXPECT_EQ(event["outputs"]["content"], text);
+  EXPECT_EQ(event["inputs"]["stream"], true);
+  EXPECT_TRUE(event["metadata"].contains("time_to_first_token_ms"));
+  EXPECT_TRUE(event["metadata"].contains("completion_tokens"));
+}
+
 TEST(Evaluators, ExamplePluginScoresRecords) {
   GatewayHarness h({.top_extra = R"(evaluators:
   - name: overlap
@@ -646,10 +675,11 @@ TEST(Evaluators, RunsPendingAtASigkillCompleteAfterRestart) {
   for (int i = 0; i < 3; ++i) ids.push_back(call(h));
   // The first run is with the hook; the others wait their turn (concurrency 1).
   ASSERT_TRUE(wait_until([&] { return hook.request_count() >= 1; }, 10s));
+  // Every run is scheduled (its record is stored) before the kill.
   int unfinished = 0;
   for (const auto& id : ids) {
-    auto r = run_of(h, id, "slow");
-    ASSERT_TRUE(r) << id;
+    std::optional<json> r;
+    ASSERT_TRUE(wait_until([&] { return (r = run_of(h, id, "slow")).has_value(); }, 10s)) << id;
     if ((*r)["state"] != "completed" && (*r)["state"] != "error") ++unfinished;
   }
   EXPECT_GE(unfinished, 2);
