@@ -7,6 +7,8 @@
 #include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
+
+#include <mutex>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -673,6 +675,71 @@ TEST(ScoreStore, ConcurrentOverwritesLeaveOneIndexEntry) {
   EXPECT_EQ(f.scores->list("p", {})->scores.size(), 1u);
   const json dist = f.evals("p", json::object(), true);
   EXPECT_EQ(dist[0]["distribution"][0]["value"], 1);
+}
+
+TEST(ScoreStore, QueuedWritesCommitAsOneGroupAndFailIndependently) {
+  Fixture f;
+  f.add_records("p", 40);
+  ScoreConfig cfg;
+  cfg.name = "bounded";
+  cfg.data_type = ScoreDataType::kNumeric;
+  cfg.min_value = 0;
+  cfg.max_value = 10;
+  ASSERT_TRUE(f.scores->create_config("p", cfg).ok());
+  const auto groups_before = f.scores->counters().groups;
+
+  struct Outcome {
+    std::mutex mu;
+    std::vector<std::optional<Error>> errors;  // nullopt = ok
+    int done = 0;
+  } outcome;
+  constexpr int kCalls = 43;
+  outcome.errors.resize(kCalls);
+  auto cb = [&](int i) {
+    return [&, i](Expected<std::vector<Score>> r) {
+      std::lock_guard lk(outcome.mu);
+      if (!r.ok()) outcome.errors[static_cast<std::size_t>(i)] = r.error();
+      ++outcome.done;
+    };
+  };
+  f.scores->pause_writer_for_testing(true);
+  for (int i = 0; i < 40; ++i) {
+    f.scores->submit_async("p", id_of(i), {{"accuracy", ScoreDataType::kNumeric, static_cast<double>(i)}}, cb(i));
+  }
+  // Two overwrites of one score in the same group: the later one wins and
+  // the earlier version's index entries are gone.
+  f.scores->submit_async("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 70.0}}, cb(40));
+  f.scores->submit_async("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 71.0}}, cb(41));
+  // Out of its config's range: fails alone, rolled back inside the group.
+  f.scores->submit_async("p", id_of(1), {{"bounded", ScoreDataType::kNumeric, 11.0}}, cb(42));
+  EXPECT_EQ(f.scores->counters().queue_depth, static_cast<std::uint64_t>(kCalls));
+  f.scores->pause_writer_for_testing(false);
+  f.scores->stop();  // completes everything queued
+
+  ASSERT_EQ(outcome.done, kCalls);
+  for (int i = 0; i < 42; ++i) EXPECT_FALSE(outcome.errors[static_cast<std::size_t>(i)]) << i;
+  ASSERT_TRUE(outcome.errors[42]);
+  EXPECT_EQ(outcome.errors[42]->code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(f.scores->counters().groups, groups_before + 1);
+
+  const json out = f.evals("p", json::object(), false, /*histograms=*/false);
+  ASSERT_EQ(out.size(), 1u);  // "bounded" never got a score
+  EXPECT_EQ(out[0]["name"], "accuracy");
+  EXPECT_EQ(out[0]["count"], 40);
+  EXPECT_EQ(out[0]["maxScore"], 71);
+  EXPECT_EQ(f.get("p", 0)["scores"]["accuracy"], 71);
+  EXPECT_FALSE(f.get("p", 1)["scores"].contains("bounded"));
+  // The in-memory histograms agree with the index.
+  EXPECT_EQ(f.evals("p", json::object())[0]["count"], 40);
+}
+
+TEST(ScoreStore, WritesAfterStopAreRefusedNotDropped) {
+  Fixture f;
+  f.add_records("p", 1);
+  f.scores->stop();
+  auto r = f.scores->submit("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 1.0}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
 }
 
 }  // namespace
