@@ -98,6 +98,18 @@ scoring::ScoreStore::WriteCallback created(Respond respond, bool with_score) {
 
 void register_score_routes(ApiRouter& router, scoring::RequestLog& log) {
   auto scores = std::make_shared<scoring::ScoreStore>(log);
+  router.add_metrics_source([scores] {
+    const auto c = scores->counters();
+    return "# HELP arbiter_score_groups_total Score group commits (one fsync each).\n"
+           "# TYPE arbiter_score_groups_total counter\n"
+           "arbiter_score_groups_total " + std::to_string(c.groups) +
+           "\n# HELP arbiter_score_writes_refused_total Score writes refused because the write queue was full.\n"
+           "# TYPE arbiter_score_writes_refused_total counter\n"
+           "arbiter_score_writes_refused_total " + std::to_string(c.refused_full) +
+           "\n# HELP arbiter_score_queue_depth Score writes waiting for the writer.\n"
+           "# TYPE arbiter_score_queue_depth gauge\n"
+           "arbiter_score_queue_depth " + std::to_string(c.queue_depth) + "\n";
+  });
 
   // Writes answer from the score writer after their group commit is fsynced,
   // so no API thread waits for the disk.
