@@ -360,6 +360,33 @@ Expected<void> attach_score_data(const Store& store, RequestRecord& record,
   return {};
 }
 
+Expected<std::uint64_t> delete_request_scores(const Store& store, rocksdb::WriteBatch& batch,
+                                              std::string_view project, std::string_view request_id) {
+  std::uint64_t deleted = 0;
+  rocksdb::Status st;
+  // Observation scores too: the prefix stops after the request id.
+  std::string prefix = tagged('S', project) + 'r';
+  keys::append_part(prefix, request_id);
+  auto r = scan(store, ColumnFamily::kScores, prefix, {}, {}, false, [&](std::string_view key, std::string_view value) {
+    auto decoded = decode_score(value);
+    if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), slice(key));
+    if (decoded.ok()) {
+      const Score& sc = *decoded;
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), id_key(project, sc.id));
+      const IndexKeys ik = index_keys(project, sc);
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.time);
+      if (st.ok() && !ik.value.empty()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.value);
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.all);
+    }
+    ++deleted;
+    return st.ok();
+  });
+  if (!r.ok()) return std::move(r).error();
+  if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), feedback_key(project, request_id));
+  if (!st.ok()) return status_error("retention: delete scores", st);
+  return deleted;
+}
+
 Expected<std::vector<std::string>> score_names(const Store& store, std::string_view project) {
   std::vector<std::string> names;
   const std::string prefix = score_keys::names_prefix(project);
@@ -379,11 +406,41 @@ Expected<std::vector<std::string>> score_names(const Store& store, std::string_v
 ScoreStore::ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us)
     : log_(log), now_us_(std::move(now_us)) {
   writer_ = std::thread([this] { writer_loop(); });
+  warmer_ = std::thread([this] { warm_up(); });
+  log_.set_retention_observer([this](const RetentionStats& stats) {
+    if (stats.scores_deleted > 0) aggregates_.invalidate();
+  });
+}
+
+// Builds every score name's histograms in the background after start, so
+// that the first eval or distribution query after a restart does not pay
+// for the index scan (285 ms per name over 1,000,000 scores). Queries that
+// arrive first simply load their name themselves; loads are serialised.
+void ScoreStore::warm_up() {
+  std::vector<std::pair<std::string, std::string>> names;
+  auto listed = log_.with_store([&](Store& store) -> Expected<void> {
+    return scan(store, ColumnFamily::kScores, "M", {}, {}, false, [&](std::string_view key, std::string_view) {
+      std::string_view rest = key.substr(1);
+      std::string project, name;
+      if (read_part(rest, project) && read_part(rest, name)) names.emplace_back(std::move(project), std::move(name));
+      return !warm_stop_.load(std::memory_order_relaxed);
+    });
+  });
+  if (!listed.ok()) return;
+  for (const auto& [project, name] : names) {
+    if (warm_stop_.load(std::memory_order_relaxed)) return;
+    (void)log_.with_store([&](Store& store) -> Expected<bool> {
+      return aggregates_.with_name(store, project, name, [](const NameHistograms&) {});
+    });
+    warmed_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 ScoreStore::~ScoreStore() { stop(); }
 
 void ScoreStore::stop() {
+  warm_stop_.store(true);
+  log_.set_retention_observer({});
   {
     std::lock_guard lk(queue_mu_);
     if (stopping_) return;
@@ -391,6 +448,7 @@ void ScoreStore::stop() {
   }
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (warmer_.joinable()) warmer_.join();
 }
 
 std::int64_t ScoreStore::now_us() const {
@@ -789,6 +847,7 @@ ScoreStore::Counters ScoreStore::counters() const {
   Counters c;
   c.groups = groups_.load(std::memory_order_relaxed);
   c.refused_full = refused_full_.load(std::memory_order_relaxed);
+  c.names_warmed = warmed_.load(std::memory_order_relaxed);
   std::lock_guard lk(queue_mu_);
   c.queue_depth = queue_.size();
   return c;

@@ -59,6 +59,7 @@
 
 namespace rocksdb {
 class Snapshot;
+class WriteBatch;
 }
 
 namespace arbiter::scoring {
@@ -102,6 +103,13 @@ std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t pref
 Expected<void> attach_score_data(const Store& store, RequestRecord& record,
                                  const rocksdb::Snapshot* snapshot = nullptr);
 
+// Adds to `batch` the deletion of every score of the request (with its id
+// mapping and index entries) and of its posted feedback; returns the number
+// of scores. For retention, which deletes the request itself in the same
+// batch. Reads the database as committed.
+Expected<std::uint64_t> delete_request_scores(const Store& store, rocksdb::WriteBatch& batch,
+                                              std::string_view project, std::string_view request_id);
+
 // Every score name seen in the project, sorted.
 Expected<std::vector<std::string>> score_names(const Store& store, std::string_view project);
 
@@ -130,7 +138,8 @@ struct BatchView;  // the writer's read view (score_store.cpp)
 class ScoreStore {
  public:
   // now_us: unix µs clock (tests inject one); defaults to the system clock.
-  // Starts the writer thread.
+  // Starts the writer thread, and a warm-up thread that builds every stored
+  // score name's histograms (so the first query after a restart is fast).
   explicit ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us = {});
   // stop()s.
   ~ScoreStore();
@@ -194,6 +203,7 @@ class ScoreStore {
     std::uint64_t groups = 0;        // group commits (one fsync each)
     std::uint64_t refused_full = 0;  // writes refused because the queue was full
     std::uint64_t queue_depth = 0;
+    std::uint64_t names_warmed = 0;  // score names whose histograms the start-up warm-up built
   };
   Counters counters() const;
 
@@ -205,6 +215,7 @@ class ScoreStore {
   struct Job;
   void enqueue(std::unique_ptr<Job> job);
   void writer_loop();
+  void warm_up();
   void run_group(std::vector<std::unique_ptr<Job>>& group);
   Expected<std::vector<Score>> build_write(const BatchView& db, Job& job);
   Expected<std::vector<Score>> build_remove(const BatchView& db, Job& job);
@@ -226,6 +237,9 @@ class ScoreStore {
   std::atomic<std::uint64_t> groups_{0};
   std::atomic<std::uint64_t> refused_full_{0};
   std::thread writer_;
+  std::atomic<bool> warm_stop_{false};
+  std::atomic<std::uint64_t> warmed_{0};
+  std::thread warmer_;
 };
 
 }  // namespace arbiter::scoring

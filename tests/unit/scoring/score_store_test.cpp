@@ -742,5 +742,93 @@ TEST(ScoreStore, WritesAfterStopAreRefusedNotDropped) {
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
 }
 
+TEST(ScoreStore, HistogramsAreBuiltInTheBackgroundAfterARestart) {
+  Fixture f;
+  f.add_records("p", 3);
+  f.add_records("q", 1);
+  ASSERT_TRUE(f.scores->submit("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 80.0},
+                                               {"correct", ScoreDataType::kBoolean, 1.0}}).ok());
+  ASSERT_TRUE(f.scores->submit("p", id_of(1), {{"accuracy", ScoreDataType::kNumeric, 60.0}}).ok());
+  ASSERT_TRUE(f.scores->submit("q", id_of(0), {{"other", ScoreDataType::kNumeric, 1.0}}).ok());
+  f.reopen();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (f.scores->counters().names_warmed < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(f.scores->counters().names_warmed, 3u);  // p/accuracy, p/correct, q/other
+  const json out = f.evals("p", json::object());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0]["name"], "accuracy");
+  EXPECT_EQ(out[0]["count"], 2);
+  EXPECT_DOUBLE_EQ(out[0]["averageScore"].get<double>(), 70.0);
+}
+
+TEST(ScoreStore, RetentionDeletesTheScoresOfDeletedRequests) {
+  TempDir dir;
+  RequestLogOptions o;
+  o.path = dir.path().string() + "/data";
+  o.retention_days = 1;
+  const std::int64_t day = 24 * kHour;
+  std::int64_t now = kNow;
+  o.now_us = [&now] { return now; };
+  RequestLog log(std::move(o));
+  ScoreStore scores(log, [&now] { return now; });
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(log.submit(record("p", i)));
+  ASSERT_TRUE(log.flush());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(scores.submit("p", id_of(i), {{"accuracy", ScoreDataType::kNumeric, 10.0 * i}}).ok());
+  }
+  Feedback fb;
+  fb.rating = true;
+  fb.fields = {{"ground_truth", "x"}};
+  ASSERT_TRUE(scores.submit_feedback("p", id_of(0), fb).ok());
+  Score obs;
+  obs.request_id = id_of(0);
+  obs.observation_id = "span-1";
+  obs.name = "step_ok";
+  obs.data_type = ScoreDataType::kBoolean;
+  obs.value = 1;
+  ASSERT_TRUE(scores.upsert("p", obs).ok());
+  auto eval_count = [&](bool histograms) {
+    auto q = parse_eval_query(json::object(), false);
+    auto r = log.with_store([&](Store& st) { return run_eval_query(st, "p", *q, histograms ? &scores.aggregates() : nullptr); });
+    EXPECT_TRUE(r.ok());
+    for (const auto& e : *r) {
+      if (e["name"] == "accuracy") return e["count"].get<int>();
+    }
+    return 0;
+  };
+  ASSERT_EQ(eval_count(true), 4);  // histograms loaded before retention
+
+  // Two days later, records 0 and 1 are re-written as old ones: make 0..1
+  // old by moving the clock, then keep 2..3 young by re-submitting them.
+  now = kNow + 2 * day;
+  for (int i = 2; i < 4; ++i) {
+    auto r = record("p", i);
+    r.created_at_us = now;
+    ASSERT_TRUE(log.submit(std::move(r)));
+  }
+  ASSERT_TRUE(log.flush());
+  auto stats = log.run_retention();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->records_deleted, 2u);
+  EXPECT_EQ(stats->scores_deleted, 4u);  // accuracy x2, feedback score, observation score
+
+  auto listed = scores.list("p", lq([](ScoreListQuery& q) { q.limit = 100; }));
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->scores.size(), 2u);
+  for (const auto& sc : listed->scores) EXPECT_TRUE(sc.request_id == id_of(2) || sc.request_id == id_of(3));
+  EXPECT_EQ(eval_count(false), 2);  // the index
+  EXPECT_EQ(eval_count(true), 2);   // the histograms, rebuilt
+  // The feedback went with the request: an id reused later starts clean.
+  auto fields = log.with_store([&](Store& st) -> Expected<bool> {
+    RequestRecord r = record("p", 0);
+    if (auto ok = attach_score_data(st, r); !ok) return std::move(ok).error();
+    return r.feedback.empty();
+  });
+  ASSERT_TRUE(fields.ok());
+  EXPECT_TRUE(*fields);
+}
+
 }  // namespace
 }  // namespace arbiter::scoring
