@@ -234,6 +234,7 @@ void RequestLog::write_batch(std::vector<Pending>& batch) {
   std::vector<const RequestRecord*> records;
   records.reserve(batch.size());
   for (auto& p : batch) {
+    if (options_.prepare) options_.prepare(p.record);
     lower_property_keys(p.record);
     records.push_back(&p.record);
   }

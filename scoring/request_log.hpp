@@ -103,6 +103,10 @@ struct RequestLogOptions {
   std::chrono::milliseconds batch_window{5};
   unsigned retention_days = 0;  // 0 = keep forever
   std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
+  // Runs on the storage thread for each record before it is written (and
+  // before write listeners see it): the gateway derives model, tokens and
+  // cost from the bodies here, off the I/O threads. Optional.
+  std::function<void(RequestRecord&)> prepare;
   // Clock for retention cutoffs (unix µs); tests inject their own.
   std::function<std::int64_t()> now_us;
   StoreOptions store;
