@@ -135,14 +135,6 @@ nlohmann::json opt_json(const std::optional<double>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
-// A body as the API shows it: parsed JSON when it is JSON (bodies are almost
-// always JSON, and clients want objects, not escaped strings), else text.
-nlohmann::json body_json(const std::string& body) {
-  if (body.empty()) return nullptr;
-  auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_discarded()) return parsed;
-  return sanitize_utf8(body);
-}
 
 bool parse_digits(std::string_view s, std::size_t& pos, std::size_t count, int& out) {
   if (pos + count > s.size()) return false;
@@ -424,6 +416,14 @@ nlohmann::json to_json(const RequestRecord& r, bool include_body) {
                                            : nlohmann::json(sanitize_utf8(r.stream_raw));
   }
   return j;
+}
+
+// Bodies are almost always JSON, and clients want objects, not escaped strings.
+nlohmann::json body_json(const std::string& body) {
+  if (body.empty()) return nullptr;
+  auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_discarded()) return parsed;
+  return sanitize_utf8(body);
 }
 
 }  // namespace arbiter::scoring

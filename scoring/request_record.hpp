@@ -100,6 +100,11 @@ Expected<RequestRecord> decode_metadata(std::string_view bytes);
 // strings) and `stream_raw` appear only when include_body.
 nlohmann::json to_json(const RequestRecord& record, bool include_body);
 
+// A body as the API and webhooks show it: the parsed JSON value when the
+// bytes parse (objects, not escaped strings), null when empty, else the text
+// (invalid UTF-8 replaced).
+nlohmann::json body_json(const std::string& body);
+
 // "2024-05-01T12:00:00.123Z" (UTC, millisecond precision).
 std::string format_iso8601_ms(std::int64_t unix_us);
 
