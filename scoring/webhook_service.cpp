@@ -37,8 +37,15 @@ std::string_view view(const rocksdb::Slice& s) {
 struct EnqueuedStash {
   const void* owner = nullptr;
   std::vector<std::uint64_t> per_hook;
+  std::vector<std::int64_t> earliest_due;  // per hook, of the entries added
   bool any = false;
 };
+
+void lower_to(std::atomic<std::int64_t>& a, std::int64_t v) {
+  std::int64_t cur = a.load();
+  while (v < cur && !a.compare_exchange_weak(cur, v)) {
+  }
+}
 thread_local EnqueuedStash t_stash;
 
 std::string be64(std::uint64_t v) {
@@ -108,6 +115,15 @@ RequestRecord sample_record(std::string_view project, std::int64_t now) {
 
 struct WebhookService::Hook {
   std::set<std::string, std::less<>> in_flight;  // dispatcher thread only
+  // Where the dispatcher seeks this webhook's queue from. Queue entries are
+  // deleted as they complete, and an LSM tree keeps the deletions around
+  // until compaction: seeking from the start of the range would step over
+  // every one of them on every pass. No queue entry is older than
+  // min(scan_from, fresh_due): scan_from is the oldest entry the last pass
+  // saw (dispatcher thread only); fresh_due the oldest one committed since
+  // (lowered by writers after their commit, taken by the next pass).
+  std::int64_t scan_from = INT64_MIN;
+  std::atomic<std::int64_t> fresh_due{INT64_MAX};
   std::atomic<std::uint64_t> enqueued{0};
   std::atomic<std::uint64_t> attempts{0};
   std::atomic<std::uint64_t> delivered{0};
@@ -208,7 +224,9 @@ void WebhookService::enqueue(const Store& store, rocksdb::WriteBatch& batch, Del
   const auto it = std::find_if(options_.webhooks.begin(), options_.webhooks.end(),
                                [&](const WebhookOptions& w) { return w.name == d.webhook; });
   if (t_stash.owner == this && it != options_.webhooks.end()) {
-    ++t_stash.per_hook[static_cast<std::size_t>(it - options_.webhooks.begin())];
+    const auto i = static_cast<std::size_t>(it - options_.webhooks.begin());
+    ++t_stash.per_hook[i];
+    t_stash.earliest_due[i] = std::min(t_stash.earliest_due[i], d.next_attempt_at_us);
     t_stash.any = true;
   }
 }
@@ -217,6 +235,7 @@ namespace {
 void begin_stash(const void* owner, std::size_t hooks) {
   t_stash.owner = owner;
   t_stash.per_hook.assign(hooks, 0);
+  t_stash.earliest_due.assign(hooks, INT64_MAX);
   t_stash.any = false;
 }
 }  // namespace
@@ -243,7 +262,10 @@ void WebhookService::on_records(const Store& store, std::span<const RequestRecor
 
 void WebhookService::records_written(std::span<const RequestRecord* const>) {
   if (t_stash.owner != this) return;
-  for (std::size_t i = 0; i < hooks_.size(); ++i) hooks_[i]->enqueued += t_stash.per_hook[i];
+  for (std::size_t i = 0; i < hooks_.size(); ++i) {
+    hooks_[i]->enqueued += t_stash.per_hook[i];
+    if (t_stash.per_hook[i] != 0) lower_to(hooks_[i]->fresh_due, t_stash.earliest_due[i]);
+  }
   const bool any = t_stash.any;
   t_stash.owner = nullptr;
   if (any) kick();
@@ -390,8 +412,14 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
       rocksdb::ReadOptions ro;
       ro.iterate_upper_bound = &upper;
       std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kOutbox)));
-      for (it->Seek(slice(prefix)); it->Valid(); it->Next()) {
-        if (h.in_flight.size() >= w.max_in_flight) break;
+      // Taken before the iterator exists: whatever is committed after this
+      // lowers fresh_due again for the next pass.
+      const std::int64_t from = std::min(h.scan_from, h.fresh_due.exchange(INT64_MAX));
+      h.scan_from = INT64_MIN;  // until this pass completes: an early return rescans everything
+      std::string seek_key = prefix;
+      if (from != INT64_MIN) keys::append_ts(seek_key, from);
+      std::int64_t oldest_seen = INT64_MAX;
+      for (it->Seek(slice(seek_key)); it->Valid(); it->Next()) {
         const std::string_view key = view(it->key());
         const std::string_view rest = key.substr(prefix.size());
         if (rest.size() < 8) {
@@ -399,6 +427,8 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
           continue;
         }
         const std::int64_t due = keys::decode_ts(rest.substr(0, 8));
+        oldest_seen = std::min(oldest_seen, due);
+        if (h.in_flight.size() >= w.max_in_flight) break;
         if (due > now) {
           next_due = std::min(next_due, due);
           break;
@@ -451,6 +481,7 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
         ready.push_back({i, id, serialize_payload(webhook_payload(ev, w.include_bodies))});
       }
       if (!it->status().ok()) return status_error("read webhook queue", it->status());
+      h.scan_from = oldest_seen;
     }
     if (skipped.empty() && stale.empty()) return {};
     std::lock_guard tl(transition_mu_);
@@ -510,6 +541,7 @@ void WebhookService::finish(std::vector<Completion>& done) {
   struct Outcome {
     std::size_t hook;
     DeliveryState state;
+    std::int64_t next_due;
   };
   std::vector<Outcome> outcomes;
   auto written = log_.with_store([&](Store& store) -> Expected<void> {
@@ -542,7 +574,7 @@ void WebhookService::finish(std::vector<Completion>& done) {
         after.next_attempt_at_us = now + backoff_us(w, after.attempt_count - after.run_start, c.response);
       }
       outbox::update(store, batch, before, after);
-      outcomes.push_back({c.hook, after.state});
+      outcomes.push_back({c.hook, after.state, after.next_attempt_at_us});
     }
     for (const auto& [key, n] : delivered) {
       auto total = outbox::delivered_total(store, key.first, key.second);
@@ -562,6 +594,7 @@ void WebhookService::finish(std::vector<Completion>& done) {
   }
   for (const auto& o : outcomes) {
     Hook& h = *hooks_[o.hook];
+    if (o.state == DeliveryState::kRetrying) h.scan_from = std::min(h.scan_from, o.next_due);
     if (o.state == DeliveryState::kDelivered) {
       ++h.delivered;
     } else {
@@ -727,6 +760,9 @@ Expected<Delivery> WebhookService::retry(std::string_view project, std::string_v
     wo.sync = true;  // the API answers "re-queued": make it so
     const auto s = store.db().Write(wo, &batch);
     if (!s.ok()) return status_error("re-queue delivery", s);
+    for (std::size_t i = 0; i < hooks_.size(); ++i) {
+      if (options_.webhooks[i].name == after.webhook) lower_to(hooks_[i]->fresh_due, after.next_attempt_at_us);
+    }
     return after;
   });
   if (result.ok()) kick();

@@ -349,6 +349,33 @@ TEST(WebhookService, BackoffIsJitteredBelowTheCapAndHonoursRetryAfter) {
   }
 }
 
+TEST(WebhookService, NewEntriesBehindAFutureRetryAreStillFound) {
+  // The dispatcher seeks each queue from the oldest entry it knows of; an
+  // entry committed later with an earlier due time must still be found.
+  Fixture f;
+  auto w = hook("a");
+  w.retry.initial_backoff = 60s;
+  w.retry.max_backoff = 120s;
+  std::atomic<int> calls{0};
+  f.open({w}, [&](const OutboundRequest&) {
+    return ++calls == 1 ? answer(503, "", {{"retry-after", "60"}}) : answer(200);
+  });
+  f.service->start();
+  f.submit(record("alpha", 1));
+  ASSERT_TRUE(wait_until([&] { return f.all_in("alpha", DeliveryState::kRetrying, 1); }, 10s));
+  for (int i = 2; i <= 4; ++i) {
+    f.submit(record("alpha", i));
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return f.list("alpha", [](auto& q) { q.state = DeliveryState::kDelivered; }).size() ==
+                 static_cast<std::size_t>(i - 1);
+        },
+        10s))
+        << "record " << i;
+  }
+  EXPECT_EQ(f.list("alpha", [](auto& q) { q.state = DeliveryState::kRetrying; }).size(), 1u);
+}
+
 TEST(WebhookService, SamplingPropertyFiltersAndProjectsDecideWhatIsQueued) {
   Fixture f;
   auto prod = hook("prod-only");
