@@ -185,32 +185,90 @@ bool is_array_index(const std::string& key, std::uint64_t& value) {
   return value < 4294967295ULL;
 }
 
+// As JSON.stringify escapes: quote, backslash, the short escapes, other
+// control characters as \u00xx; everything else (DEL, U+2028, non-ASCII) as
+// is. Invalid UTF-8 becomes U+FFFD, byte by byte, as sanitize_utf8 does.
+void append_js_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t len = utf8_sequence_length(s, i);
+      if (len == 0) {
+        out += "\xEF\xBF\xBD";
+        ++i;
+      } else {
+        out.append(s, i, len);
+        i += len;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xF];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+    ++i;
+  }
+  out += '"';
+}
+
 void append_js(std::string& out, const json& j) {
   switch (j.type()) {
     case json::value_t::object: {
-      std::vector<std::pair<std::uint64_t, const std::string*>> indices;
-      std::vector<const std::string*> others;
+      using Member = json::object_t::value_type;
       const auto& members = j.get_ref<const json::object_t&>();
-      for (const auto& [k, v] : members) {
+      std::vector<std::pair<std::uint64_t, const Member*>> indices;
+      std::vector<const Member*> others;
+      others.reserve(members.size());
+      for (const Member& m : members) {
         std::uint64_t index = 0;
-        if (is_array_index(k, index)) {
-          indices.emplace_back(index, &k);
+        if (is_array_index(m.first, index)) {
+          indices.emplace_back(index, &m);
         } else {
-          others.push_back(&k);
+          others.push_back(&m);
         }
       }
       std::sort(indices.begin(), indices.end());
       out += '{';
       bool first = true;
-      auto member = [&](const std::string& k) {
+      auto member = [&](const Member& m) {
         if (!first) out += ',';
         first = false;
-        out += json(k).dump(-1, ' ', false, json::error_handler_t::replace);
+        append_js_string(out, m.first);
         out += ':';
-        append_js(out, members.at(k));
+        append_js(out, m.second);
       };
-      for (const auto& [index, k] : indices) member(*k);
-      for (const std::string* k : others) member(*k);
+      for (const auto& [index, m] : indices) member(*m);
+      for (const Member* m : others) member(*m);
       out += '}';
       return;
     }
@@ -228,12 +286,15 @@ void append_js(std::string& out, const json& j) {
     case json::value_t::number_float:
       append_js_number(out, j.get<double>());
       return;
+    case json::value_t::string:
+      append_js_string(out, j.get_ref<const std::string&>());
+      return;
     case json::value_t::binary:
     case json::value_t::discarded:
       out += "null";
       return;
-    default:  // strings (escaped as JSON.stringify does), integers, booleans, null
-      out += j.dump(-1, ' ', false, json::error_handler_t::replace);
+    default:  // integers, booleans, null
+      out += j.dump();
       return;
   }
 }

@@ -114,7 +114,10 @@ RequestRecord sample_record(std::string_view project, std::int64_t now) {
 }  // namespace
 
 struct WebhookService::Hook {
+  explicit Hook(const WebhookOptions& w) : standard_key(w.key), helicone_key(w.secret_text) {}
   std::set<std::string, std::less<>> in_flight;  // dispatcher thread only
+  HmacSha256 standard_key;                       // dispatcher thread only
+  HmacSha256 helicone_key;                       // dispatcher thread only
   // Where the dispatcher seeks this webhook's queue from. Queue entries are
   // deleted as they complete, and an LSM tree keeps the deletions around
   // until compaction: seeking from the start of the range would step over
@@ -133,8 +136,10 @@ struct WebhookService::Hook {
   std::atomic<std::uint64_t> in_flight_n{0};
 };
 
-OutboundRequest webhook_request(const WebhookOptions& hook, std::string_view id,
-                                std::int64_t timestamp_s, std::string body) {
+namespace {
+
+OutboundRequest signed_request(const WebhookOptions& hook, std::string_view id, std::int64_t timestamp_s,
+                               std::string body, std::string standard, std::string helicone) {
   OutboundRequest r;
   r.method = "POST";
   r.url = hook.url;
@@ -145,12 +150,20 @@ OutboundRequest webhook_request(const WebhookOptions& hook, std::string_view id,
   r.headers.emplace_back("Content-Type", "application/json");
   r.headers.emplace_back("webhook-id", std::string(id));
   r.headers.emplace_back("webhook-timestamp", std::to_string(timestamp_s));
-  r.headers.emplace_back("webhook-signature",
-                         standard_webhook_signature(hook.key, id, timestamp_s, body));
-  r.headers.emplace_back("Helicone-Signature", helicone_signature(hook.secret_text, body));
+  r.headers.emplace_back("webhook-signature", std::move(standard));
+  r.headers.emplace_back("Helicone-Signature", std::move(helicone));
   for (const auto& h : hook.headers) r.headers.push_back(h);
   r.body = std::move(body);
   return r;
+}
+
+}  // namespace
+
+OutboundRequest webhook_request(const WebhookOptions& hook, std::string_view id,
+                                std::int64_t timestamp_s, std::string body) {
+  std::string standard = standard_webhook_signature(hook.key, id, timestamp_s, body);
+  std::string helicone = helicone_signature(hook.secret_text, body);
+  return signed_request(hook, id, timestamp_s, std::move(body), std::move(standard), std::move(helicone));
 }
 
 WebhookService::WebhookService(RequestLog& log, WebhookServiceOptions options,
@@ -159,7 +172,7 @@ WebhookService::WebhookService(RequestLog& log, WebhookServiceOptions options,
   for (auto& w : options_.webhooks) {
     if (w.max_in_flight == 0) w.max_in_flight = 1;
     if (w.retry.max_attempts == 0) w.retry.max_attempts = 1;
-    hooks_.push_back(std::make_unique<Hook>());
+    hooks_.push_back(std::make_unique<Hook>(w));
   }
   rng_.seed(options_.jitter_seed != 0 ? options_.jitter_seed : std::random_device{}());
 }
@@ -511,8 +524,11 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
       continue;
     }
     const std::int64_t started = now_us();
-    OutboundRequest req =
-        webhook_request(options_.webhooks[r.hook], r.id, started / 1'000'000, std::move(r.body));
+    const std::int64_t ts = started / 1'000'000;
+    std::string standard = standard_webhook_signature(h.standard_key, r.id, ts, r.body);
+    std::string helicone = helicone_signature(h.helicone_key, r.body);
+    OutboundRequest req = signed_request(options_.webhooks[r.hook], r.id, ts, std::move(r.body),
+                                         std::move(standard), std::move(helicone));
     req.max_response_bytes = options_.max_response_bytes;
     ++h.attempts;
     ++h.in_flight_n;

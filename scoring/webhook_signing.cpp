@@ -89,7 +89,7 @@ Expected<std::string> decode_webhook_secret(std::string_view secret) {
   return std::move(*key);
 }
 
-std::string hmac_sha256(std::string_view key, std::string_view data) {
+HmacSha256::HmacSha256(std::string_view key) {
   EVP_MAC* mac = hmac_impl();
   if (mac == nullptr) throw std::runtime_error("HMAC is unavailable in this OpenSSL");
   std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(EVP_MAC_CTX_new(mac));
@@ -101,28 +101,50 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
   static const unsigned char kEmpty = 0;
   const auto* key_ptr =
       key.empty() ? &kEmpty : reinterpret_cast<const unsigned char*>(key.data());
+  if (!ctx || EVP_MAC_init(ctx.get(), key_ptr, key.size(), params) != 1) {
+    throw std::runtime_error("HMAC-SHA256 key setup failed");
+  }
+  keyed_ = ctx.release();
+}
+
+HmacSha256::~HmacSha256() {
+  EVP_MAC_CTX_free(keyed_);
+}
+
+std::string HmacSha256::digest(std::initializer_list<std::string_view> parts) {
+  std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx(EVP_MAC_CTX_dup(keyed_));
+  if (!ctx) throw std::runtime_error("HMAC-SHA256 failed");
+  for (std::string_view p : parts) {
+    if (EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(p.data()), p.size()) != 1) {
+      throw std::runtime_error("HMAC-SHA256 failed");
+    }
+  }
   std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
   std::size_t len = 0;
-  if (!ctx || EVP_MAC_init(ctx.get(), key_ptr, key.size(), params) != 1 ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size()) != 1 ||
-      EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1) {
+  if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1) {
     throw std::runtime_error("HMAC-SHA256 failed");
   }
   return std::string(reinterpret_cast<const char*>(out.data()), len);
 }
 
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  return HmacSha256(key).digest({data});
+}
+
+std::string standard_webhook_signature(HmacSha256& key, std::string_view id,
+                                       std::int64_t timestamp_s, std::string_view body) {
+  const std::string ts = std::to_string(timestamp_s);
+  return "v1," + base64_encode(key.digest({id, ".", ts, ".", body}));
+}
+
 std::string standard_webhook_signature(std::string_view key, std::string_view id,
                                        std::int64_t timestamp_s, std::string_view body) {
-  std::string content;
-  const std::string ts = std::to_string(timestamp_s);
-  content.reserve(id.size() + ts.size() + body.size() + 2);
-  content.append(id);
-  content.push_back('.');
-  content.append(ts);
-  content.push_back('.');
-  content.append(body);
-  return "v1," + base64_encode(hmac_sha256(key, content));
+  HmacSha256 hmac(key);
+  return standard_webhook_signature(hmac, id, timestamp_s, body);
+}
+
+std::string helicone_signature(HmacSha256& key, std::string_view body) {
+  return hex_encode(key.digest({body}));
 }
 
 std::string helicone_signature(std::string_view key, std::string_view body) {

@@ -16,11 +16,14 @@
 // into error messages.
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "scoring/expected.hpp"
+
+struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX
 
 namespace arbiter::scoring {
 
@@ -39,14 +42,34 @@ inline constexpr std::size_t kMaxWebhookKeyBytes = 64;
 // contains the secret (missing prefix, bad base64, key too short / long).
 Expected<std::string> decode_webhook_secret(std::string_view secret);
 
+// HMAC-SHA256 with one key, set up once (the digest lookup and the key
+// schedule) and reused for every message: each digest starts from a copy of
+// the keyed state. Not thread-safe: one per thread.
+class HmacSha256 {
+ public:
+  explicit HmacSha256(std::string_view key);
+  ~HmacSha256();
+  HmacSha256(const HmacSha256&) = delete;
+  HmacSha256& operator=(const HmacSha256&) = delete;
+
+  // 32 raw bytes over the concatenation of `parts`.
+  std::string digest(std::initializer_list<std::string_view> parts);
+
+ private:
+  evp_mac_ctx_st* keyed_ = nullptr;
+};
+
 // 32 raw bytes.
 std::string hmac_sha256(std::string_view key, std::string_view data);
 
 // "v1,<base64>" for the webhook-signature header.
 std::string standard_webhook_signature(std::string_view key, std::string_view id,
                                        std::int64_t timestamp_s, std::string_view body);
+std::string standard_webhook_signature(HmacSha256& key, std::string_view id,
+                                       std::int64_t timestamp_s, std::string_view body);
 
 // Lower-case hex for the Helicone-Signature header (see above for the key).
 std::string helicone_signature(std::string_view key, std::string_view body);
+std::string helicone_signature(HmacSha256& key, std::string_view body);
 
 }  // namespace arbiter::scoring
