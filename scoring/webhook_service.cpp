@@ -3,6 +3,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <charconv>
 #include <climits>
@@ -22,6 +26,9 @@ constexpr std::size_t kErrorBodySnippet = 200;
 // The dispatcher re-checks at least this often even with nothing due (a
 // cheap guard against a missed wake-up; never needed for correctness).
 constexpr std::chrono::seconds kMaxSleep{30};
+// After this many completions, the next time the dispatcher runs out of due
+// work it hands freed heap back to the OS (see run()).
+constexpr std::uint64_t kTrimAfterCompletions = 1000;
 
 rocksdb::Slice slice(std::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -680,6 +687,7 @@ void WebhookService::run() {
   const bool pruning = options_.retention_days > 0;
   if (pruning) next_prune_ = Clock::now();
   std::vector<Completion> done;
+  std::uint64_t since_trim = 0;
   for (;;) {
     {
       std::lock_guard lk(mu_);
@@ -688,6 +696,7 @@ void WebhookService::run() {
       kick_ = false;
     }
     if (!done.empty()) {
+      since_trim += done.size();
       finish(done);
       done.clear();
     }
@@ -701,6 +710,27 @@ void WebhookService::run() {
       prune();
       next_prune_ = Clock::now() + options_.prune_interval;
     }
+#if defined(__GLIBC__)
+    // glibc gives every allocating thread its own arena, and after a burst
+    // this one (payloads, records read back, RocksDB memtable blocks for the
+    // attempt writes) and the outbound client's stay fragmented: measured
+    // 80 MiB RSS at idle after a 10 s burst of 76k deliveries (51 MiB
+    // without webhooks; MALLOC_ARENA_MAX=2 avoids it too). Handing the free
+    // pages back once the burst is over brought it to 44 MiB.
+    if (since_trim >= kTrimAfterCompletions && next_due == INT64_MAX) {
+      bool idle = false;
+      {
+        std::lock_guard lk(mu_);
+        idle = completions_.empty() && !kick_;
+      }
+      bool none_in_flight = true;
+      for (const auto& h : hooks_) none_in_flight = none_in_flight && h->in_flight.empty();
+      if (idle && none_in_flight) {
+        malloc_trim(0);
+        since_trim = 0;
+      }
+    }
+#endif
 
     auto deadline = Clock::now() + kMaxSleep;
     if (next_due != INT64_MAX) {
