@@ -17,8 +17,10 @@
 #include "gateway/request_logger.hpp"
 #include "gateway/score_api.hpp"
 #include "gateway/server.hpp"
+#include "gateway/webhook_api.hpp"
 #include "scoring/request_log.hpp"
 #include "scoring/store.hpp"
+#include "scoring/webhook_service.hpp"
 
 namespace {
 
@@ -127,13 +129,28 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Webhook deliveries: a write listener on the log (registered before the
+  // first record) with its own dispatcher thread and outbound client.
+  std::unique_ptr<arbiter::scoring::WebhookService> webhooks;
+  try {
+    webhooks = std::make_unique<arbiter::scoring::WebhookService>(
+        *request_log, webhook_service_options(*config), arbiter::scoring::make_outbound_transport());
+    request_log->add_listener(webhooks.get());
+  } catch (const std::exception& e) {
+    log::error("cannot start webhook delivery", {{"error", e.what()}});
+    return 1;
+  }
+
   int code = 0;
   try {
     RequestLogger logger(*request_log, config);
     Server server(config, config->storage.log_requests ? &logger : nullptr);
     register_request_routes(server.api(), *request_log, config);
     register_score_routes(server.api(), *request_log);
+    register_webhook_routes(server.api(), *webhooks);
     server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
+    server.api().add_metrics_source([&w = *webhooks] { return webhook_metrics(w); });
+    webhooks->start();  // resumes deliveries left queued by the previous run
     server.start();
     print_listening("proxy", server.proxy_endpoint());
     print_listening("api", server.api_endpoint());
@@ -147,6 +164,10 @@ int main(int argc, char** argv) {
     log::error("fatal", {{"error", e.what()}});
     code = 1;
   }
+  // Stops sending (calls in flight stay queued in the outbox for the next
+  // start) before the log closes; records drained by close() still get their
+  // deliveries written.
+  webhooks->stop();
   // Every record handed over so far is written and synced before exit.
   if (auto closed = request_log->close(); !closed) {
     log::error("storage close failed", {{"error", closed.error().message}});

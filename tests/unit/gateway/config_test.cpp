@@ -879,8 +879,7 @@ TEST(ConfigTest, TlsFilesMustBeReadable) {
 TEST(ConfigTest, EvaluatorsAndWebhooksAreNotSupportedYet) {
   EXPECT_EQ(error_of(kRequired + lines({"evaluators:", "  - name: x"})),
             "test.yaml:7: evaluators: not supported by this build yet");
-  EXPECT_EQ(error_of(kRequired + "webhooks: [ { url: https://x } ]\n"),
-            "test.yaml:7: webhooks: not supported by this build yet");
+  // webhooks: are parsed (webhook_config_test.cpp); still a sequence.
   EXPECT_EQ(error_of(kRequired + "evaluators: { a: b }\n"),
             "test.yaml:7: evaluators: expected a sequence");
   EXPECT_EQ(error_of(kRequired + "webhooks: none\n"), "test.yaml:7: webhooks: expected a sequence");
@@ -1053,6 +1052,7 @@ TEST(ConfigTest, FullExampleLoads) {
   ScopedEnv ca("ARBITER_UPSTREAM_CA", dir.write("ca.pem", "ca"));
   ScopedEnv openai("OPENAI_API_KEY", "sk-test");
   ScopedEnv arbiter("ARBITER_API_KEY", "test-arbiter-key");
+  ScopedEnv webhook("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
 
   const auto config = load_config(ARBITER_SOURCE_DIR "/conf/examples/full.yaml");
   EXPECT_EQ(config->server.proxy.host, "0.0.0.0");
@@ -1071,6 +1071,10 @@ TEST(ConfigTest, FullExampleLoads) {
   EXPECT_EQ(config->projects[0].key_hashes,
             (std::vector<KeyHash>{sha256_key("test-arbiter-key"), sha256_key("replace-me")}));
   EXPECT_EQ(config->projects[1].key_hashes, std::vector<KeyHash>{sha256_key("replace-me-too")});
+  ASSERT_EQ(config->webhooks.size(), 2u);
+  EXPECT_EQ(config->webhooks[0].events.size(), 3u);
+  EXPECT_EQ(config->webhooks[0].projects, std::vector<std::string>{"default"});
+  EXPECT_TRUE(config->webhooks[1].allow_insecure);
 }
 
 }  // namespace
