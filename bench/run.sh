@@ -3,7 +3,7 @@
 # (DESIGN.md §9). See bench/README.md for what is measured and how to read it.
 #
 #   bench/run.sh [--duration S] [--quick] [--out FILE] [--threads N] [--upstream-threads N]
-#                [--no-request-log] [--evaluators N] [--evaluator-sampling P]
+#                [--no-request-log] [--webhook] [--evaluators N] [--evaluator-sampling P]
 #
 #   --duration S          seconds per measured wrk run (default 10)
 #   --quick               1 s runs and no warm-up: a smoke test, not a measurement
@@ -12,6 +12,8 @@
 #   --upstream-threads N  fake upstream threads (default 1, see README)
 #   --no-request-log      run arbiter with storage.log_requests: false (proxy only), to measure
 #                         what the request log costs; by default arbiter logs as configured
+#   --webhook             also configure one webhook (request.logged, with bodies) delivering
+#                         every call to the fake upstream's echo route, to measure its cost
 #   --evaluators N        also run a second arbiter ("arbiter_ev") with N built-in evaluators
 #                         configured (1-10, the local kinds, all scoring every request), measured
 #                         side by side with the plain one, and report its evaluator counters
@@ -35,10 +37,11 @@ threads=2
 upstream_threads=1
 key="bench-key"
 request_log=1
+webhook=0
 evaluators=0
 evaluator_sampling=100
 
-usage() { sed -n '3,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs a value}; shift 2 ;;
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=${2:?--threads needs a value}; shift 2 ;;
     --upstream-threads) upstream_threads=${2:?--upstream-threads needs a value}; shift 2 ;;
     --no-request-log) request_log=0; shift ;;
+    --webhook) webhook=1; shift ;;
     --evaluators) evaluators=${2:?--evaluators needs a value}; shift 2 ;;
     --evaluator-sampling) evaluator_sampling=${2:?--evaluator-sampling needs a value}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -256,10 +260,20 @@ storage: { path: $tmp/arbiter/data$([ "$request_log" = 1 ] || echo ", log_reques
 upstreams: [ { name: openai, base_url: "http://$fake_addr" } ]
 projects: [ { name: bench, api_keys: [ "$key" ] } ]
 EOF
+if [ "$webhook" = 1 ]; then
+  # The fake upstream answers any other path with a 200 echo: it doubles as the receiver.
+  cat >>"$tmp/arbiter/arbiter.yaml" <<EOF
+webhooks:
+  - { name: bench, url: "http://$fake_addr/webhook", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,
+      allow_insecure: true, include_bodies: true }
+EOF
+fi
 "$ARBITER_BIN" --config "$tmp/arbiter/arbiter.yaml" >"$tmp/arbiter.out" 2>"$tmp/arbiter.err" &
 arbiter_pid=$!; pids+=("$arbiter_pid")
 arbiter_addr=$(wait_listening "$tmp/arbiter.out" '"listener":"proxy"' "$arbiter_pid") ||
   fail_start "arbiter did not start"
+arbiter_api=$(wait_listening "$tmp/arbiter.out" '"listener":"api"' "$arbiter_pid") ||
+  fail_start "arbiter's API did not start"
 
 # arbiter with evaluators: the same config plus N local built-in evaluators, each scoring every
 # request (comparison kinds compare the answer with the user's message).
@@ -445,6 +459,14 @@ if [ -n "$arbiter_ev_pid" ]; then
 fi
 
 arbiter_rss_after=$(rss_kib "$arbiter_pid")
+# Webhook counters once the runs are over (deliveries may still be draining).
+metric() { "$CURL" -sS --max-time 5 "http://$arbiter_api/metrics" 2>/dev/null |
+           awk -v m="$1" '$1 == m { print $2; exit }'; }
+if [ "$webhook" = 1 ]; then
+  wh_enqueued=$(metric 'arbiter_webhook_enqueued_total{webhook="bench"}')
+  wh_delivered=$(metric 'arbiter_webhook_delivered_total{webhook="bench"}')
+  wh_failed=$(metric 'arbiter_webhook_failed_attempts_total{webhook="bench"}')
+fi
 arbiter_rss_peak=$(rss_kib "$arbiter_pid" VmHWM)
 nginx_rss_after=$(nginx_rss_sum)
 kill -0 "$arbiter_pid" 2>/dev/null || { show_logs; die "arbiter died during the run"; }
@@ -467,7 +489,7 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
 
 {
   echo
-  echo "arbiter bench: ${duration}s runs, $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), threads=$threads, upstream threads=$upstream_threads, request log $([ "$request_log" = 1 ] && echo "as configured (default on)" || echo off)"
+  echo "arbiter bench: ${duration}s runs, $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), threads=$threads, upstream threads=$upstream_threads, request log $([ "$request_log" = 1 ] && echo "as configured (default on)" || echo off), webhook $([ "$webhook" = 1 ] && echo on || echo off)"
   echo "load average before: $load_before   after: $load_after   CPU idle before: ${idle_before}%"
   echo
   printf '%-10s %11s %10s %10s %11s %10s %11s %20s %9s\n' target 'rps@64' 'p50@1 us' 'p99@1 us' \
@@ -495,6 +517,9 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
   echo "nginx added p50 vs direct    : $add_n50 us"
   echo "nginx added p99 vs direct    : $add_n99 us"
   echo "arbiter RSS idle / after / peak: $arbiter_rss_idle / $arbiter_rss_after / $arbiter_rss_peak KiB   (idle budget <= 64 MiB)  $ok_rss"
+  if [ "$webhook" = 1 ]; then
+    echo "webhook: ${wh_enqueued:-?} deliveries enqueued, ${wh_delivered:-?} delivered by the end of the runs, ${wh_failed:-?} failed attempts"
+  fi
   if [ -n "$arbiter_ev_pid" ]; then
     echo
     echo "arbiter_ev: the same arbiter with $evaluators evaluators configured (sampling $evaluator_sampling%)"
@@ -538,6 +563,11 @@ if [ -n "$out" ]; then
     echo "  \"timestamp\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
     echo "  \"duration_s\": $duration, \"quick\": $([ "$quick" = 1 ] && echo true || echo false),"
     echo "  \"threads\": $threads, \"upstream_threads\": $upstream_threads, \"request_log\": $([ "$request_log" = 1 ] && echo true || echo false),"
+    if [ "$webhook" = 1 ]; then
+      echo "  \"webhook\": {\"enqueued\": $(num "${wh_enqueued:-}"), \"delivered\": $(num "${wh_delivered:-}"), \"failed_attempts\": $(num "${wh_failed:-}")},"
+    else
+      echo "  \"webhook\": null,"
+    fi
     echo "  \"machine\": {\"nproc\": $(nproc), \"cpu\": \"$cpu_model\", \"kernel\": \"$(uname -r)\","
     echo "              \"loadavg_before\": \"$load_before\", \"loadavg_after\": \"$load_after\","
     echo "              \"cpu_idle_pct_before\": $idle_before},"

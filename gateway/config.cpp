@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <set>
@@ -20,6 +21,7 @@
 #include <utility>
 
 #include "plugins/event_path.hpp"
+#include "scoring/webhook_signing.hpp"
 
 namespace arbiter::gateway {
 namespace {
@@ -120,6 +122,30 @@ bool is_hostname(std::string_view s) {
     if (!ok) return false;
   }
   return true;
+}
+
+// RFC 9110 token characters (header names).
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return out;
+}
+
+bool has_control(std::string_view s) {
+  for (unsigned char c : s) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return true;
+  }
+  return false;
 }
 
 // "" on success, otherwise why `text` is not a listen address.
@@ -293,7 +319,11 @@ class Loader {
   nlohmann::json json_value(const Entry& at, int depth) const;
   double number(const Entry& at, double min, double max) const;
   std::string unique_name(const Entry& at, std::string_view kind, SeenNames& seen) const;
-  void not_supported_yet(const std::optional<Entry>& at) const;
+  std::vector<WebhookConfig> webhooks(const Entry& at, const std::vector<ProjectConfig>& projects) const;
+  WebhookConfig webhook(const Entry& at, SeenNames& seen, const std::vector<ProjectConfig>& projects) const;
+  // The entries of a mapping whose keys are data (filters, headers), with
+  // each key's own line.
+  std::vector<std::pair<Entry, Entry>> pairs(const Entry& at) const;
 
   std::vector<Entry> items(const Entry& at) const;
   Text expand(const Entry& at, const std::string& raw) const;
@@ -368,7 +398,7 @@ Config Loader::load_root(const YAML::Node& root) const {
   config.projects = projects(top.find("projects"));
   if (auto at = top.find("pricing")) config.pricing = pricing(*at);
   if (auto at = top.find("evaluators")) config.evaluators = evaluators(*at);
-  not_supported_yet(top.find("webhooks"));
+  if (auto at = top.find("webhooks")) config.webhooks = webhooks(*at, config.projects);
 
   // The injected key must only ever serve callers who proved they are ours.
   if (config.server.allow_anonymous) {
@@ -773,9 +803,134 @@ nlohmann::json Loader::json_value(const Entry& at, int depth) const {
   return v;
 }
 
-void Loader::not_supported_yet(const std::optional<Entry>& at) const {
-  if (!at) return;
-  if (!items(*at).empty()) fail(*at, "not supported by this build yet");
+std::vector<WebhookConfig> Loader::webhooks(const Entry& at,
+                                           const std::vector<ProjectConfig>& projects) const {
+  std::vector<WebhookConfig> out;
+  SeenNames seen;
+  for (const Entry& item : items(at)) out.push_back(webhook(item, seen, projects));
+  return out;
+}
+
+WebhookConfig Loader::webhook(const Entry& at, SeenNames& seen,
+                              const std::vector<ProjectConfig>& projects) const {
+  const MapReader m(*this, at,
+                    {"name", "url", "secret", "events", "sample_rate", "property_filters",
+                     "include_bodies", "retry", "timeout_ms", "headers", "allow_insecure", "ca_file",
+                     "max_in_flight", "projects"});
+  WebhookConfig w;
+  w.name = unique_name(m.require("name"), "webhook", seen);
+  if (auto e = m.find("allow_insecure")) w.allow_insecure = boolean(*e);
+
+  // The URL may carry a token in its query: messages never echo it.
+  const Entry url = m.require("url");
+  w.url = text(url).value;
+  if (w.url.find('#') != std::string::npos) fail(url, "invalid URL: fragments are not allowed");
+  const auto query = w.url.find('?');
+  for (unsigned char c : std::string_view(w.url).substr(query == std::string::npos ? w.url.size() : query)) {
+    if (c <= 0x20 || c >= 0x7f) fail(url, "invalid URL: invalid character in the query");
+  }
+  UpstreamConfig parsed;
+  const std::string error = parse_base_url(w.url.substr(0, query), parsed);
+  if (!error.empty()) fail(url, "invalid URL: " + error);
+  w.tls = parsed.tls;
+  w.host = parsed.host;
+  if (!w.tls && !w.allow_insecure) {
+    fail(url, "plain http:// is refused unless allow_insecure: true (use https://)");
+  }
+
+  const Entry secret = m.require("secret");
+  const Text secret_text = text(secret);
+  auto key = scoring::decode_webhook_secret(secret_text.value);
+  if (!key.ok()) fail(secret, "invalid secret: " + key.error().message);
+  w.secret_text = secret_text.value;
+  w.secret_key = std::move(*key);
+
+  if (auto e = m.find("events")) {
+    std::set<std::string> unique;
+    for (const Entry& item : items(*e)) {
+      const Text t = text(item);
+      if (t.value != "request.logged" && t.value != "score.created" &&
+          t.value != "evaluation.completed") {
+        fail(item, "unknown event" + (t.from_env ? std::string() : " '" + t.value + "'") +
+                       " (expected request.logged, score.created or evaluation.completed)");
+      }
+      if (!unique.insert(t.value).second) fail(item, "duplicate event '" + t.value + "'");
+      w.events.push_back(t.value);
+    }
+    if (w.events.empty()) fail(*e, "at least one event is required");
+  } else {
+    w.events = {"request.logged"};
+  }
+  if (auto e = m.find("sample_rate")) w.sample_rate = number(*e, 0, 100);
+  if (auto e = m.find("property_filters")) {
+    for (const auto& [k, v] : pairs(*e)) {
+      std::string name = lower(text(k).value);
+      if (name.empty()) fail(k, "empty property name");
+      if (!v.value.IsScalar()) fail(v, "expected a string");
+      if (!w.property_filters.emplace(std::move(name), text(v).value).second) {
+        fail(k, "duplicate property (names are case-insensitive)");
+      }
+    }
+  }
+  if (auto e = m.find("include_bodies")) w.include_bodies = boolean(*e);
+  if (auto e = m.find("retry")) {
+    const MapReader r(*this, *e, {"max_attempts", "initial_backoff_ms", "max_backoff_ms"});
+    if (auto a = r.find("max_attempts")) w.retry.max_attempts = static_cast<std::uint32_t>(integer(*a, 1, 100));
+    if (auto a = r.find("initial_backoff_ms")) w.retry.initial_backoff = millis(*a, false);
+    if (auto a = r.find("max_backoff_ms")) w.retry.max_backoff = millis(*a, false);
+    if (w.retry.initial_backoff > w.retry.max_backoff) {
+      const auto a = r.find("initial_backoff_ms");
+      fail(a ? *a : *e, "initial_backoff_ms must not exceed max_backoff_ms (" +
+                            std::to_string(w.retry.max_backoff.count()) + ")");
+    }
+  }
+  if (auto e = m.find("timeout_ms")) w.timeout = millis(*e, false);
+  if (auto e = m.find("headers")) {
+    static const std::set<std::string, std::less<>> kReserved = {
+        "content-type", "content-length", "host",           "transfer-encoding", "connection",
+        "webhook-id",   "webhook-timestamp", "webhook-signature", "helicone-signature"};
+    std::set<std::string> names;
+    for (const auto& [k, v] : pairs(*e)) {
+      const std::string name = text(k).value;
+      if (!is_token(name)) fail(k, "invalid header name");
+      if (kReserved.count(lower(name)) != 0) {
+        fail(k, "header '" + name + "' is set by arbiter and cannot be configured");
+      }
+      if (!names.insert(lower(name)).second) fail(k, "duplicate header '" + name + "'");
+      if (!v.value.IsScalar()) fail(v, "expected a string");
+      // Values are often credentials: never echoed.
+      const Text value = text(v);
+      if (has_control(value.value)) fail(v, "header value contains control characters");
+      w.headers.emplace_back(name, value.value);
+    }
+  }
+  if (auto e = m.find("ca_file")) {
+    if (!text(*e).value.empty()) w.ca_file = readable_file(*e);
+  }
+  if (auto e = m.find("max_in_flight")) w.max_in_flight = static_cast<unsigned>(integer(*e, 1, 1024));
+  if (auto e = m.find("projects")) {
+    for (const Entry& item : items(*e)) {
+      const std::string p = text(item).value;
+      const bool known = std::any_of(projects.begin(), projects.end(),
+                                     [&](const ProjectConfig& c) { return c.name == p; });
+      if (!known) fail(item, "unknown project '" + p + "'");
+      w.projects.push_back(p);
+    }
+  }
+  return w;
+}
+
+std::vector<std::pair<Entry, Entry>> Loader::pairs(const Entry& at) const {
+  std::vector<std::pair<Entry, Entry>> out;
+  if (at.value.IsNull()) return out;
+  if (!at.value.IsMap()) fail(at, "expected a mapping");
+  for (const auto& kv : at.value) {
+    const int line = line_of(kv.first.Mark(), at.line);
+    if (!kv.first.IsScalar()) fail(line, at.path, "keys must be plain strings");
+    const std::string path = child_path(at.path, kv.first.Scalar());
+    out.emplace_back(Entry{path, line, kv.first}, Entry{path, line, kv.second});
+  }
+  return out;
 }
 
 std::vector<Entry> Loader::items(const Entry& at) const {

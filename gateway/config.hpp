@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -156,6 +157,35 @@ struct ProjectConfig {
   std::vector<KeyHash> key_hashes;
 };
 
+// One `webhooks:` entry (DESIGN.md §7). The secret is held in memory only:
+// never logged, stored or shown by the API.
+struct WebhookRetryConfig {
+  std::uint32_t max_attempts = 8;
+  std::chrono::milliseconds initial_backoff{5'000};
+  std::chrono::milliseconds max_backoff{3'600'000};
+};
+
+struct WebhookConfig {
+  std::string name;
+  std::string url;    // as written: http(s)://host[:port][/path][?query]
+  bool tls = true;    // https
+  std::string host;   // parsed from url, without brackets
+  std::string secret_text;  // "whsec_<base64>" as configured (Helicone-Signature key)
+  std::string secret_key;   // its decoded bytes (Standard Webhooks signature key)
+  std::vector<std::string> events;  // subset of request.logged, score.created, evaluation.completed
+  double sample_rate = 100;         // percent, 0-100
+  std::map<std::string, std::string> property_filters;  // exact match; keys lower-cased
+  bool include_bodies = true;
+  WebhookRetryConfig retry;
+  std::chrono::milliseconds timeout{15'000};
+  std::vector<std::pair<std::string, std::string>> headers;  // static extra headers
+  // Permits plain http:// and private / loopback destinations (the SSRF guard).
+  bool allow_insecure = false;
+  std::string ca_file;             // extra CA bundle (PEM) for https receivers
+  unsigned max_in_flight = 4;      // concurrent attempts to this receiver
+  std::vector<std::string> projects;  // empty = every project
+};
+
 struct Config {
   std::string source_file;  // for messages
   ServerConfig server;
@@ -164,6 +194,7 @@ struct Config {
   std::vector<ProjectConfig> projects;    // at least one
   std::vector<ModelPrice> pricing;        // unknown models have unknown cost
   std::vector<EvaluatorConfig> evaluators;
+  std::vector<WebhookConfig> webhooks;
 
   const UpstreamConfig* find_upstream(std::string_view name) const;
   // Exact match first, then the longest matching '*' prefix; nullptr if none.

@@ -18,10 +18,12 @@
 #include "gateway/request_logger.hpp"
 #include "gateway/score_api.hpp"
 #include "gateway/server.hpp"
+#include "gateway/webhook_api.hpp"
 #include "scoring/evaluator_runtime.hpp"
 #include "scoring/request_log.hpp"
 #include "scoring/score_store.hpp"
 #include "scoring/store.hpp"
+#include "scoring/webhook_service.hpp"
 
 namespace {
 
@@ -168,6 +170,9 @@ int main(int argc, char** argv) {
     options.queue_capacity = config->storage.queue_capacity;
     options.batch_window = config->storage.batch_window;
     options.retention_days = config->storage.retention_days;
+    options.prepare = [config](arbiter::scoring::RequestRecord& rec) {
+      if (rec.derive_pending) derive_fields(rec, *config);
+    };
     request_log = std::make_unique<arbiter::scoring::RequestLog>(std::move(options));
   } catch (const std::exception& e) {
     // Locked, corrupt or unreadable data directory: say which and stop.
@@ -176,8 +181,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // One score store for the API and the evaluators (its aggregates and
-  // write stripes must see every score).
+  // One score store for the API and the evaluators (its writer and
+  // aggregates must see every score).
   auto score_store = std::make_unique<arbiter::scoring::ScoreStore>(*request_log);
   // Built before anything is submitted, so its listener sees every record;
   // a bad evaluator (params, template, plugin library) stops the start here.
@@ -189,7 +194,20 @@ int main(int argc, char** argv) {
     const std::string message = evaluator_error(*config, e.what());
     log::error("cannot start evaluators", {{"error", message}});
     std::fprintf(stderr, "arbiter: %s\n", message.c_str());
+    score_store->stop();
     (void)request_log->close();
+    return 1;
+  }
+
+  // Webhook deliveries: a write listener on the log (registered before the
+  // first record) with its own dispatcher thread and outbound client.
+  std::unique_ptr<arbiter::scoring::WebhookService> webhooks;
+  try {
+    webhooks = std::make_unique<arbiter::scoring::WebhookService>(
+        *request_log, webhook_service_options(*config), arbiter::scoring::make_outbound_transport());
+    request_log->add_listener(webhooks.get());
+  } catch (const std::exception& e) {
+    log::error("cannot start webhook delivery", {{"error", e.what()}});
     return 1;
   }
 
@@ -200,8 +218,11 @@ int main(int argc, char** argv) {
     register_request_routes(server.api(), *request_log, config);
     register_score_routes(server.api(), *request_log, *score_store);
     register_evaluator_routes(server.api(), *evaluators);
+    register_webhook_routes(server.api(), *webhooks);
     server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
-    evaluators->start();
+    server.api().add_metrics_source([&w = *webhooks] { return webhook_metrics(w); });
+    webhooks->start();  // resumes deliveries left queued by the previous run
+    evaluators->start();  // resumes runs left unfinished by the previous run
     server.start();
     print_listening("proxy", server.proxy_endpoint());
     print_listening("api", server.api_endpoint());
@@ -215,8 +236,14 @@ int main(int argc, char** argv) {
     log::error("fatal", {{"error", e.what()}});
     code = 1;
   }
-  // Runs not finished stay pending in storage and resume at the next start.
+  // Runs not finished stay pending in storage and resume at the next start;
+  // the workers are stopped before the score store they write through.
   evaluators->stop();
+  score_store->stop();
+  // Stops sending (calls in flight stay queued in the outbox for the next
+  // start) before the log closes; records drained by close() still get their
+  // deliveries written.
+  webhooks->stop();
   // Every record handed over so far is written and synced before exit.
   if (auto closed = request_log->close(); !closed) {
     log::error("storage close failed", {{"error", closed.error().message}});

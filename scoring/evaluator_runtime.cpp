@@ -450,6 +450,19 @@ bool EvaluatorRuntime::enqueue(Task task, bool force) {
   return true;
 }
 
+void EvaluatorRuntime::retry_later(const Task& task) {
+  // The run's final write was refused (the score writer's queue was full, or
+  // storage failed): it stays unfinished in storage. Try the run again in a
+  // second — or, when stopping, at the next start.
+  std::lock_guard lk(mu_);
+  if (stopping_) {
+    active_.erase(run_keys::run(task.project, task.request_id, evaluators_[task.evaluator]->options.name));
+    return;
+  }
+  delayed_.push(Delayed{Clock::now() + std::chrono::seconds(1), task});
+  ++queued_;
+}
+
 void EvaluatorRuntime::finish_active(const std::string& key) {
   std::lock_guard lk(mu_);
   active_.erase(key);
@@ -608,7 +621,7 @@ void EvaluatorRuntime::process(const Task& task) {
     }
     if (!*record) {
       run.error = "request " + task.request_id + " is no longer stored (retention?)";
-      finish_run(ev, run, nullptr);
+      if (!finish_run(ev, run, nullptr)) return retry_later(task);
       finish_active(key);
       return;
     }
@@ -662,7 +675,7 @@ void EvaluatorRuntime::process(const Task& task) {
       return;
     }
     if (result.ok) {
-      finish_run(ev, run, &result);
+      if (!finish_run(ev, run, &result)) return retry_later(task);
       finish_active(key);
       return;
     }
@@ -684,7 +697,7 @@ void EvaluatorRuntime::process(const Task& task) {
     }
     run.error = run.attempts > 1 ? "after " + std::to_string(run.attempts) + " attempts: " + result.error
                                  : result.error;
-    finish_run(ev, run, nullptr);
+    if (!finish_run(ev, run, nullptr)) return retry_later(task);
     finish_active(key);
     return;
   }
@@ -779,9 +792,9 @@ bool EvaluatorRuntime::finish_run(Evaluator& ev, EvalRun& run, const plugins::Ev
       scores.clear();
       continue;
     }
-    // Storage failed or is closing: the run stays as it was in storage and
-    // resumes at the next start.
-    if (written.error().code != ErrorCode::kUnavailable) note_error(ev, written.error().message);
+    // Refused (the score writer's queue is full), storage failed, or closing:
+    // the run stays unfinished in storage; the caller tries again later.
+    if (!cancel_.load()) note_error(ev, written.error().message);
     return false;
   }
   if (!run.manual) {

@@ -222,6 +222,7 @@ class EvaluatorRuntime final : public WriteListener {
   // (resumed and retried runs were admitted before).
   bool enqueue(Task task, bool force);
   void finish_active(const std::string& key);
+  void retry_later(const Task& task);
   void release_reservations(std::size_t n);
   void resume_backlog();
   void record_duration(Evaluator& ev, std::int64_t duration_us);

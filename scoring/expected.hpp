@@ -17,6 +17,7 @@ namespace arbiter::scoring {
 enum class ErrorCode {
   kInvalidArgument,  // caller's input is wrong (400)
   kNotFound,         // unknown id, or another project's id (404)
+  kConflict,         // the target exists but is in the wrong state for the call (409)
   kUnavailable,      // the log is closed / shutting down (503)
   kStorage,          // RocksDB failed or returned bytes we cannot decode (500)
 };
@@ -32,6 +33,9 @@ inline Error invalid_argument(std::string message) {
 inline Error not_found(std::string message) {
   return Error{ErrorCode::kNotFound, std::move(message)};
 }
+inline Error conflict(std::string message) {
+  return Error{ErrorCode::kConflict, std::move(message)};
+}
 inline Error storage_error(std::string message) {
   return Error{ErrorCode::kStorage, std::move(message)};
 }
@@ -46,6 +50,8 @@ constexpr int http_status(ErrorCode code) {
       return 400;
     case ErrorCode::kNotFound:
       return 404;
+    case ErrorCode::kConflict:
+      return 409;
     case ErrorCode::kUnavailable:
       return 503;
     case ErrorCode::kStorage:

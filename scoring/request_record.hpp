@@ -66,6 +66,10 @@ struct RequestRecord {
   bool response_omitted = false;
 
   std::string error_message;  // gateway-side error text (negative status), else empty
+  // Not stored: set by the proxy when model, user, tokens and cost are still
+  // to be read from the bodies. RequestLogOptions::prepare does that on the
+  // storage thread, so no JSON is parsed on an I/O thread.
+  bool derive_pending = false;
   nlohmann::json feedback = nlohmann::json::object();  // fields posted later (feedback.*)
   // Not stored with the record: the request-level scores (name → true/false,
   // number or label), filled from the score store when a record is read for
@@ -100,6 +104,11 @@ Expected<RequestRecord> decode_metadata(std::string_view bytes);
 // strings) and `stream_raw` appear only when include_body.
 nlohmann::json to_json(const RequestRecord& record, bool include_body);
 
+// A body as the API and webhooks show it: the parsed JSON value when the
+// bytes parse (objects, not escaped strings), null when empty, else the text
+// (invalid UTF-8 replaced).
+nlohmann::json body_json(const std::string& body);
+
 // "2024-05-01T12:00:00.123Z" (UTC, millisecond precision).
 std::string format_iso8601_ms(std::int64_t unix_us);
 
@@ -109,5 +118,9 @@ std::optional<std::int64_t> parse_iso8601(std::string_view text);
 
 // Replaces invalid UTF-8 sequences with U+FFFD.
 std::string sanitize_utf8(std::string_view bytes);
+
+// The length of the valid UTF-8 sequence starting at bytes[i] (1-4), or 0
+// when the bytes there are not valid UTF-8 (overlong, surrogate, truncated).
+std::size_t utf8_sequence_length(std::string_view bytes, std::size_t i);
 
 }  // namespace arbiter::scoring

@@ -460,6 +460,14 @@ TEST(Evaluators, AFailingEvaluatorRetriesThenErrorsWithoutAffectingOthers) {
   EXPECT_EQ(await_run(h, id, "length", "completed")["state"], "completed");
   EXPECT_EQ(scores_of(h, id)["length"]["value"], 5);  // "Hello from the fake upstream."
 
+  // Counters are updated just after each run's commit.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const json d = api(h, "GET", "/v1/evaluators").second["data"];
+        return d[0]["counters"]["errors"] == 1 && d[1]["counters"]["errors"] == 1 &&
+               d[2]["counters"]["completed"] == 1;
+      },
+      10s));
   auto [status, body] = api(h, "GET", "/v1/evaluators");
   ASSERT_EQ(status, 200);
   const json& c = body["data"][0]["counters"];
@@ -519,7 +527,9 @@ TEST(Evaluators, ApiListsRunsAndDryRunsWithErrorsNamingTheField) {
   const std::string id = call(h);
   await_run(h, id, "kw", "completed");
 
-  // GET /v1/evaluators: config and counters.
+  // GET /v1/evaluators: config and counters (counted just after the commit).
+  ASSERT_TRUE(wait_until(
+      [&] { return api(h, "GET", "/v1/evaluators").second["data"][1]["counters"]["completed"] == 1; }, 10s));
   auto [status, list] = api(h, "GET", "/v1/evaluators");
   ASSERT_EQ(status, 200);
   ASSERT_EQ(list["data"].size(), 2u);

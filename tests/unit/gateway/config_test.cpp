@@ -878,9 +878,8 @@ TEST(ConfigTest, TlsFilesMustBeReadable) {
                 "': No such file or directory");
 }
 
-TEST(ConfigTest, WebhooksAreNotSupportedYet) {
-  EXPECT_EQ(error_of(kRequired + "webhooks: [ { url: https://x } ]\n"),
-            "test.yaml:7: webhooks: not supported by this build yet");
+TEST(ConfigTest, EvaluatorsAndWebhooksAreSequences) {
+  // Both are parsed (evaluators below, webhooks in webhook_config_test.cpp).
   EXPECT_EQ(error_of(kRequired + "evaluators: { a: b }\n"),
             "test.yaml:7: evaluators: expected a sequence");
   EXPECT_EQ(error_of(kRequired + "webhooks: none\n"), "test.yaml:7: webhooks: expected a sequence");
@@ -1193,6 +1192,7 @@ TEST(ConfigTest, FullExampleLoads) {
   ScopedEnv openai("OPENAI_API_KEY", "sk-test");
   ScopedEnv arbiter("ARBITER_API_KEY", "test-arbiter-key");
   ScopedEnv token("POLICY_CHECK_TOKEN", std::nullopt);
+  ScopedEnv webhook("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
 
   const auto config = load_config(ARBITER_SOURCE_DIR "/conf/examples/full.yaml");
   EXPECT_EQ(config->server.proxy.host, "0.0.0.0");
@@ -1217,6 +1217,10 @@ TEST(ConfigTest, FullExampleLoads) {
   EXPECT_EQ(config->evaluators[1].score_name, "rouge_l_vs_truth");
   EXPECT_EQ(config->evaluators[4].kind, "llm_judge");
   EXPECT_EQ((*config->evaluators[4].params)["upstream"], "openai");
+  ASSERT_EQ(config->webhooks.size(), 2u);
+  EXPECT_EQ(config->webhooks[0].events.size(), 3u);
+  EXPECT_EQ(config->webhooks[0].projects, std::vector<std::string>{"default"});
+  EXPECT_TRUE(config->webhooks[1].allow_insecure);
 }
 
 }  // namespace
