@@ -253,6 +253,14 @@ void WebhookService::enqueue(const Store& store, rocksdb::WriteBatch& batch, Del
 
 namespace {
 void begin_stash(const void* owner, std::size_t hooks) {
+  // One batch may bring several listener calls before its *_written(): a
+  // score group commit offers on_scores and then on_evaluation for an
+  // evaluator run, and the evaluator runtime's on_records offers
+  // on_evaluation for runs refused by a full queue. Keep collecting: a reset
+  // here would lose the earlier calls' fresh_due, and the dispatcher would
+  // seek past their entries. (A stash left open by a failed batch only makes
+  // the next pass start earlier.)
+  if (t_stash.owner == owner && t_stash.per_hook.size() == hooks) return;
   t_stash.owner = owner;
   t_stash.per_hook.assign(hooks, 0);
   t_stash.earliest_due.assign(hooks, INT64_MAX);

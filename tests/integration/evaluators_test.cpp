@@ -16,6 +16,7 @@
 
 #include "scoring/evaluator_runtime.hpp"
 #include "tests/support/gateway_harness.hpp"
+#include "tests/support/webhook_receiver.hpp"
 
 namespace arbiter::testing {
 namespace {
@@ -384,6 +385,62 @@ TEST(Evaluators, ExamplePluginScoresRecords) {
   EXPECT_NEAR(scores["word_overlap"]["value"].get<double>(), 2.0 / 3.0, 1e-12);
   EXPECT_EQ(scores["mentions_required"]["value"], true);
   EXPECT_EQ(scores["word_overlap"]["author"], "overlap");
+}
+
+// ---- webhooks ----
+
+TEST(Evaluators, FinishedRunsReachWebhooksAsEvaluationCompleted) {
+  WebhookReceiver receiver;
+  GatewayHarness h({.top_extra = R"(evaluators:
+  - name: length
+    kind: response_length
+  - name: broken
+    kind: keywords
+    needs: [ outputs.content ]
+    params: { keywords: [ x ], output: feedback.nothing }
+webhooks:
+  - name: evals
+    url: )" + receiver.url() + R"(
+    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+    events: [ evaluation.completed, score.created ]
+    allow_insecure: true
+)"});
+  const std::string id = call(h);
+  await_run(h, id, "length", "completed");
+  await_run(h, id, "broken", "error");
+  std::map<std::string, json> evaluations;
+  json score_created;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& r : receiver.requests()) {
+          const json body = json::parse(r.body, nullptr, false);
+          if (body.is_discarded() || body.value("request_id", "") != id) continue;
+          if (body["event"] == "evaluation.completed") evaluations[body["evaluation"]["evaluator"]] = body;
+          if (body["event"] == "score.created") score_created = body;
+        }
+        return evaluations.size() == 2 && !score_created.is_null();
+      },
+      20s))
+      << receiver.request_count() << " deliveries: " << [&] {
+           std::string all;
+           for (const auto& r : receiver.requests()) {
+             const json b = json::parse(r.body, nullptr, false);
+             all += b.is_discarded() ? std::string("?") : b.value("event", "") + " " + b.value("evaluation", json()).dump() + "; ";
+           }
+           return all;
+         }();
+  const json& ok = evaluations["length"];
+  EXPECT_EQ(ok["evaluation"]["state"], "completed");
+  EXPECT_EQ(ok["evaluation"]["attempts"], 1);
+  ASSERT_EQ(ok["scores"].size(), 1u);
+  EXPECT_EQ(ok["scores"][0]["name"], "length");
+  EXPECT_EQ(ok["scores"][0]["value"], 5);
+  const json& failed = evaluations["broken"];
+  EXPECT_EQ(failed["evaluation"]["state"], "error");
+  EXPECT_NE(failed["evaluation"]["error"].get<std::string>().find("feedback.nothing"), std::string::npos)
+      << failed;
+  EXPECT_EQ(failed["scores"], json::array());
+  EXPECT_EQ(score_created["scores"][0]["source"], "EVAL");
 }
 
 // ---- sampling ----
