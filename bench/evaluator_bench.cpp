@@ -13,6 +13,8 @@
 //   storage  records/s the storage thread writes with 0 and with 10
 //            evaluators configured (runtime not started, so this is
 //            on_records alone: filter, sampling, a pending run per evaluator)
+//   on_records  the listener's own CPU per record (thread CPU time), with 1
+//            and with 10 evaluators
 //
 // Writes into a fresh temp directory (removed at the end) and prints one JSON
 // object. Timing lives here, never in pass/fail tests.
@@ -26,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include <rocksdb/write_batch.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "plugins/builtin/registry.hpp"
@@ -216,6 +220,42 @@ json storage_rate(const std::filesystem::path& dir, std::size_t records, std::si
           {"pending_runs_written", records * evaluators}};
 }
 
+// The listener's own cost on the storage thread, in thread CPU time (which
+// other work on the machine barely disturbs): on_records for batches of 64
+// records against `evaluators` evaluators (filter, sampling, a pending marker
+// each), the batch discarded.
+json on_records_cost(const std::filesystem::path& dir, std::size_t evaluators, std::size_t records) {
+  std::vector<sc::EvaluatorOptions> evs;
+  const auto cases = kind_cases();
+  for (std::size_t i = 0; i < evaluators; ++i) evs.push_back(evaluator_of(cases[i % cases.size()], "e" + std::to_string(i)));
+  auto s = open_stack(dir, std::move(evs), 1, 16);
+  std::mt19937_64 rng(13);
+  std::vector<sc::RequestRecord> prepared;
+  for (std::size_t i = 0; i < 64; ++i) prepared.push_back(make_record(rng));
+  std::vector<const sc::RequestRecord*> ptrs;
+  for (const auto& r : prepared) ptrs.push_back(&r);
+  auto thread_cpu_us = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+  };
+  double cpu = 0;
+  std::size_t done = 0;
+  (void)s->log->with_store([&](sc::Store& store) -> sc::Expected<void> {
+    rocksdb::WriteBatch batch;
+    const double t0 = thread_cpu_us();
+    while (done < records) {
+      s->runtime->on_records(store, ptrs, batch);
+      s->runtime->records_written(ptrs);
+      batch.Clear();
+      done += ptrs.size();
+    }
+    cpu = thread_cpu_us() - t0;
+    return {};
+  });
+  return {{"evaluators", evaluators}, {"records", done}, {"cpu_us_per_record", cpu / static_cast<double>(done)}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -247,6 +287,7 @@ int main(int argc, char** argv) {
                  out["kernel"][c.kind]["per_s"].get<double>(), out["runtime"][c.kind]["per_s"].get<double>());
   }
   out["storage"] = json::array({storage_rate(dir / "st0", records * 4, 0), storage_rate(dir / "st10", records * 4, 10)});
+  out["on_records"] = json::array({on_records_cost(dir / "or1", 1, records * 20), on_records_cost(dir / "or10", 10, records * 20)});
   std::filesystem::remove_all(dir);
   std::printf("%s\n", out.dump(2).c_str());
   return 0;
