@@ -6,6 +6,7 @@ FROM debian:bookworm AS build
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       cmake ninja-build g++ pkg-config ca-certificates \
       libboost1.81-dev libssl-dev nlohmann-json3-dev librocksdb-dev libyaml-cpp-dev \
+      libvalijson-dev libpg-query-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt CMakePresets.json ./
@@ -18,7 +19,7 @@ RUN cmake --preset release -DARBITER_BUILD_TESTS=OFF -DARBITER_BUILD_BENCH=OFF \
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      ca-certificates libssl3 librocksdb7.8 libyaml-cpp0.7 \
+      ca-certificates libssl3 librocksdb7.8 libyaml-cpp0.7 libpg-query1504.0 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system arbiter && useradd --system --gid arbiter --home /var/lib/arbiter arbiter \
     && mkdir -p /etc/arbiter /var/lib/arbiter && chown arbiter:arbiter /var/lib/arbiter

@@ -1,5 +1,8 @@
 #include "gateway/api_router.hpp"
 
+#include <condition_variable>
+#include <mutex>
+
 #include <nlohmann/json.hpp>
 
 #include "gateway/auth.hpp"
@@ -127,7 +130,13 @@ void ApiRouter::add_metrics_source(std::function<std::string()> source) {
 }
 
 void ApiRouter::add(http::verb method, std::string pattern, bool authenticated, Handler handler) {
-  Route r{method, {}, authenticated, std::move(handler)};
+  Route r{method, {}, authenticated, std::move(handler), {}};
+  for (auto seg : split_path(pattern)) r.segments.emplace_back(seg);
+  routes_.push_back(std::move(r));
+}
+
+void ApiRouter::add_async(http::verb method, std::string pattern, bool authenticated, AsyncHandler handler) {
+  Route r{method, {}, authenticated, {}, std::move(handler)};
   for (auto seg : split_path(pattern)) r.segments.emplace_back(seg);
   routes_.push_back(std::move(r));
 }
@@ -149,9 +158,28 @@ ApiResponse ApiRouter::error(unsigned status, std::string_view message) {
 }
 
 ApiResponse ApiRouter::handle(const ApiRequest& request) const {
+  // A deferred handler may answer from another thread: wait for it.
+  struct Slot {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<ApiResponse> res;
+  };
+  auto slot = std::make_shared<Slot>();
+  handle_async(request, [slot](ApiResponse res) {
+    std::lock_guard lk(slot->mu);
+    slot->res = std::move(res);
+    slot->cv.notify_one();
+  });
+  std::unique_lock lk(slot->mu);
+  slot->cv.wait(lk, [&] { return slot->res.has_value(); });
+  return std::move(*slot->res);
+}
+
+void ApiRouter::handle_async(const ApiRequest& request, Respond respond) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
   const auto segments = split_path(path);
+  const unsigned version = request.version();
 
   bool path_matched = false;
   for (const auto& route : routes_) {
@@ -172,16 +200,23 @@ ApiResponse ApiRouter::handle(const ApiRequest& request) const {
     ApiCall call{request, path, std::move(params), nullptr};
     if (route.authenticated) {
       const auto auth = request[http::field::authorization];
-      if (auth.empty()) return error(401, "missing Authorization header: send Authorization: Bearer <project api key>");
+      if (auth.empty()) {
+        return respond(error(401, "missing Authorization header: send Authorization: Bearer <project api key>"));
+      }
       call.project = find_project_by_bearer(*config_, auth);
-      if (call.project == nullptr) return error(401, "invalid API key in Authorization header");
+      if (call.project == nullptr) return respond(error(401, "invalid API key in Authorization header"));
     }
-    auto res = route.handler(call);
-    res.version(request.version());
-    return res;
+    auto versioned = [respond = std::move(respond), version](ApiResponse res) {
+      res.version(version);
+      respond(std::move(res));
+    };
+    if (route.async_handler) return route.async_handler(call, std::move(versioned));
+    return versioned(route.handler(call));
   }
-  if (path_matched) return error(405, "method " + std::string(request.method_string()) + " not allowed on " + std::string(path));
-  return error(404, "no route for " + std::string(request.method_string()) + " " + std::string(path));
+  if (path_matched) {
+    return respond(error(405, "method " + std::string(request.method_string()) + " not allowed on " + std::string(path)));
+  }
+  respond(error(404, "no route for " + std::string(request.method_string()) + " " + std::string(path)));
 }
 
 }  // namespace arbiter::gateway

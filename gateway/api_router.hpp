@@ -43,6 +43,12 @@ struct ApiCall {
 class ApiRouter {
  public:
   using Handler = std::function<ApiResponse(const ApiCall&)>;
+  // Answers exactly once, from any thread (e.g. after a durable write).
+  using Respond = std::function<void(ApiResponse)>;
+  // A handler that may answer later: it must call respond exactly once. The
+  // ApiCall (and the request it refers to) is valid only during the call:
+  // copy what the deferred part needs.
+  using AsyncHandler = std::function<void(const ApiCall&, Respond)>;
 
   ApiRouter(std::shared_ptr<const Config> config, const Metrics& metrics);
 
@@ -50,7 +56,12 @@ class ApiRouter {
   // "/v1/request/{}/score". Authenticated routes require
   // "Authorization: Bearer <project key>". Not thread-safe: register before serving.
   void add(boost::beast::http::verb method, std::string pattern, bool authenticated, Handler handler);
+  void add_async(boost::beast::http::verb method, std::string pattern, bool authenticated, AsyncHandler handler);
 
+  // Routes the request; respond runs exactly once (on this thread for plain
+  // handlers and errors, maybe later on another thread for async ones).
+  void handle_async(const ApiRequest& request, Respond respond) const;
+  // Blocking form (tests): waits for the response.
   ApiResponse handle(const ApiRequest& request) const;
 
   // Adds Prometheus text to GET /metrics (e.g. the request log's counters).
@@ -67,7 +78,8 @@ class ApiRouter {
     boost::beast::http::verb method;
     std::vector<std::string> segments;  // "{}" = capture
     bool authenticated;
-    Handler handler;
+    Handler handler;             // one of the two is set
+    AsyncHandler async_handler;
   };
   std::shared_ptr<const Config> config_;
   std::vector<Route> routes_;

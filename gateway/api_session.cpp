@@ -2,7 +2,11 @@
 // whole (bounded by server.limits.max_body_bytes); the router runs on the
 // blocking pool because its handlers may read storage.
 
+#include <atomic>
+
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -64,18 +68,36 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
       shared.metrics.api_requests_total.fetch_add(1, std::memory_order_relaxed);
       auto req = std::make_shared<const ApiRequest>(parser.release());
       keep_alive = req->keep_alive();
-      // Handlers may block (storage); run them off the I/O thread. The task is
-      // a named object, not a temporary inside the co_await expression: GCC 12
-      // destroys such temporaries twice.
-      auto task = [&shared, req]() -> asio::awaitable<ApiResponse> {
-        try {
-          co_return shared.api->handle(*req);
-        } catch (const std::exception& e) {
-          log::error("api handler failed", {{"target", std::string(req->target())}, {"error", e.what()}});
-          co_return ApiRouter::error(500, "internal error");
-        }
-      };
-      res = co_await asio::co_spawn(*shared.blocking, std::move(task), asio::use_awaitable);
+      // Handlers may block (storage reads); they start on the blocking pool,
+      // never on this I/O thread. An async handler (a durable score write)
+      // frees its pool thread at once and answers from the writer thread; the
+      // answer is posted back to this session's executor.
+      // The initiation is a named object, not a temporary inside the
+      // co_await expression: GCC 12 destroys such temporaries (and their
+      // captures) twice.
+      auto initiate = [&shared, req](auto handler) {
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            auto respond = [h](ApiResponse r) {
+              auto ex = asio::get_associated_executor(*h);
+              asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+            };
+            asio::post(*shared.blocking, [&shared, req, respond = std::move(respond)]() mutable {
+              // respond must run exactly once, even when the handler throws
+              // after answering (the guard then does nothing).
+              auto once = std::make_shared<std::atomic<bool>>(false);
+              auto answer = [once, respond](ApiResponse r) {
+                if (!once->exchange(true)) respond(std::move(r));
+              };
+              try {
+                shared.api->handle_async(*req, answer);
+              } catch (const std::exception& e) {
+                log::error("api handler failed", {{"target", std::string(req->target())}, {"error", e.what()}});
+                answer(ApiRouter::error(500, "internal error"));
+              }
+            });
+          };
+      res = co_await asio::async_initiate<decltype(asio::use_awaitable), void(ApiResponse)>(std::move(initiate),
+                                                                                             asio::use_awaitable);
     }
     keep_alive = keep_alive && !shared.stopping.load(std::memory_order_relaxed);
     res.keep_alive(keep_alive);

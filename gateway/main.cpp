@@ -118,6 +118,9 @@ int main(int argc, char** argv) {
     options.queue_capacity = config->storage.queue_capacity;
     options.batch_window = config->storage.batch_window;
     options.retention_days = config->storage.retention_days;
+    options.prepare = [config](arbiter::scoring::RequestRecord& rec) {
+      if (rec.derive_pending) derive_fields(rec, *config);
+    };
     request_log = std::make_unique<arbiter::scoring::RequestLog>(std::move(options));
   } catch (const std::exception& e) {
     // Locked, corrupt or unreadable data directory: say which and stop.

@@ -9,10 +9,11 @@ std::int64_t unix_us(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
-// Bodies are parsed only when complete: a truncated prefix is not JSON.
-nlohmann::json parse_object(const BodyTee& tee) {
-  if (tee.truncated || tee.bytes.empty()) return nullptr;
-  auto j = nlohmann::json::parse(tee.bytes, nullptr, /*allow_exceptions=*/false);
+// Bodies are parsed only when complete (callers check truncation): a
+// truncated prefix is not JSON.
+nlohmann::json parse_object(const std::string& bytes) {
+  if (bytes.empty()) return nullptr;
+  auto j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   return j.is_object() ? j : nlohmann::json(nullptr);
 }
 
@@ -53,7 +54,26 @@ int record_status(const ExchangeResult& r) {
 
 }  // namespace
 
-scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& result, const Config& config) {
+void derive_fields(scoring::RequestRecord& rec, const Config& config) {
+  rec.derive_pending = false;
+  const nlohmann::json req =
+      rec.request_truncated ? nlohmann::json(nullptr) : parse_object(rec.request_body);
+  rec.request_model = string_field(req, "model");
+  if (rec.user_id.empty()) rec.user_id = string_field(req, "user");
+  // A stream's response body is the reassembled completion, whole even when
+  // the raw SSE copy was cut at the cap.
+  const nlohmann::json res = rec.response_truncated && !rec.is_stream
+                                 ? nlohmann::json(nullptr)
+                                 : parse_object(rec.response_body);
+  if (res.is_object()) {
+    rec.response_model = string_field(res, "model");
+    if (auto u = res.find("usage"); u != res.end()) take_usage(*u, rec);
+  }
+  rec.cost_usd = cost_for(config, rec);
+}
+
+scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& result, const Config& config,
+                                    bool defer_derivation) {
   scoring::RequestRecord rec;
   rec.request_id = ctx.request_id;
   rec.project = ctx.project;
@@ -75,43 +95,39 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
   rec.is_stream = result.is_stream;
   rec.error_message = std::move(result.error);
 
-  const nlohmann::json req = parse_object(result.request_body);
-  rec.request_model = string_field(req, "model");
-  if (rec.user_id.empty()) rec.user_id = string_field(req, "user");
   rec.request_size = static_cast<std::int64_t>(result.request_body.size);
   rec.request_omitted = ctx.omit_request;
-  if (!ctx.omit_request) {
-    rec.request_body = std::move(result.request_body.bytes);
-    rec.request_truncated = result.request_body.truncated;
-  }
+  rec.request_body = std::move(result.request_body.bytes);
+  rec.request_truncated = result.request_body.truncated;
 
   rec.response_size = static_cast<std::int64_t>(result.response_body.size);
   rec.response_omitted = ctx.omit_response;
-  nlohmann::json res;
   if (result.is_stream) {
     // The reassembled completion is what evaluators and queries read; the raw
     // SSE bytes are kept (up to the cap) for fidelity.
-    if (!result.stream_reassembled.empty()) {
-      res = nlohmann::json::parse(result.stream_reassembled, nullptr, false);
-    }
-    if (!ctx.omit_response) {
-      rec.response_body = std::move(result.stream_reassembled);
-      rec.stream_raw = std::move(result.response_body.bytes);
-      rec.response_truncated = result.response_body.truncated;
-    }
+    rec.response_body = std::move(result.stream_reassembled);
+    rec.stream_raw = std::move(result.response_body.bytes);
   } else {
-    res = parse_object(result.response_body);
-    if (!ctx.omit_response) {
-      rec.response_body = std::move(result.response_body.bytes);
-      rec.response_truncated = result.response_body.truncated;
-    }
+    rec.response_body = std::move(result.response_body.bytes);
   }
-  if (res.is_object()) {
-    rec.response_model = string_field(res, "model");
-    if (auto u = res.find("usage"); u != res.end()) take_usage(*u, rec);
-  }
+  rec.response_truncated = result.response_body.truncated;
 
-  rec.cost_usd = cost_for(config, rec);
+  // Omitted bodies are not stored, so what they tell is read now.
+  const bool omitted = ctx.omit_request || ctx.omit_response;
+  if (defer_derivation && !omitted) {
+    rec.derive_pending = true;
+  } else {
+    derive_fields(rec, config);
+  }
+  if (ctx.omit_request) {
+    rec.request_body.clear();
+    rec.request_truncated = false;
+  }
+  if (ctx.omit_response) {
+    rec.response_body.clear();
+    rec.stream_raw.clear();
+    rec.response_truncated = false;
+  }
   return rec;
 }
 
@@ -130,7 +146,7 @@ RequestLogger::RequestLogger(scoring::RequestLog& log, std::shared_ptr<const Con
 void RequestLogger::on_request_start(const RequestContext& ctx) { log_.inflight().add(ctx.project, ctx.request_id); }
 
 void RequestLogger::on_request_end(const RequestContext& ctx, ExchangeResult&& result, DurableCallback on_durable) {
-  scoring::RequestRecord rec = build_record(ctx, std::move(result), *config_);
+  scoring::RequestRecord rec = build_record(ctx, std::move(result), *config_, /*defer_derivation=*/true);
   std::function<void(bool)> cb = on_durable;
   const bool queued = log_.submit(std::move(rec), std::move(cb));
   // Only now: known() must not see a gap between "in flight" and "queued".

@@ -2,9 +2,9 @@
 // Turns proxied calls into request-log records (DESIGN.md §2): the bridge
 // between the proxy's ExchangeObserver interface and scoring::RequestLog.
 //
-// Called on I/O threads; never blocks: building a record parses the (bounded)
-// bodies once, after the response has been sent, then hands the record to
-// the log's bounded queue.
+// Called on I/O threads; never blocks and parses no JSON: it moves the
+// (bounded) body copies into a record and hands it to the log's bounded
+// queue; the storage thread derives the JSON fields (derive_fields).
 
 #include <memory>
 
@@ -16,8 +16,17 @@
 namespace arbiter::gateway {
 
 // Pure: the record for one finished call (bodies, model, user, tokens, cost,
-// status code). Unit-tested without sockets.
-scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& result, const Config& config);
+// status code). Unit-tested without sockets. With defer_derivation the JSON
+// bodies are not parsed here: the record is marked derive_pending and
+// derive_fields() runs later on the storage thread (RequestLogOptions::
+// prepare), keeping JSON parsing off the I/O threads. Records with an
+// omitted body are derived at once (the body is not kept).
+scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& result, const Config& config,
+                                    bool defer_derivation = false);
+
+// Reads model, user (when the header gave none), tokens and cost from the
+// record's bodies; clears derive_pending.
+void derive_fields(scoring::RequestRecord& rec, const Config& config);
 
 // USD cost of a record from the pricing table: unknown (nullopt) when the
 // model has no price or a token count is unknown.

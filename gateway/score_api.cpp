@@ -82,42 +82,62 @@ ApiResponse eval_route(const ApiCall& call, scoring::RequestLog& log, scoring::S
   return ApiRouter::ok(*data);
 }
 
+using Respond = ApiRouter::Respond;
+
+// The answer to a score write: 201 with null data (Helicone's shape) or, for
+// typed scores, the stored score.
+scoring::ScoreStore::WriteCallback created(Respond respond, bool with_score) {
+  return [respond = std::move(respond), with_score](scoring::Expected<std::vector<scoring::Score>> r) {
+    if (!r) return respond(from_error(r.error()));
+    if (with_score && !r->empty()) return respond(ApiRouter::ok(scoring::to_json(r->front()), 201));
+    respond(ApiRouter::ok(nullptr, 201));
+  };
+}
+
 }  // namespace
 
 void register_score_routes(ApiRouter& router, scoring::RequestLog& log) {
   auto scores = std::make_shared<scoring::ScoreStore>(log);
+  router.add_metrics_source([scores] {
+    const auto c = scores->counters();
+    return "# HELP arbiter_score_groups_total Score group commits (one fsync each).\n"
+           "# TYPE arbiter_score_groups_total counter\n"
+           "arbiter_score_groups_total " + std::to_string(c.groups) +
+           "\n# HELP arbiter_score_writes_refused_total Score writes refused because the write queue was full.\n"
+           "# TYPE arbiter_score_writes_refused_total counter\n"
+           "arbiter_score_writes_refused_total " + std::to_string(c.refused_full) +
+           "\n# HELP arbiter_score_queue_depth Score writes waiting for the writer.\n"
+           "# TYPE arbiter_score_queue_depth gauge\n"
+           "arbiter_score_queue_depth " + std::to_string(c.queue_depth) + "\n";
+  });
 
-  router.add(http::verb::post, "/v1/request/{}/score", true, [scores](const ApiCall& call) {
+  // Writes answer from the score writer after their group commit is fsynced,
+  // so no API thread waits for the disk.
+  router.add_async(http::verb::post, "/v1/request/{}/score", true, [scores](const ApiCall& call, Respond respond) {
     ApiResponse bad;
     auto body = call.json_body(bad);
-    if (!body) return bad;
+    if (!body) return respond(std::move(bad));
     auto parsed = scoring::parse_helicone_scores(*body);
-    if (!parsed) return from_error(parsed.error());
-    auto done = scores->submit(call.project->name, call.params.at(0), *parsed);
-    if (!done) return from_error(done.error());
-    return ApiRouter::ok(nullptr, 201);
+    if (!parsed) return respond(from_error(parsed.error()));
+    scores->submit_async(call.project->name, call.params.at(0), *parsed, created(std::move(respond), false));
   });
 
-  router.add(http::verb::post, "/v1/request/{}/feedback", true, [scores](const ApiCall& call) {
+  router.add_async(http::verb::post, "/v1/request/{}/feedback", true, [scores](const ApiCall& call, Respond respond) {
     ApiResponse bad;
     auto body = call.json_body(bad);
-    if (!body) return bad;
+    if (!body) return respond(std::move(bad));
     auto parsed = scoring::parse_feedback(*body);
-    if (!parsed) return from_error(parsed.error());
-    auto done = scores->submit_feedback(call.project->name, call.params.at(0), *parsed);
-    if (!done) return from_error(done.error());
-    return ApiRouter::ok(nullptr, 201);
+    if (!parsed) return respond(from_error(parsed.error()));
+    scores->submit_feedback_async(call.project->name, call.params.at(0), *parsed, created(std::move(respond), false));
   });
 
-  router.add(http::verb::post, "/v1/scores", true, [scores](const ApiCall& call) {
+  router.add_async(http::verb::post, "/v1/scores", true, [scores](const ApiCall& call, Respond respond) {
     ApiResponse bad;
     auto body = call.json_body(bad);
-    if (!body) return bad;
+    if (!body) return respond(std::move(bad));
     auto parsed = scoring::parse_typed_score(*body);
-    if (!parsed) return from_error(parsed.error());
-    auto stored = scores->upsert(call.project->name, std::move(*parsed));
-    if (!stored) return from_error(stored.error());
-    return ApiRouter::ok(scoring::to_json(*stored), 201);
+    if (!parsed) return respond(from_error(parsed.error()));
+    scores->upsert_async(call.project->name, std::move(*parsed), created(std::move(respond), true));
   });
 
   router.add(http::verb::get, "/v1/scores", true, [scores](const ApiCall& call) {
@@ -132,10 +152,11 @@ void register_score_routes(ApiRouter& router, scoring::RequestLog& log) {
          {"next_cursor", page->next_cursor.empty() ? json(nullptr) : json(page->next_cursor)}});
   });
 
-  router.add(http::verb::delete_, "/v1/scores/{}", true, [scores](const ApiCall& call) {
-    auto done = scores->remove(call.project->name, call.params.at(0));
-    if (!done) return from_error(done.error());
-    return ApiRouter::ok(nullptr);
+  router.add_async(http::verb::delete_, "/v1/scores/{}", true, [scores](const ApiCall& call, Respond respond) {
+    scores->remove_async(call.project->name, call.params.at(0),
+                         [respond = std::move(respond)](scoring::Expected<std::vector<scoring::Score>> r) {
+                           respond(r ? ApiRouter::ok(nullptr) : from_error(r.error()));
+                         });
   });
 
   router.add(http::verb::post, "/v1/score-configs", true, [scores](const ApiCall& call) {

@@ -234,6 +234,7 @@ void RequestLog::write_batch(std::vector<Pending>& batch) {
   std::vector<const RequestRecord*> records;
   records.reserve(batch.size());
   for (auto& p : batch) {
+    if (options_.prepare) options_.prepare(p.record);
     lower_property_keys(p.record);
     records.push_back(&p.record);
   }
@@ -295,9 +296,21 @@ Expected<RetentionStats> RequestLog::run_retention() {
   std::lock_guard pass(retention_mu_);
   std::shared_lock lk(store_mu_);
   if (!store_->is_open()) return unavailable("request log is closed");
-  auto r = store_->delete_older_than(cutoff, &retention_stop_);
-  if (r.ok()) retention_deleted_.fetch_add(r->records_deleted, std::memory_order_relaxed);
+  auto r = store_->delete_older_than(
+      cutoff, &retention_stop_,
+      [this](rocksdb::WriteBatch& batch, std::string_view project, std::string_view id) {
+        return delete_request_scores(*store_, batch, project, id);
+      });
+  if (r.ok()) {
+    retention_deleted_.fetch_add(r->records_deleted, std::memory_order_relaxed);
+    if (retention_observer_ && (r->records_deleted > 0 || r->scores_deleted > 0)) retention_observer_(*r);
+  }
   return r;
+}
+
+void RequestLog::set_retention_observer(std::function<void(const RetentionStats&)> observer) {
+  std::lock_guard pass(retention_mu_);
+  retention_observer_ = std::move(observer);
 }
 
 Expected<void> RequestLog::close() {

@@ -103,6 +103,10 @@ struct RequestLogOptions {
   std::chrono::milliseconds batch_window{5};
   unsigned retention_days = 0;  // 0 = keep forever
   std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
+  // Runs on the storage thread for each record before it is written (and
+  // before write listeners see it): the gateway derives model, tokens and
+  // cost from the bodies here, off the I/O threads. Optional.
+  std::function<void(RequestRecord&)> prepare;
   // Clock for retention cutoffs (unix µs); tests inject their own.
   std::function<std::int64_t()> now_us;
   StoreOptions store;
@@ -163,9 +167,14 @@ class RequestLog {
   Expected<nlohmann::json> query_json(std::string_view project, const nlohmann::json& body) const;
 
   // Runs one retention pass now (also what the background task runs).
-  // Deletes records created before now_us() - retention_days. No-op when
-  // retention_days == 0.
+  // Deletes records created before now_us() - retention_days, with their
+  // scores and feedback, in the same batches. No-op when retention_days == 0.
   Expected<RetentionStats> run_retention();
+
+  // Called after each retention pass that deleted something (the score
+  // store drops its derived histograms). Set or clear it while no pass runs
+  // concurrently is not required: it is guarded.
+  void set_retention_observer(std::function<void(const RetentionStats&)> observer);
 
   // Runs fn(Store&) under the reader lock, so close() waits for it; returns
   // kUnavailable instead when the log is closed. fn must return an
@@ -245,7 +254,8 @@ class RequestLog {
 
   std::thread storage_thread_;
   std::thread retention_thread_;
-  std::mutex retention_mu_;  // serialises retention passes
+  std::mutex retention_mu_;  // serialises retention passes; guards retention_observer_
+  std::function<void(const RetentionStats&)> retention_observer_;
   std::mutex retention_wait_mu_;
   std::condition_variable retention_cv_;
   std::atomic<bool> retention_stop_{false};

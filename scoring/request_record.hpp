@@ -66,6 +66,10 @@ struct RequestRecord {
   bool response_omitted = false;
 
   std::string error_message;  // gateway-side error text (negative status), else empty
+  // Not stored: set by the proxy when model, user, tokens and cost are still
+  // to be read from the bodies. RequestLogOptions::prepare does that on the
+  // storage thread, so no JSON is parsed on an I/O thread.
+  bool derive_pending = false;
   nlohmann::json feedback = nlohmann::json::object();  // fields posted later (feedback.*)
   // Not stored with the record: the request-level scores (name → true/false,
   // number or label), filled from the score store when a record is read for

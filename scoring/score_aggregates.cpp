@@ -82,6 +82,13 @@ void ScoreAggregates::apply(const std::vector<Delta>& deltas) {
   }
 }
 
+void ScoreAggregates::invalidate() {
+  std::lock_guard load(load_mu_);  // no load in progress
+  std::lock_guard lk(mu_);
+  names_.clear();
+  total_entries_ = 0;
+}
+
 Expected<bool> ScoreAggregates::with_name(const Store& store, std::string_view project,
                                           std::string_view name,
                                           const std::function<void(const NameHistograms&)>& fn) {

@@ -70,6 +70,10 @@ class ScoreAggregates {
   std::shared_mutex& gate() { return gate_; }
   void apply(const std::vector<Delta>& deltas);
 
+  // Forgets every histogram (they are rebuilt on their next query): for
+  // deletions made outside the writers, i.e. retention.
+  void invalidate();
+
   // Calls fn(histograms) for the name, loading it first if needed (a scan of
   // the name's 'T' index). Returns false, without calling fn, when the name
   // is not kept (too large); errors are storage errors from the load.

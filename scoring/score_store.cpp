@@ -1,11 +1,13 @@
 #include "scoring/score_store.hpp"
 
 #include <rocksdb/db.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <map>
 #include <set>
 #include <shared_mutex>
@@ -136,6 +138,35 @@ Expected<std::optional<Score>> read_score(const Store& store, const std::string&
   if (!decoded.ok()) return std::move(decoded).error();
   return std::optional<Score>(std::move(decoded).value());
 }
+
+}  // namespace
+
+// The writer's view while it builds a group commit: the batch so far (the
+// earlier jobs of the group), then the database. A job overwriting a score
+// that an earlier job of the same group wrote sees that version.
+struct BatchView {
+  const Store& store;
+  rocksdb::WriteBatchWithIndex& batch;
+
+  Expected<std::optional<std::string>> read(ColumnFamily cf, const std::string& key) const {
+    rocksdb::PinnableSlice value;
+    const rocksdb::Status s =
+        batch.GetFromBatchAndDB(&store.db(), rocksdb::ReadOptions(), store.cf(cf), key, &value);
+    if (s.IsNotFound()) return std::optional<std::string>{};
+    if (!s.ok()) return status_error("read score data", s);
+    return std::optional<std::string>(std::string(view(value)));
+  }
+  Expected<std::optional<Score>> read_score(const std::string& key) const {
+    auto raw = read(ColumnFamily::kScores, key);
+    if (!raw.ok()) return std::move(raw).error();
+    if (!*raw) return std::optional<Score>{};
+    auto decoded = decode_score(**raw);
+    if (!decoded.ok()) return std::move(decoded).error();
+    return std::optional<Score>(std::move(decoded).value());
+  }
+};
+
+namespace {
 
 // Visits keys with `prefix` in [lower, upper) (empty = prefix bounds), in
 // order or reversed; fn(key, value) returns false to stop.
@@ -329,6 +360,33 @@ Expected<void> attach_score_data(const Store& store, RequestRecord& record,
   return {};
 }
 
+Expected<std::uint64_t> delete_request_scores(const Store& store, rocksdb::WriteBatch& batch,
+                                              std::string_view project, std::string_view request_id) {
+  std::uint64_t deleted = 0;
+  rocksdb::Status st;
+  // Observation scores too: the prefix stops after the request id.
+  std::string prefix = tagged('S', project) + 'r';
+  keys::append_part(prefix, request_id);
+  auto r = scan(store, ColumnFamily::kScores, prefix, {}, {}, false, [&](std::string_view key, std::string_view value) {
+    auto decoded = decode_score(value);
+    if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), slice(key));
+    if (decoded.ok()) {
+      const Score& sc = *decoded;
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), id_key(project, sc.id));
+      const IndexKeys ik = index_keys(project, sc);
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.time);
+      if (st.ok() && !ik.value.empty()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.value);
+      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.all);
+    }
+    ++deleted;
+    return st.ok();
+  });
+  if (!r.ok()) return std::move(r).error();
+  if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), feedback_key(project, request_id));
+  if (!st.ok()) return status_error("retention: delete scores", st);
+  return deleted;
+}
+
 Expected<std::vector<std::string>> score_names(const Store& store, std::string_view project) {
   std::vector<std::string> names;
   const std::string prefix = score_keys::names_prefix(project);
@@ -346,7 +404,52 @@ Expected<std::vector<std::string>> score_names(const Store& store, std::string_v
 // ---- ScoreStore ----
 
 ScoreStore::ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us)
-    : log_(log), now_us_(std::move(now_us)) {}
+    : log_(log), now_us_(std::move(now_us)) {
+  writer_ = std::thread([this] { writer_loop(); });
+  warmer_ = std::thread([this] { warm_up(); });
+  log_.set_retention_observer([this](const RetentionStats& stats) {
+    if (stats.scores_deleted > 0) aggregates_.invalidate();
+  });
+}
+
+// Builds every score name's histograms in the background after start, so
+// that the first eval or distribution query after a restart does not pay
+// for the index scan (285 ms per name over 1,000,000 scores). Queries that
+// arrive first simply load their name themselves; loads are serialised.
+void ScoreStore::warm_up() {
+  std::vector<std::pair<std::string, std::string>> names;
+  auto listed = log_.with_store([&](Store& store) -> Expected<void> {
+    return scan(store, ColumnFamily::kScores, "M", {}, {}, false, [&](std::string_view key, std::string_view) {
+      std::string_view rest = key.substr(1);
+      std::string project, name;
+      if (read_part(rest, project) && read_part(rest, name)) names.emplace_back(std::move(project), std::move(name));
+      return !warm_stop_.load(std::memory_order_relaxed);
+    });
+  });
+  if (!listed.ok()) return;
+  for (const auto& [project, name] : names) {
+    if (warm_stop_.load(std::memory_order_relaxed)) return;
+    (void)log_.with_store([&](Store& store) -> Expected<bool> {
+      return aggregates_.with_name(store, project, name, [](const NameHistograms&) {});
+    });
+    warmed_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+ScoreStore::~ScoreStore() { stop(); }
+
+void ScoreStore::stop() {
+  warm_stop_.store(true);
+  log_.set_retention_observer({});
+  {
+    std::lock_guard lk(queue_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (warmer_.joinable()) warmer_.join();
+}
 
 std::int64_t ScoreStore::now_us() const {
   if (now_us_) return now_us_();
@@ -355,12 +458,13 @@ std::int64_t ScoreStore::now_us() const {
       .count();
 }
 
-Expected<void> ScoreStore::check_configs(const Store& store, std::string_view project,
-                                         std::vector<Score>& scores) const {
+namespace {
+
+Expected<void> check_configs(const BatchView& db, std::string_view project, std::vector<Score>& scores) {
   for (auto& s : scores) {
     std::string config_id = s.config_id;
     if (config_id.empty()) {
-      auto by_name = read(store, ColumnFamily::kScores, config_name_key(project, s.name));
+      auto by_name = db.read(ColumnFamily::kScores, config_name_key(project, s.name));
       if (!by_name.ok()) return std::move(by_name).error();
       if (*by_name) config_id = **by_name;
     }
@@ -372,7 +476,7 @@ Expected<void> ScoreStore::check_configs(const Store& store, std::string_view pr
       if (s.data_type == ScoreDataType::kCategorical) s.value.reset();
       continue;
     }
-    auto raw = read(store, ColumnFamily::kScores, config_key(project, config_id));
+    auto raw = db.read(ColumnFamily::kScores, config_key(project, config_id));
     if (!raw.ok()) return std::move(raw).error();
     if (!*raw) {
       return invalid_argument("score config '" + sanitize_utf8(config_id) + "' does not exist");
@@ -389,49 +493,135 @@ Expected<void> ScoreStore::check_configs(const Store& store, std::string_view pr
   return {};
 }
 
-// Writes scores (new or overwriting) and, optionally, feedback fields, in
-// one durable batch. Scores with a non-empty id use it as the idempotency key.
-Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view project,
-                                               std::vector<Score> scores,
-                                               const Feedback* feedback) {
-  const std::int64_t now = now_us();
-  std::vector<std::string> keys_at;
-  keys_at.reserve(scores.size());
-  for (const auto& s : scores)
-    keys_at.push_back(score_keys::score(project, score_keys::target_of(s), s.name));
+}  // namespace
 
-  auto stripe = [](const std::string& key) { return std::hash<std::string>{}(key) % kStripes; };
-  std::set<std::size_t> held_set;
-  for (std::size_t i = 0; i < scores.size(); ++i) {
-    held_set.insert(stripe(keys_at[i]));
-    if (!scores[i].id.empty()) held_set.insert(stripe(id_key(project, scores[i].id)));
-  }
-  if (feedback != nullptr && !scores.empty()) {
-    held_set.insert(stripe(feedback_key(project, scores[0].request_id)));
-  }
+// ---- the group-commit writer ----
+//
+// Every score write (Helicone scores, feedback, typed scores, deletes) is a
+// job on one queue. The writer thread takes every job waiting (up to
+// kMaxGroup), builds them one after another into one WriteBatchWithIndex —
+// each job reads through the batch, so a job sees the versions the earlier
+// jobs of its group wrote, and a job that fails is rolled back to its save
+// point without touching the others — and commits the group with one fsync.
+// Callers are completed after that fsync: a 201 still means durable, but a
+// few hundred concurrent calls share one WAL sync instead of each paying
+// for its own (4 ms on the bench machine's disk). One writer also means no
+// locks between writers: overwrites of one score are ordered by the queue.
 
-  // Lock the stripes (in order: no deadlock); when an id turns out to point
-  // at a score under a stripe we do not hold, take that too and start over.
-  std::vector<std::unique_lock<std::mutex>> locks;
-  std::vector<std::optional<std::string>> keys_by_id(scores.size());
-  for (;;) {
-    locks.clear();
-    for (std::size_t s : held_set) locks.emplace_back(stripes_[s]);
-    bool complete = true;
-    for (std::size_t i = 0; i < scores.size(); ++i) {
-      keys_by_id[i].reset();
-      if (scores[i].id.empty()) continue;
-      auto mapped = read(store, ColumnFamily::kScores, id_key(project, scores[i].id));
-      if (!mapped.ok()) return std::move(mapped).error();
-      if (!*mapped) continue;
-      std::string key = tagged('S', project) + **mapped;
-      if (held_set.insert(stripe(key)).second) complete = false;
-      keys_by_id[i] = std::move(key);
+struct ScoreStore::Job {
+  enum class Kind { kWrite, kRemove } kind = Kind::kWrite;
+  std::string project;
+  std::vector<Score> scores;         // kWrite: the scores to write
+  std::optional<Feedback> feedback;  // kWrite: fields to merge (submit_feedback)
+  std::string session_check;         // kWrite: a session id that must have a stored record
+  std::string remove_id;             // kRemove
+  WriteCallback done;
+  // Filled by the writer.
+  Expected<std::vector<Score>> result{std::vector<Score>{}};
+  std::vector<ScoreAggregates::Delta> deltas;
+  std::optional<json> merged_feedback;
+};
+
+void ScoreStore::enqueue(std::unique_ptr<Job> job) {
+  {
+    std::unique_lock lk(queue_mu_);
+    if (!stopping_ && queue_.size() < kQueueCapacity) {
+      queue_.push_back(std::move(job));
+      lk.unlock();
+      queue_cv_.notify_one();
+      return;
     }
-    if (complete) break;
   }
+  // Refused, never accepted-then-dropped: the caller hears about it now.
+  bool stopped;
+  {
+    std::lock_guard lk(queue_mu_);
+    stopped = stopping_;
+  }
+  if (!stopped) refused_full_.fetch_add(1, std::memory_order_relaxed);
+  auto done = std::move(job->done);
+  done(unavailable(stopped ? "score store is shut down" : "score write queue is full, retry later"));
+}
 
-  rocksdb::WriteBatch batch;
+void ScoreStore::writer_loop() {
+  std::vector<std::unique_ptr<Job>> group;
+  for (;;) {
+    {
+      std::unique_lock lk(queue_mu_);
+      queue_cv_.wait(lk, [&] { return stopping_ || (!paused_ && !queue_.empty()); });
+      if (queue_.empty()) return;  // stopping, and drained
+      while (!queue_.empty() && group.size() < kMaxGroup) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    run_group(group);
+    group.clear();
+  }
+}
+
+void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
+  const auto& listeners = log_.listeners();
+  auto committed = log_.with_store([&](Store& store) -> Expected<void> {
+    rocksdb::WriteBatchWithIndex batch;
+    const BatchView db{store, batch};
+    for (auto& job : group) {
+      batch.SetSavePoint();
+      job->result = job->kind == Job::Kind::kWrite ? build_write(db, *job) : build_remove(db, *job);
+      if (!job->result.ok()) {
+        (void)batch.RollbackToSavePoint();
+        continue;
+      }
+      (void)batch.PopSavePoint();
+      if (job->kind == Job::Kind::kWrite) {
+        for (auto* l : listeners) l->on_scores(store, job->project, *job->result, *batch.GetWriteBatch());
+      }
+    }
+    if (batch.GetWriteBatch()->Count() == 0) return {};
+    rocksdb::WriteOptions wo;
+    wo.sync = true;  // durable before any caller hears "written"
+    std::shared_lock gate(aggregates_.gate());
+    const rocksdb::Status ws = store.db().Write(wo, batch.GetWriteBatch());
+    if (!ws.ok()) return status_error("write scores", ws);
+    for (auto& job : group) {
+      if (job->result.ok()) aggregates_.apply(job->deltas);
+    }
+    return {};
+  });
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  for (auto& job : group) {
+    if (!committed.ok() && job->result.ok()) job->result = committed.error();
+    if (job->result.ok() && job->kind == Job::Kind::kWrite) {
+      for (auto* l : listeners) l->scores_written(job->project, *job->result);
+      if (job->merged_feedback) {
+        for (auto* l : listeners) {
+          l->feedback_written(job->project, job->scores.empty() ? std::string_view() : job->scores[0].request_id,
+                              *job->merged_feedback);
+        }
+      }
+    }
+    job->done(std::move(job->result));
+  }
+}
+
+Expected<std::vector<Score>> ScoreStore::build_write(const BatchView& db, Job& job) {
+  const std::string_view project = job.project;
+  std::vector<Score>& scores = job.scores;
+  if (!job.session_check.empty()) {
+    bool seen = false;
+    auto r = scan(db.store, ColumnFamily::kIdxSession, keys::session_prefix(project, job.session_check), {}, {},
+                  false, [&](std::string_view, std::string_view) {
+                    seen = true;
+                    return false;
+                  });
+    if (!r.ok()) return std::move(r).error();
+    if (!seen) return not_found("session " + sanitize_utf8(job.session_check) + " not found");
+  }
+  if (auto ok = check_configs(db, project, scores); !ok) return std::move(ok).error();
+
+  const std::int64_t now = now_us();
+  rocksdb::WriteBatchWithIndex& batch = db.batch;
+  const Store& store = db.store;
   rocksdb::Status st;
   auto put = [&](ColumnFamily cf, const std::string& k, std::string_view v) {
     if (st.ok()) st = batch.Put(store.cf(cf), k, slice(v));
@@ -439,10 +629,9 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
   auto del = [&](ColumnFamily cf, const std::string& k) {
     if (st.ok()) st = batch.Delete(store.cf(cf), k);
   };
-  std::vector<ScoreAggregates::Delta> deltas;
   auto delta = [&](const Score& v, int sign) {
     if (v.value) {
-      deltas.push_back({std::string(project), v.name, v.timestamp_us, *v.value, v.data_type, sign});
+      job.deltas.push_back({std::string(project), v.name, v.timestamp_us, *v.value, v.data_type, sign});
     }
   };
   auto delete_indexes = [&](const Score& old) {
@@ -453,21 +642,27 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
     del(ColumnFamily::kIdxScore, ik.all);
   };
 
-  for (std::size_t i = 0; i < scores.size(); ++i) {
-    Score& s = scores[i];
-    const std::string& key = keys_at[i];
+  for (Score& s : scores) {
+    const std::string key = score_keys::score(project, score_keys::target_of(s), s.name);
     std::optional<std::int64_t> created;
-    if (keys_by_id[i] && *keys_by_id[i] != key) {
-      // Same id, new target or name: the score moves.
-      auto old = read_score(store, *keys_by_id[i]);
-      if (!old.ok()) return std::move(old).error();
-      if (*old) {
-        delete_indexes(**old);
-        created = (*old)->created_at_us;
+    if (!s.id.empty()) {
+      auto mapped = db.read(ColumnFamily::kScores, id_key(project, s.id));
+      if (!mapped.ok()) return std::move(mapped).error();
+      if (*mapped) {
+        const std::string at = tagged('S', project) + **mapped;
+        if (at != key) {
+          // Same id, new target or name: the score moves.
+          auto old = db.read_score(at);
+          if (!old.ok()) return std::move(old).error();
+          if (*old) {
+            delete_indexes(**old);
+            created = (*old)->created_at_us;
+          }
+          del(ColumnFamily::kScores, at);
+        }
       }
-      del(ColumnFamily::kScores, *keys_by_id[i]);
     }
-    auto old = read_score(store, key);
+    auto old = db.read_score(key);
     if (!old.ok()) return std::move(old).error();
     if (*old) {
       delete_indexes(**old);
@@ -485,8 +680,7 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
     if (s.timestamp_us == 0) s.timestamp_us = now;
 
     put(ColumnFamily::kScores, key, encode_score(s));
-    put(ColumnFamily::kScores, id_key(project, s.id),
-        std::string_view(key).substr(tagged('S', project).size()));
+    put(ColumnFamily::kScores, id_key(project, s.id), std::string_view(key).substr(tagged('S', project).size()));
     put(ColumnFamily::kScores, name_key(project, s.name), {});
     const IndexKeys ik = index_keys(project, s);
     put(ColumnFamily::kIdxScore, ik.time, time_payload(s));
@@ -495,10 +689,9 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
     delta(s, +1);
   }
 
-  std::optional<json> merged_feedback;
-  if (feedback != nullptr && !feedback->fields.empty() && !scores.empty()) {
+  if (job.feedback && !job.feedback->fields.empty() && !scores.empty()) {
     const std::string fkey = feedback_key(project, scores[0].request_id);
-    auto raw = read(store, ColumnFamily::kScores, fkey);
+    auto raw = db.read(ColumnFamily::kScores, fkey);
     if (!raw.ok()) return std::move(raw).error();
     json merged = json::object();
     if (*raw) {
@@ -508,136 +701,156 @@ Expected<std::vector<Score>> ScoreStore::write(Store& store, std::string_view pr
         return storage_error(std::string("corrupt feedback: ") + e.what());
       }
     }
-    for (const auto& [k, v] : feedback->fields.items()) merged[k] = v;
+    for (const auto& [k, v] : job.feedback->fields.items()) merged[k] = v;
     std::string bytes;
     json::to_cbor(merged, bytes);
     put(ColumnFamily::kScores, fkey, bytes);
-    merged_feedback = std::move(merged);
+    job.merged_feedback = std::move(merged);
   }
   if (!st.ok()) return status_error("build score batch", st);
-  const auto& listeners = log_.listeners();
-  for (auto* l : listeners) l->on_scores(store, project, scores, batch);
-
-  rocksdb::WriteOptions wo;
-  wo.sync = true;  // durable before the 201
-  std::shared_lock gate(aggregates_.gate());
-  const rocksdb::Status ws = store.db().Write(wo, &batch);
-  if (!ws.ok()) return status_error("write scores", ws);
-  aggregates_.apply(deltas);
-  for (auto* l : listeners) l->scores_written(project, scores);
-  if (merged_feedback) {
-    for (auto* l : listeners) l->feedback_written(project, scores[0].request_id, *merged_feedback);
-  }
   return scores;
 }
 
-Expected<void> ScoreStore::submit(std::string_view project, std::string_view request_id,
-                                  const std::vector<HeliconeScore>& input) {
+Expected<std::vector<Score>> ScoreStore::build_remove(const BatchView& db, Job& job) {
+  const std::string_view project = job.project;
+  const std::string ikey = id_key(project, job.remove_id);
+  auto mapped = db.read(ColumnFamily::kScores, ikey);
+  if (!mapped.ok()) return std::move(mapped).error();
+  if (!*mapped) return not_found("score " + sanitize_utf8(job.remove_id) + " not found");
+  const std::string key = tagged('S', project) + **mapped;
+  auto old = db.read_score(key);
+  if (!old.ok()) return std::move(old).error();
+  rocksdb::Status st = db.batch.Delete(db.store.cf(ColumnFamily::kScores), ikey);
+  if (*old && (*old)->id == job.remove_id) {
+    const Score& o = **old;
+    if (st.ok()) st = db.batch.Delete(db.store.cf(ColumnFamily::kScores), key);
+    const IndexKeys ik = index_keys(project, o);
+    if (st.ok()) st = db.batch.Delete(db.store.cf(ColumnFamily::kIdxScore), ik.time);
+    if (st.ok() && !ik.value.empty()) st = db.batch.Delete(db.store.cf(ColumnFamily::kIdxScore), ik.value);
+    if (st.ok()) st = db.batch.Delete(db.store.cf(ColumnFamily::kIdxScore), ik.all);
+    if (o.value) job.deltas.push_back({std::string(project), o.name, o.timestamp_us, *o.value, o.data_type, -1});
+  }
+  if (!st.ok()) return status_error("build delete batch", st);
+  return std::vector<Score>{};
+}
+
+// ---- entry points ----
+
+namespace {
+
+// Blocks until an asynchronous write completes.
+template <class T, class Start>
+Expected<T> wait_for(Start&& start) {
+  std::promise<Expected<std::vector<Score>>> promise;
+  auto future = promise.get_future();
+  start([&promise](Expected<std::vector<Score>> r) { promise.set_value(std::move(r)); });
+  auto r = future.get();
+  if (!r.ok()) return std::move(r).error();
+  if constexpr (std::is_same_v<T, void>) {
+    return {};
+  } else {
+    return T(std::move(r).value().front());
+  }
+}
+
+}  // namespace
+
+Expected<void> ScoreStore::check_known(std::string_view project, std::string_view request_id) const {
   auto known = log_.known(project, request_id);
   if (!known.ok()) return std::move(known).error();
   if (!*known) return not_found("request " + sanitize_utf8(request_id) + " not found");
-  std::vector<Score> scores;
+  return {};
+}
+
+void ScoreStore::submit_async(std::string_view project, std::string_view request_id,
+                              const std::vector<HeliconeScore>& input, WriteCallback done) {
+  if (auto ok = check_known(project, request_id); !ok) return done(std::move(ok).error());
+  auto job = std::make_unique<Job>();
+  job->project = std::string(project);
   for (const auto& h : input) {
     Score s;
     s.request_id = std::string(request_id);
     s.name = h.name;
     s.data_type = h.data_type;
     s.value = h.value;
-    scores.push_back(std::move(s));
+    job->scores.push_back(std::move(s));
   }
-  return log_.with_store([&](Store& store) -> Expected<void> {
-    if (auto ok = check_configs(store, project, scores); !ok) return ok;
-    auto written = write(store, project, std::move(scores), nullptr);
-    if (!written.ok()) return std::move(written).error();
-    return {};
-  });
+  job->done = std::move(done);
+  enqueue(std::move(job));
+}
+
+Expected<void> ScoreStore::submit(std::string_view project, std::string_view request_id,
+                                  const std::vector<HeliconeScore>& scores) {
+  return wait_for<void>([&](WriteCallback cb) { submit_async(project, request_id, scores, std::move(cb)); });
+}
+
+void ScoreStore::submit_feedback_async(std::string_view project, std::string_view request_id,
+                                       const Feedback& feedback, WriteCallback done) {
+  if (auto ok = check_known(project, request_id); !ok) return done(std::move(ok).error());
+  auto job = std::make_unique<Job>();
+  job->project = std::string(project);
+  job->scores.resize(1);
+  job->scores[0].request_id = std::string(request_id);
+  job->scores[0].name = std::string(kFeedbackScoreName);
+  job->scores[0].data_type = ScoreDataType::kBoolean;
+  job->scores[0].value = feedback.rating ? 1.0 : 0.0;
+  job->feedback = feedback;
+  job->done = std::move(done);
+  enqueue(std::move(job));
 }
 
 Expected<void> ScoreStore::submit_feedback(std::string_view project, std::string_view request_id,
                                            const Feedback& feedback) {
-  auto known = log_.known(project, request_id);
-  if (!known.ok()) return std::move(known).error();
-  if (!*known) return not_found("request " + sanitize_utf8(request_id) + " not found");
-  std::vector<Score> scores(1);
-  scores[0].request_id = std::string(request_id);
-  scores[0].name = std::string(kFeedbackScoreName);
-  scores[0].data_type = ScoreDataType::kBoolean;
-  scores[0].value = feedback.rating ? 1.0 : 0.0;
-  return log_.with_store([&](Store& store) -> Expected<void> {
-    if (auto ok = check_configs(store, project, scores); !ok) return ok;
-    auto written = write(store, project, std::move(scores), &feedback);
-    if (!written.ok()) return std::move(written).error();
-    return {};
-  });
+  return wait_for<void>(
+      [&](WriteCallback cb) { submit_feedback_async(project, request_id, feedback, std::move(cb)); });
+}
+
+void ScoreStore::upsert_async(std::string_view project, Score score, WriteCallback done) {
+  if (!score.request_id.empty()) {
+    if (auto ok = check_known(project, score.request_id); !ok) return done(std::move(ok).error());
+  }
+  auto job = std::make_unique<Job>();
+  job->project = std::string(project);
+  job->session_check = score.session_id;
+  job->scores.push_back(std::move(score));
+  job->done = std::move(done);
+  enqueue(std::move(job));
 }
 
 Expected<Score> ScoreStore::upsert(std::string_view project, Score score) {
-  if (!score.request_id.empty()) {
-    auto known = log_.known(project, score.request_id);
-    if (!known.ok()) return std::move(known).error();
-    if (!*known) return not_found("request " + sanitize_utf8(score.request_id) + " not found");
-  }
-  return log_.with_store([&](Store& store) -> Expected<Score> {
-    if (!score.session_id.empty()) {
-      bool seen = false;
-      auto r =
-          scan(store, ColumnFamily::kIdxSession, keys::session_prefix(project, score.session_id),
-               {}, {}, false, [&](std::string_view, std::string_view) {
-                 seen = true;
-                 return false;
-               });
-      if (!r.ok()) return std::move(r).error();
-      if (!seen) return not_found("session " + sanitize_utf8(score.session_id) + " not found");
-    }
-    std::vector<Score> one{std::move(score)};
-    if (auto ok = check_configs(store, project, one); !ok) return std::move(ok).error();
-    auto written = write(store, project, std::move(one), nullptr);
-    if (!written.ok()) return std::move(written).error();
-    return std::move(written->front());
-  });
+  return wait_for<Score>([&](WriteCallback cb) { upsert_async(project, std::move(score), std::move(cb)); });
+}
+
+void ScoreStore::remove_async(std::string_view project, std::string_view id, WriteCallback done) {
+  if (!valid_request_id(id)) return done(not_found("score " + sanitize_utf8(id) + " not found"));
+  auto job = std::make_unique<Job>();
+  job->kind = Job::Kind::kRemove;
+  job->project = std::string(project);
+  job->remove_id = std::string(id);
+  job->done = std::move(done);
+  enqueue(std::move(job));
 }
 
 Expected<void> ScoreStore::remove(std::string_view project, std::string_view id) {
-  if (!valid_request_id(id)) return not_found("score " + sanitize_utf8(id) + " not found");
-  return log_.with_store([&](Store& store) -> Expected<void> {
-    const std::string ikey = id_key(project, id);
-    auto stripe = [](const std::string& key) { return std::hash<std::string>{}(key) % kStripes; };
-    std::set<std::size_t> held_set{stripe(ikey)};
-    std::vector<std::unique_lock<std::mutex>> locks;
-    std::string key;
-    for (;;) {
-      locks.clear();
-      for (std::size_t s : held_set) locks.emplace_back(stripes_[s]);
-      auto mapped = read(store, ColumnFamily::kScores, ikey);
-      if (!mapped.ok()) return std::move(mapped).error();
-      if (!*mapped) return not_found("score " + sanitize_utf8(id) + " not found");
-      key = tagged('S', project) + **mapped;
-      if (!held_set.insert(stripe(key)).second) break;
-    }
-    auto old = read_score(store, key);
-    if (!old.ok()) return std::move(old).error();
-    rocksdb::WriteBatch batch;
-    rocksdb::Status st = batch.Delete(store.cf(ColumnFamily::kScores), ikey);
-    if (*old && (*old)->id == id) {
-      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), key);
-      const IndexKeys ik = index_keys(project, **old);
-      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.time);
-      if (st.ok() && !ik.value.empty())
-        st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.value);
-      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.all);
-    }
-    if (!st.ok()) return status_error("build delete batch", st);
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    std::shared_lock gate(aggregates_.gate());
-    const rocksdb::Status ws = store.db().Write(wo, &batch);
-    if (!ws.ok()) return status_error("delete score", ws);
-    if (*old && (*old)->id == id && (*old)->value) {
-      aggregates_.apply({{std::string(project), (*old)->name, (*old)->timestamp_us, *(*old)->value,
-                          (*old)->data_type, -1}});
-    }
-    return {};
-  });
+  return wait_for<void>([&](WriteCallback cb) { remove_async(project, id, std::move(cb)); });
+}
+
+void ScoreStore::pause_writer_for_testing(bool paused) {
+  {
+    std::lock_guard lk(queue_mu_);
+    paused_ = paused;
+  }
+  queue_cv_.notify_all();
+}
+
+ScoreStore::Counters ScoreStore::counters() const {
+  Counters c;
+  c.groups = groups_.load(std::memory_order_relaxed);
+  c.refused_full = refused_full_.load(std::memory_order_relaxed);
+  c.names_warmed = warmed_.load(std::memory_order_relaxed);
+  std::lock_guard lk(queue_mu_);
+  c.queue_depth = queue_.size();
+  return c;
 }
 
 Expected<std::optional<Score>> ScoreStore::get(std::string_view project,

@@ -37,6 +37,11 @@
 // index entry. Lifetime: the RequestLog must outlive the ScoreStore.
 
 #include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <thread>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -54,6 +59,7 @@
 
 namespace rocksdb {
 class Snapshot;
+class WriteBatch;
 }
 
 namespace arbiter::scoring {
@@ -97,6 +103,13 @@ std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t pref
 Expected<void> attach_score_data(const Store& store, RequestRecord& record,
                                  const rocksdb::Snapshot* snapshot = nullptr);
 
+// Adds to `batch` the deletion of every score of the request (with its id
+// mapping and index entries) and of its posted feedback; returns the number
+// of scores. For retention, which deletes the request itself in the same
+// batch. Reads the database as committed.
+Expected<std::uint64_t> delete_request_scores(const Store& store, rocksdb::WriteBatch& batch,
+                                              std::string_view project, std::string_view request_id);
+
 // Every score name seen in the project, sorted.
 Expected<std::vector<std::string>> score_names(const Store& store, std::string_view project);
 
@@ -120,30 +133,57 @@ struct ScoreListPage {
   std::string next_cursor;  // empty on the last page
 };
 
+struct BatchView;  // the writer's read view (score_store.cpp)
+
 class ScoreStore {
  public:
   // now_us: unix µs clock (tests inject one); defaults to the system clock.
+  // Starts the writer thread, and a warm-up thread that builds every stored
+  // score name's histograms (so the first query after a restart is fast).
   explicit ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us = {});
+  // stop()s.
+  ~ScoreStore();
+  ScoreStore(const ScoreStore&) = delete;
+  ScoreStore& operator=(const ScoreStore&) = delete;
+
+  // Completes every queued write, then stops the writer; later writes fail
+  // with kUnavailable. Call before closing the RequestLog. Idempotent.
+  void stop();
+
+  // Writes complete through a callback, run on the writer thread after the
+  // group commit holding the write was fsynced (or failed); keep it short
+  // (post to an io_context). Each *_async call runs its callback exactly
+  // once — on the calling thread when the write is refused before queueing
+  // (validation, unknown request, queue full → kUnavailable). The blocking
+  // forms wait for the same callback; never call them from an I/O thread.
+  using WriteCallback = std::function<void(Expected<std::vector<Score>>)>;
 
   // POST /v1/request/{id}/score. kNotFound for a request that is neither in
   // flight, queued nor stored in this project. All names are validated
   // (configs included) before anything is written; then one durable batch.
   Expected<void> submit(std::string_view project, std::string_view request_id,
                         const std::vector<HeliconeScore>& scores);
+  void submit_async(std::string_view project, std::string_view request_id,
+                    const std::vector<HeliconeScore>& scores, WriteCallback done);
 
   // POST /v1/request/{id}/feedback: score helicone-score-feedback plus the
   // other fields merged into the request's feedback, in one durable batch.
   Expected<void> submit_feedback(std::string_view project, std::string_view request_id,
                                  const Feedback& feedback);
+  void submit_feedback_async(std::string_view project, std::string_view request_id,
+                             const Feedback& feedback, WriteCallback done);
 
   // POST /v1/scores. The target must be known (request: as in submit;
   // session: at least one stored record with that session id). With an id
   // that exists, the score is updated in place (even when its target or name
-  // changes). Returns the stored score.
+  // changes). Returns the stored score (the callback gets it as the only
+  // element).
   Expected<Score> upsert(std::string_view project, Score score);
+  void upsert_async(std::string_view project, Score score, WriteCallback done);
 
   // DELETE /v1/scores/{id}: kNotFound when there is no such id.
   Expected<void> remove(std::string_view project, std::string_view id);
+  void remove_async(std::string_view project, std::string_view id, WriteCallback done);
 
   Expected<std::optional<Score>> get(std::string_view project, std::string_view id) const;
 
@@ -159,19 +199,47 @@ class ScoreStore {
   // The hourly histograms the eval queries' fast path reads (evals.hpp).
   ScoreAggregates& aggregates() { return aggregates_; }
 
+  struct Counters {
+    std::uint64_t groups = 0;        // group commits (one fsync each)
+    std::uint64_t refused_full = 0;  // writes refused because the queue was full
+    std::uint64_t queue_depth = 0;
+    std::uint64_t names_warmed = 0;  // score names whose histograms the start-up warm-up built
+  };
+  Counters counters() const;
+
+  // Test hook: while paused the writer takes nothing from the queue, so a
+  // test can queue several writes and have them committed as one group.
+  void pause_writer_for_testing(bool paused);
+
  private:
-  Expected<std::vector<Score>> write(Store& store, std::string_view project,
-                                     std::vector<Score> scores, const Feedback* feedback);
-  Expected<void> check_configs(const Store& store, std::string_view project,
-                               std::vector<Score>& scores) const;
+  struct Job;
+  void enqueue(std::unique_ptr<Job> job);
+  void writer_loop();
+  void warm_up();
+  void run_group(std::vector<std::unique_ptr<Job>>& group);
+  Expected<std::vector<Score>> build_write(const BatchView& db, Job& job);
+  Expected<std::vector<Score>> build_remove(const BatchView& db, Job& job);
+  Expected<void> check_known(std::string_view project, std::string_view request_id) const;
   std::int64_t now_us() const;
 
-  static constexpr std::size_t kStripes = 256;
+  static constexpr std::size_t kQueueCapacity = 65536;  // jobs waiting for the writer
+  static constexpr std::size_t kMaxGroup = 1024;        // jobs per group commit
   RequestLog& log_;
   std::function<std::int64_t()> now_us_;
-  mutable std::array<std::mutex, kStripes> stripes_;
   std::mutex config_mu_;  // serialises config creation (one config per name)
   ScoreAggregates aggregates_;
+
+  mutable std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::unique_ptr<Job>> queue_;
+  bool stopping_ = false;
+  bool paused_ = false;
+  std::atomic<std::uint64_t> groups_{0};
+  std::atomic<std::uint64_t> refused_full_{0};
+  std::thread writer_;
+  std::atomic<bool> warm_stop_{false};
+  std::atomic<std::uint64_t> warmed_{0};
+  std::thread warmer_;
 };
 
 }  // namespace arbiter::scoring

@@ -361,8 +361,8 @@ Expected<bool> Store::contains(std::string_view project, std::string_view id) co
   return true;
 }
 
-Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us,
-                                                  const std::atomic<bool>* cancel) {
+Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us, const std::atomic<bool>* cancel,
+                                                  const RetentionExtension& also) {
   if (db_ == nullptr) return unavailable("storage is closed");
   RetentionStats stats;
   rocksdb::WriteBatch batch;
@@ -426,6 +426,11 @@ Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us,
         record->request_id = std::string(entry->id);
         delete_record(batch, *this, *record, bs);
         ++stats.records_deleted;
+        if (also) {
+          auto extra = also(batch, project, entry->id);
+          if (!extra.ok()) return std::move(extra).error();
+          stats.scores_deleted += *extra;
+        }
       } else {
         // The record is gone, unreadable, or a newer version with another
         // time: only this entry is stale.

@@ -80,6 +80,7 @@ struct StoreOptions {
 
 struct RetentionStats {
   std::uint64_t records_deleted = 0;
+  std::uint64_t scores_deleted = 0;  // scores of the deleted records (and their feedback)
   std::uint64_t stale_entries_deleted = 0;  // time entries without a matching record
 };
 
@@ -137,8 +138,12 @@ class Store {
   // Deletes every record created before cutoff_us (all projects) with its
   // bodies and index entries, in batches, so that writers are never held up
   // for long. Stops early (returning what was done) when *cancel turns true.
-  Expected<RetentionStats> delete_older_than(std::int64_t cutoff_us,
-                                             const std::atomic<bool>* cancel = nullptr);
+  // `also`, when set, adds what else belongs to each deleted record (its
+  // scores) to the same batch and returns how many scores it deleted.
+  using RetentionExtension =
+      std::function<Expected<std::uint64_t>(rocksdb::WriteBatch&, std::string_view project, std::string_view id)>;
+  Expected<RetentionStats> delete_older_than(std::int64_t cutoff_us, const std::atomic<bool>* cancel = nullptr,
+                                             const RetentionExtension& also = {});
 
   // Syncs the WAL and closes the database. Idempotent. After close() every
   // other call returns kUnavailable (or must not be made, for db()/cf()).

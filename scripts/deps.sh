@@ -4,7 +4,8 @@
 set -euo pipefail
 
 want=(cmake ninja-build g++ pkg-config ca-certificates openssl
-      libboost1.81-dev libssl-dev nlohmann-json3-dev librocksdb-dev libyaml-cpp-dev)
+      libboost1.81-dev libssl-dev nlohmann-json3-dev librocksdb-dev libyaml-cpp-dev
+      libvalijson-dev libpg-query-dev)
 case "${1:-build}" in
   build) ;;
   test) want+=(libgtest-dev libgmock-dev curl) ;;

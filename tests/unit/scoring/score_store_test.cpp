@@ -7,6 +7,8 @@
 #include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
+
+#include <mutex>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -673,6 +675,159 @@ TEST(ScoreStore, ConcurrentOverwritesLeaveOneIndexEntry) {
   EXPECT_EQ(f.scores->list("p", {})->scores.size(), 1u);
   const json dist = f.evals("p", json::object(), true);
   EXPECT_EQ(dist[0]["distribution"][0]["value"], 1);
+}
+
+TEST(ScoreStore, QueuedWritesCommitAsOneGroupAndFailIndependently) {
+  Fixture f;
+  f.add_records("p", 40);
+  ScoreConfig cfg;
+  cfg.name = "bounded";
+  cfg.data_type = ScoreDataType::kNumeric;
+  cfg.min_value = 0;
+  cfg.max_value = 10;
+  ASSERT_TRUE(f.scores->create_config("p", cfg).ok());
+  const auto groups_before = f.scores->counters().groups;
+
+  struct Outcome {
+    std::mutex mu;
+    std::vector<std::optional<Error>> errors;  // nullopt = ok
+    int done = 0;
+  } outcome;
+  constexpr int kCalls = 43;
+  outcome.errors.resize(kCalls);
+  auto cb = [&](int i) {
+    return [&, i](Expected<std::vector<Score>> r) {
+      std::lock_guard lk(outcome.mu);
+      if (!r.ok()) outcome.errors[static_cast<std::size_t>(i)] = r.error();
+      ++outcome.done;
+    };
+  };
+  f.scores->pause_writer_for_testing(true);
+  for (int i = 0; i < 40; ++i) {
+    f.scores->submit_async("p", id_of(i), {{"accuracy", ScoreDataType::kNumeric, static_cast<double>(i)}}, cb(i));
+  }
+  // Two overwrites of one score in the same group: the later one wins and
+  // the earlier version's index entries are gone.
+  f.scores->submit_async("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 70.0}}, cb(40));
+  f.scores->submit_async("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 71.0}}, cb(41));
+  // Out of its config's range: fails alone, rolled back inside the group.
+  f.scores->submit_async("p", id_of(1), {{"bounded", ScoreDataType::kNumeric, 11.0}}, cb(42));
+  EXPECT_EQ(f.scores->counters().queue_depth, static_cast<std::uint64_t>(kCalls));
+  f.scores->pause_writer_for_testing(false);
+  f.scores->stop();  // completes everything queued
+
+  ASSERT_EQ(outcome.done, kCalls);
+  for (int i = 0; i < 42; ++i) EXPECT_FALSE(outcome.errors[static_cast<std::size_t>(i)]) << i;
+  ASSERT_TRUE(outcome.errors[42]);
+  EXPECT_EQ(outcome.errors[42]->code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(f.scores->counters().groups, groups_before + 1);
+
+  const json out = f.evals("p", json::object(), false, /*histograms=*/false);
+  ASSERT_EQ(out.size(), 1u);  // "bounded" never got a score
+  EXPECT_EQ(out[0]["name"], "accuracy");
+  EXPECT_EQ(out[0]["count"], 40);
+  EXPECT_EQ(out[0]["maxScore"], 71);
+  EXPECT_EQ(f.get("p", 0)["scores"]["accuracy"], 71);
+  EXPECT_FALSE(f.get("p", 1)["scores"].contains("bounded"));
+  // The in-memory histograms agree with the index.
+  EXPECT_EQ(f.evals("p", json::object())[0]["count"], 40);
+}
+
+TEST(ScoreStore, WritesAfterStopAreRefusedNotDropped) {
+  Fixture f;
+  f.add_records("p", 1);
+  f.scores->stop();
+  auto r = f.scores->submit("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 1.0}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(ScoreStore, HistogramsAreBuiltInTheBackgroundAfterARestart) {
+  Fixture f;
+  f.add_records("p", 3);
+  f.add_records("q", 1);
+  ASSERT_TRUE(f.scores->submit("p", id_of(0), {{"accuracy", ScoreDataType::kNumeric, 80.0},
+                                               {"correct", ScoreDataType::kBoolean, 1.0}}).ok());
+  ASSERT_TRUE(f.scores->submit("p", id_of(1), {{"accuracy", ScoreDataType::kNumeric, 60.0}}).ok());
+  ASSERT_TRUE(f.scores->submit("q", id_of(0), {{"other", ScoreDataType::kNumeric, 1.0}}).ok());
+  f.reopen();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (f.scores->counters().names_warmed < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(f.scores->counters().names_warmed, 3u);  // p/accuracy, p/correct, q/other
+  const json out = f.evals("p", json::object());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0]["name"], "accuracy");
+  EXPECT_EQ(out[0]["count"], 2);
+  EXPECT_DOUBLE_EQ(out[0]["averageScore"].get<double>(), 70.0);
+}
+
+TEST(ScoreStore, RetentionDeletesTheScoresOfDeletedRequests) {
+  TempDir dir;
+  RequestLogOptions o;
+  o.path = dir.path().string() + "/data";
+  o.retention_days = 1;
+  const std::int64_t day = 24 * kHour;
+  std::int64_t now = kNow;
+  o.now_us = [&now] { return now; };
+  RequestLog log(std::move(o));
+  ScoreStore scores(log, [&now] { return now; });
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(log.submit(record("p", i)));
+  ASSERT_TRUE(log.flush());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(scores.submit("p", id_of(i), {{"accuracy", ScoreDataType::kNumeric, 10.0 * i}}).ok());
+  }
+  Feedback fb;
+  fb.rating = true;
+  fb.fields = {{"ground_truth", "x"}};
+  ASSERT_TRUE(scores.submit_feedback("p", id_of(0), fb).ok());
+  Score obs;
+  obs.request_id = id_of(0);
+  obs.observation_id = "span-1";
+  obs.name = "step_ok";
+  obs.data_type = ScoreDataType::kBoolean;
+  obs.value = 1;
+  ASSERT_TRUE(scores.upsert("p", obs).ok());
+  auto eval_count = [&](bool histograms) {
+    auto q = parse_eval_query(json::object(), false);
+    auto r = log.with_store([&](Store& st) { return run_eval_query(st, "p", *q, histograms ? &scores.aggregates() : nullptr); });
+    EXPECT_TRUE(r.ok());
+    for (const auto& e : *r) {
+      if (e["name"] == "accuracy") return e["count"].get<int>();
+    }
+    return 0;
+  };
+  ASSERT_EQ(eval_count(true), 4);  // histograms loaded before retention
+
+  // Two days later, records 0 and 1 are re-written as old ones: make 0..1
+  // old by moving the clock, then keep 2..3 young by re-submitting them.
+  now = kNow + 2 * day;
+  for (int i = 2; i < 4; ++i) {
+    auto r = record("p", i);
+    r.created_at_us = now;
+    ASSERT_TRUE(log.submit(std::move(r)));
+  }
+  ASSERT_TRUE(log.flush());
+  auto stats = log.run_retention();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->records_deleted, 2u);
+  EXPECT_EQ(stats->scores_deleted, 4u);  // accuracy x2, feedback score, observation score
+
+  auto listed = scores.list("p", lq([](ScoreListQuery& q) { q.limit = 100; }));
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->scores.size(), 2u);
+  for (const auto& sc : listed->scores) EXPECT_TRUE(sc.request_id == id_of(2) || sc.request_id == id_of(3));
+  EXPECT_EQ(eval_count(false), 2);  // the index
+  EXPECT_EQ(eval_count(true), 2);   // the histograms, rebuilt
+  // The feedback went with the request: an id reused later starts clean.
+  auto fields = log.with_store([&](Store& st) -> Expected<bool> {
+    RequestRecord r = record("p", 0);
+    if (auto ok = attach_score_data(st, r); !ok) return std::move(ok).error();
+    return r.feedback.empty();
+  });
+  ASSERT_TRUE(fields.ok());
+  EXPECT_TRUE(*fields);
 }
 
 }  // namespace

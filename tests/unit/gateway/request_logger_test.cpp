@@ -1,0 +1,103 @@
+// build_record / derive_fields: what the proxy hands the request log, and the
+// JSON-derived fields that the storage thread fills in later.
+
+#include "gateway/request_logger.hpp"
+
+#include <gtest/gtest.h>
+
+namespace arbiter::gateway {
+namespace {
+
+std::shared_ptr<const Config> priced_config() {
+  return load_config_from_string(R"(
+upstreams:
+  - name: openai
+    base_url: http://127.0.0.1:9
+projects:
+  - name: p
+    api_keys: [ k ]
+pricing:
+  - model: gpt-4o-mini*
+    input_per_million: 1.0
+    output_per_million: 2.0
+)",
+                                 "test.yaml");
+}
+
+RequestContext context() {
+  RequestContext ctx;
+  ctx.request_id = "00000000-0000-4000-8000-000000000001";
+  ctx.project = "p";
+  ctx.upstream = "openai";
+  ctx.method = "POST";
+  ctx.target = "/v1/chat/completions";
+  return ctx;
+}
+
+ExchangeResult chat_result() {
+  ExchangeResult r;
+  r.status = 200;
+  r.request_body.bytes = R"({"model":"gpt-4o-mini","user":"u-body","messages":[]})";
+  r.request_body.size = r.request_body.bytes.size();
+  r.response_body.bytes =
+      R"({"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":1000,"completion_tokens":500,"total_tokens":1500}})";
+  r.response_body.size = r.response_body.bytes.size();
+  return r;
+}
+
+void expect_derived(const scoring::RequestRecord& rec) {
+  EXPECT_FALSE(rec.derive_pending);
+  EXPECT_EQ(rec.request_model, "gpt-4o-mini");
+  EXPECT_EQ(rec.response_model, "gpt-4o-mini-2024-07-18");
+  EXPECT_EQ(rec.user_id, "u-body");
+  EXPECT_EQ(rec.prompt_tokens, 1000);
+  EXPECT_EQ(rec.completion_tokens, 500);
+  ASSERT_TRUE(rec.cost_usd);
+  EXPECT_DOUBLE_EQ(*rec.cost_usd, (1000 * 1.0 + 500 * 2.0) / 1e6);
+}
+
+TEST(BuildRecord, DerivesModelTokensAndCostAtOnceByDefault) {
+  const auto config = priced_config();
+  expect_derived(build_record(context(), chat_result(), *config));
+}
+
+TEST(BuildRecord, DeferredDerivationParsesNothingUntilTheStorageThreadAsks) {
+  const auto config = priced_config();
+  auto rec = build_record(context(), chat_result(), *config, /*defer_derivation=*/true);
+  EXPECT_TRUE(rec.derive_pending);
+  EXPECT_TRUE(rec.request_model.empty());
+  EXPECT_TRUE(rec.user_id.empty());
+  EXPECT_FALSE(rec.prompt_tokens);
+  EXPECT_FALSE(rec.cost_usd);
+  derive_fields(rec, *config);
+  expect_derived(rec);
+}
+
+TEST(BuildRecord, OmittedBodiesAreDerivedBeforeTheyAreDropped) {
+  const auto config = priced_config();
+  auto ctx = context();
+  ctx.omit_request = true;
+  ctx.omit_response = true;
+  auto rec = build_record(ctx, chat_result(), *config, /*defer_derivation=*/true);
+  expect_derived(rec);
+  EXPECT_TRUE(rec.request_body.empty());
+  EXPECT_TRUE(rec.response_body.empty());
+  EXPECT_TRUE(rec.request_omitted);
+  EXPECT_EQ(rec.request_size, static_cast<std::int64_t>(chat_result().request_body.size));
+}
+
+TEST(BuildRecord, TruncatedBodiesAreNotParsed) {
+  const auto config = priced_config();
+  auto result = chat_result();
+  result.request_body.truncated = true;
+  result.response_body.truncated = true;
+  auto rec = build_record(context(), std::move(result), *config, true);
+  derive_fields(rec, *config);
+  EXPECT_TRUE(rec.request_model.empty());
+  EXPECT_TRUE(rec.response_model.empty());
+  EXPECT_FALSE(rec.prompt_tokens);
+  EXPECT_FALSE(rec.cost_usd);
+}
+
+}  // namespace
+}  // namespace arbiter::gateway
