@@ -3,7 +3,7 @@
 # (DESIGN.md §9). See bench/README.md for what is measured and how to read it.
 #
 #   bench/run.sh [--duration S] [--quick] [--out FILE] [--threads N] [--upstream-threads N]
-#                [--no-request-log] [--webhook]
+#                [--no-request-log] [--webhook] [--evaluators N] [--evaluator-sampling P]
 #
 #   --duration S          seconds per measured wrk run (default 10)
 #   --quick               1 s runs and no warm-up: a smoke test, not a measurement
@@ -14,6 +14,10 @@
 #                         what the request log costs; by default arbiter logs as configured
 #   --webhook             also configure one webhook (request.logged, with bodies) delivering
 #                         every call to the fake upstream's echo route, to measure its cost
+#   --evaluators N        also run a second arbiter ("arbiter_ev") with N built-in evaluators
+#                         configured (1-10, the local kinds, all scoring every request), measured
+#                         side by side with the plain one, and report its evaluator counters
+#   --evaluator-sampling P  their `sampling` percentage (default 100: every request, each)
 #
 # Environment: ARBITER_BIN and FAKE_UPSTREAM_BIN select the binaries; when both are set the
 # script does not build (ctest passes the build's own binaries that way). Otherwise it builds
@@ -34,8 +38,10 @@ upstream_threads=1
 key="bench-key"
 request_log=1
 webhook=0
+evaluators=0
+evaluator_sampling=100
 
-usage() { sed -n '3,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs a value}; shift 2 ;;
@@ -45,6 +51,8 @@ while [ $# -gt 0 ]; do
     --upstream-threads) upstream_threads=${2:?--upstream-threads needs a value}; shift 2 ;;
     --no-request-log) request_log=0; shift ;;
     --webhook) webhook=1; shift ;;
+    --evaluators) evaluators=${2:?--evaluators needs a value}; shift 2 ;;
+    --evaluator-sampling) evaluator_sampling=${2:?--evaluator-sampling needs a value}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -52,6 +60,9 @@ done
 for v in "$duration" "$threads" "$upstream_threads"; do
   [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: '$v' is not a positive integer" >&2; exit 2; }
 done
+[[ "$evaluators" =~ ^([0-9]|10)$ ]] || { echo "run.sh: --evaluators takes 0-10" >&2; exit 2; }
+[[ "$evaluator_sampling" =~ ^([0-9]|[1-9][0-9]|100)$ ]] ||
+  { echo "run.sh: --evaluator-sampling takes 0-100" >&2; exit 2; }
 warmup=2
 if [ "$quick" = 1 ]; then duration=1; warmup=0; fi
 if [ -n "$out" ]; then
@@ -171,7 +182,7 @@ machine_ticks() {
 ours_ticks() {
   local f
   f=$(cat "/proc/$$/stat"); f=${f##*) }; set -- $f
-  echo $(( ${14} + ${15} + $(cpu_ticks "$fake_pid" "$nginx_pid" $nginx_workers "$arbiter_pid") ))
+  echo $(( ${14} + ${15} + $(cpu_ticks "$fake_pid" "$nginx_pid" $nginx_workers "$arbiter_pid" ${arbiter_ev_pid:-}) ))
 }
 
 # How busy is the machine? The load average lags, so also sample the CPU idle share for 1 s.
@@ -264,6 +275,38 @@ arbiter_addr=$(wait_listening "$tmp/arbiter.out" '"listener":"proxy"' "$arbiter_
 arbiter_api=$(wait_listening "$tmp/arbiter.out" '"listener":"api"' "$arbiter_pid") ||
   fail_start "arbiter's API did not start"
 
+# arbiter with evaluators: the same config plus N local built-in evaluators, each scoring every
+# request (comparison kinds compare the answer with the user's message).
+arbiter_ev_pid=""
+if [ "$evaluators" -gt 0 ]; then
+  mkdir -p "$tmp/arbiter_ev"
+  kinds=(
+    "{ name: e_length, kind: response_length }"
+    "{ name: e_lev, kind: levenshtein, params: { reference: inputs.messages.0.content } }"
+    "{ name: e_rouge, kind: rouge_l, params: { reference: inputs.messages.0.content } }"
+    "{ name: e_bleu, kind: bleu, params: { reference: inputs.messages.0.content } }"
+    "{ name: e_flesch, kind: flesch_reading_ease }"
+    "{ name: e_keys, kind: json_key_coverage, params: { required_keys: [ a ] } }"
+    "{ name: e_kw, kind: keywords, params: { keywords: [ hello ] } }"
+    "{ name: e_tps, kind: tokens_per_second }"
+    "{ name: e_schema, kind: json_schema, params: { schema: { type: object } } }"
+    "{ name: e_sql, kind: sql_parse }"
+  )
+  {
+    sed "s#$tmp/arbiter/data#$tmp/arbiter_ev/data#" "$tmp/arbiter/arbiter.yaml"
+    echo "evaluators:"
+    for ((i = 0; i < evaluators; i++)); do
+      echo "  - ${kinds[$i]%\}}, sampling: $evaluator_sampling }"
+    done
+  } >"$tmp/arbiter_ev/arbiter.yaml"
+  "$ARBITER_BIN" --config "$tmp/arbiter_ev/arbiter.yaml" >"$tmp/arbiter_ev.out" 2>"$tmp/arbiter_ev.err" &
+  arbiter_ev_pid=$!; pids+=("$arbiter_ev_pid")
+  arbiter_ev_addr=$(wait_listening "$tmp/arbiter_ev.out" '"listener":"proxy"' "$arbiter_ev_pid") ||
+    fail_start "arbiter with evaluators did not start"
+  arbiter_ev_api=$(wait_listening "$tmp/arbiter_ev.out" '"listener":"api"' "$arbiter_ev_pid") ||
+    fail_start "arbiter with evaluators did not start its api listener"
+fi
+
 # nginx prints nothing when ready: wait for its port to accept connections
 deadline=$((SECONDS + 10))
 until (exec 3<>"/dev/tcp/127.0.0.1/$nginx_port") 2>/dev/null; do
@@ -284,6 +327,10 @@ nginx_rss_idle=$(nginx_rss_sum)
 # ---------------------------------------------------------------- measurement
 targets=(direct nginx arbiter)
 declare -A addr=([direct]=$fake_addr [nginx]=$nginx_addr [arbiter]=$arbiter_addr)
+if [ -n "$arbiter_ev_pid" ]; then
+  targets+=(arbiter_ev)
+  addr[arbiter_ev]=$arbiter_ev_addr
+fi
 declare -A R=()
 failures=0
 
@@ -307,13 +354,29 @@ to_us_awk='function to_us(s,  n, u) { n = s + 0; u = s; sub(/^[0-9.]+/, "", u);
 bench_field() { awk -v k="$2" '$1 == "BENCH" { for (i = 2; i <= NF; i++) { split($i, kv, "=");
   if (kv[1] == k) { print kv[2]; exit } } }' "$1"; }
 
+# Waits (up to 120 s) until arbiter_ev's evaluators have no queued or running run, so that
+# its workers never compete for the CPUs with another target's measured run.
+drain_evaluators() {
+  [ -n "$arbiter_ev_pid" ] || return 0
+  local deadline=$((SECONDS + 120)) busy
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    busy=$("$CURL" -sS --max-time 5 "http://$arbiter_ev_api/metrics" 2>/dev/null |
+           awk '$1 == "arbiter_evaluator_queue_depth" || index($1, "arbiter_evaluator_running{") == 1 { s += $2 }
+                END { printf "%d", s }')
+    [ "${busy:-1}" -eq 0 ] && return 0
+    sleep 0.2
+  done
+  log "warning: arbiter_ev's evaluators are still busy after 120 s"
+}
+
 # run_wrk TARGET LABEL THREADS CONNS SECONDS: runs wrk, checks for errors, sets R[TARGET.LABEL.*]
 run_wrk() {
   local t=$1 label=$2 wt=$3 conns=$4 secs=$5
+  drain_evaluators
   local f="$tmp/wrk-$t-$label.txt" url="http://${addr[$t]}"
   local p p_ngx c0 u0 c1 u1 m0 m1 o0 o1
   p_ngx="$nginx_pid $nginx_workers"
-  case "$t" in arbiter) p="$arbiter_pid" ;; nginx) p="$p_ngx" ;; *) p="" ;; esac
+  case "$t" in arbiter) p="$arbiter_pid" ;; arbiter_ev) p="$arbiter_ev_pid" ;; nginx) p="$p_ngx" ;; *) p="" ;; esac
   c0=$(cpu_ticks $p); u0=$(cpu_ticks "$fake_pid"); m0=$(machine_ticks); o0=$(ours_ticks)
   if ! BENCH_KEY=$key timeout -k 5 $((secs + 30)) "$WRK" -t"$wt" -c"$conns" -d"${secs}s" \
          --timeout 5s --latency -s "$here/chat.lua" "$url" >"$f" 2>&1; then
@@ -352,7 +415,7 @@ run_wrk() {
                          -v n="$reqs" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
   R[$t.$label.foreign_cpu_pct]=$foreign
   check_errors "$t" "$label" "$f"
-  log "$(printf '%-8s %-4s rps=%-10s p50=%sus p99=%sus  (other work: %s%% CPU)' \
+  log "$(printf '%-10s %-4s rps=%-10s p50=%sus p99=%sus  (other work: %s%% CPU)' \
            "$t" "$label" "$rps" "$p50" "$p99" "$foreign")"
 }
 
@@ -380,6 +443,20 @@ log "throughput: wrk -t2 -c64 -d${duration}s"
 for t in "${targets[@]}"; do run_wrk "$t" c64 2 64 "$duration"; done
 log "latency: wrk -t1 -c1 -d${duration}s"
 for t in "${targets[@]}"; do run_wrk "$t" c1 1 1 "$duration"; done
+
+# The evaluators' own figures: how many runs completed, failed or found the queue full.
+ev_metric() {  # sum of an arbiter_evaluator_* counter over all evaluators
+  "$CURL" -sS --max-time 5 "http://$arbiter_ev_api/metrics" 2>/dev/null |
+    awk -v m="$1" 'index($1, m "{") == 1 { s += $2 } END { printf "%d", s }'
+}
+if [ -n "$arbiter_ev_pid" ]; then
+  kill -0 "$arbiter_ev_pid" 2>/dev/null || { show_logs; die "arbiter with evaluators died during the run"; }
+  ev_completed=$(ev_metric arbiter_evaluator_completed_total)
+  ev_errors=$(ev_metric arbiter_evaluator_errors_total)
+  ev_queue_full=$(ev_metric arbiter_evaluator_queue_full_total)
+  ev_matched=$(ev_metric arbiter_evaluator_matched_total)
+  ev_rss_after=$(rss_kib "$arbiter_ev_pid")
+fi
 
 arbiter_rss_after=$(rss_kib "$arbiter_pid")
 # Webhook counters once the runs are over (deliveries may still be draining).
@@ -415,7 +492,7 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
   echo "arbiter bench: ${duration}s runs, $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), threads=$threads, upstream threads=$upstream_threads, request log $([ "$request_log" = 1 ] && echo "as configured (default on)" || echo off), webhook $([ "$webhook" = 1 ] && echo on || echo off)"
   echo "load average before: $load_before   after: $load_after   CPU idle before: ${idle_before}%"
   echo
-  printf '%-8s %11s %10s %10s %11s %10s %11s %20s %9s\n' target 'rps@64' 'p50@1 us' 'p99@1 us' \
+  printf '%-10s %11s %10s %10s %11s %10s %11s %20s %9s\n' target 'rps@64' 'p50@1 us' 'p99@1 us' \
     'p99.9@1 us' 'rps@1' 'cpu/req us' 'RSS idle/after KiB' 'other %'
   for t in "${targets[@]}"; do
     case "$t" in
@@ -423,7 +500,7 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
       nginx) rss="$nginx_rss_idle / $nginx_rss_after" ;;
       *) rss="-" ;;
     esac
-    printf '%-8s %11s %10s %10s %11s %10s %11s %20s %9s\n' "$t" "${R[$t.c64.rps]}" "${R[$t.c1.p50]}" \
+    printf '%-10s %11s %10s %10s %11s %10s %11s %20s %9s\n' "$t" "${R[$t.c64.rps]}" "${R[$t.c1.p50]}" \
       "${R[$t.c1.p99]}" "${R[$t.c1.p999]:--}" "${R[$t.c1.rps]}" "${R[$t.c64.proxy_cpu_us]:--}" "$rss" \
       "${R[$t.c64.foreign_cpu_pct]}/${R[$t.c1.foreign_cpu_pct]}"
   done
@@ -442,6 +519,13 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
   echo "arbiter RSS idle / after / peak: $arbiter_rss_idle / $arbiter_rss_after / $arbiter_rss_peak KiB   (idle budget <= 64 MiB)  $ok_rss"
   if [ "$webhook" = 1 ]; then
     echo "webhook: ${wh_enqueued:-?} deliveries enqueued, ${wh_delivered:-?} delivered by the end of the runs, ${wh_failed:-?} failed attempts"
+  fi
+  if [ -n "$arbiter_ev_pid" ]; then
+    echo
+    echo "arbiter_ev: the same arbiter with $evaluators evaluators configured (sampling $evaluator_sampling%)"
+    echo "arbiter_ev added p50 vs arbiter: $(calc %d "${R[arbiter_ev.c1.p50]} - ${R[arbiter.c1.p50]}") us, added p99: $(calc %d "${R[arbiter_ev.c1.p99]} - ${R[arbiter.c1.p99]}") us"
+    echo "arbiter_ev rps / arbiter rps : $(calc %.3f "${R[arbiter_ev.c64.rps]} / ${R[arbiter.c64.rps]}")"
+    echo "evaluator runs: matched $ev_matched, completed $ev_completed, errors $ev_errors (of which queue full $ev_queue_full); RSS after $ev_rss_after KiB"
   fi
   disturbed=$(for t in "${targets[@]}"; do echo "${R[$t.c64.foreign_cpu_pct]}"; echo "${R[$t.c1.foreign_cpu_pct]}"; done |
               sort -n | tail -n1)
@@ -490,8 +574,15 @@ if [ -n "$out" ]; then
     echo "  \"targets\": {"
     target_json direct; echo ","
     target_json nginx; echo ","
-    target_json arbiter; echo
+    target_json arbiter
+    if [ -n "$arbiter_ev_pid" ]; then
+      echo ","; target_json arbiter_ev
+    fi
+    echo
     echo "  },"
+    if [ -n "$arbiter_ev_pid" ]; then
+      echo "  \"evaluators\": {\"configured\": $evaluators, \"sampling\": $evaluator_sampling, \"matched\": $ev_matched, \"completed\": $ev_completed, \"errors\": $ev_errors, \"queue_full\": $ev_queue_full, \"rss_after_kib\": $ev_rss_after},"
+    fi
     echo "  \"ratios\": {\"arbiter_rps_over_nginx\": $ratio_rps, \"nginx_rps_over_direct\": $nginx_ratio_rps,"
     echo "             \"arbiter_rps_over_direct\": $arbiter_vs_direct_rps,"
     echo "             \"arbiter_added_p50_us\": $add_a50, \"arbiter_added_p99_us\": $add_a99,"

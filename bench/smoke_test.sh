@@ -8,7 +8,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=$(mktemp "${TMPDIR:-/tmp}/arbiter-bench-smoke.XXXXXX")
 trap 'rm -f "$out"' EXIT
 
-timeout -k 5 120 "$here/run.sh" --quick --out "$out"
+timeout -k 5 150 "$here/run.sh" --quick --evaluators 3 --out "$out"
 
 python3 - "$out" <<'PY'
 import json, math, sys
@@ -18,7 +18,7 @@ bad = []
 def number(where, v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         bad.append(f"{where} = {v!r}")
-for t in ("direct", "nginx", "arbiter"):
+for t in ("direct", "nginx", "arbiter", "arbiter_ev"):
     d = r["targets"].get(t)
     if d is None:
         bad.append(f"no target {t}")
@@ -34,6 +34,11 @@ for k in ("rss_idle_kib", "rss_after_kib"):
 for k in ("arbiter_rps_over_nginx", "arbiter_added_p50_us", "arbiter_added_p99_us",
           "nginx_added_p50_us", "nginx_added_p99_us"):
     number(f"ratios.{k}", r["ratios"].get(k))
+ev = r.get("evaluators", {})
+for k in ("matched", "completed", "errors", "queue_full"):
+    number(f"evaluators.{k}", ev.get(k))
+if isinstance(ev.get("completed"), int) and ev["completed"] <= 0:
+    bad.append("evaluators.completed is not positive: the evaluators never ran")
 if r.get("failures") != 0:
     bad.append(f"failures = {r.get('failures')!r}")
 if bad:

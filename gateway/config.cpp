@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <yaml-cpp/yaml.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -18,6 +20,7 @@
 #include <system_error>
 #include <utility>
 
+#include "plugins/event_path.hpp"
 #include "scoring/webhook_signing.hpp"
 
 namespace arbiter::gateway {
@@ -309,9 +312,13 @@ class Loader {
   UpstreamConfig upstream(const Entry& at, SeenNames& seen) const;
   std::vector<ProjectConfig> projects(const std::optional<Entry>& at) const;
   std::vector<ModelPrice> pricing(const Entry& at) const;
+  std::vector<EvaluatorConfig> evaluators(const Entry& at) const;
+  EvaluatorConfig evaluator(const Entry& at, SeenNames& seen) const;
+  EvaluatorFilterConfig evaluator_filter(const Entry& at) const;
+  EvaluatorRetryConfig evaluator_retry(const Entry& at) const;
+  nlohmann::json json_value(const Entry& at, int depth) const;
   double number(const Entry& at, double min, double max) const;
   std::string unique_name(const Entry& at, std::string_view kind, SeenNames& seen) const;
-  void not_supported_yet(const std::optional<Entry>& at) const;
   std::vector<WebhookConfig> webhooks(const Entry& at, const std::vector<ProjectConfig>& projects) const;
   WebhookConfig webhook(const Entry& at, SeenNames& seen, const std::vector<ProjectConfig>& projects) const;
   // The entries of a mapping whose keys are data (filters, headers), with
@@ -390,7 +397,7 @@ Config Loader::load_root(const YAML::Node& root) const {
   config.upstreams = upstreams(top.find("upstreams"));
   config.projects = projects(top.find("projects"));
   if (auto at = top.find("pricing")) config.pricing = pricing(*at);
-  not_supported_yet(top.find("evaluators"));
+  if (auto at = top.find("evaluators")) config.evaluators = evaluators(*at);
   if (auto at = top.find("webhooks")) config.webhooks = webhooks(*at, config.projects);
 
   // The injected key must only ever serve callers who proved they are ours.
@@ -409,7 +416,9 @@ Config Loader::load_root(const YAML::Node& root) const {
 ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
   const MapReader m(*this, at,
                     {"proxy_listen", "api_listen", "tls", "proxy_tls", "api_tls", "threads", "api_workers",
-                     "log_level", "allow_anonymous", "drain_timeout_ms", "limits"});
+                     "evaluator_workers", "evaluator_queue_capacity", "evaluator_nice", "log_level",
+                     "allow_anonymous",
+                     "drain_timeout_ms", "limits"});
   ServerConfig s;
   if (auto e = m.find("proxy_listen")) s.proxy = listener(*e, s.proxy);
   if (auto e = m.find("api_listen")) s.api = listener(*e, s.api);
@@ -428,6 +437,11 @@ ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
 
   if (auto e = m.find("threads")) s.threads = static_cast<unsigned>(integer(*e, 0, kMaxThreads));
   if (auto e = m.find("api_workers")) s.api_workers = static_cast<unsigned>(integer(*e, 1, kMaxThreads));
+  if (auto e = m.find("evaluator_workers")) {
+    s.evaluator_workers = static_cast<unsigned>(integer(*e, 1, kMaxThreads));
+  }
+  if (auto e = m.find("evaluator_queue_capacity")) s.evaluator_queue_capacity = integer(*e, 1, 1u << 24);
+  if (auto e = m.find("evaluator_nice")) s.evaluator_nice = static_cast<unsigned>(integer(*e, 0, 19));
   if (auto e = m.find("log_level")) {
     static const std::map<std::string, LogLevel, std::less<>> kLevels = {
         {"debug", LogLevel::debug},
@@ -632,9 +646,161 @@ std::vector<ProjectConfig> Loader::projects(const std::optional<Entry>& at) cons
   return out;
 }
 
-void Loader::not_supported_yet(const std::optional<Entry>& at) const {
-  if (!at) return;
-  if (!items(*at).empty()) fail(*at, "not supported by this build yet");
+std::vector<EvaluatorConfig> Loader::evaluators(const Entry& at) const {
+  std::vector<EvaluatorConfig> out;
+  SeenNames seen;
+  for (const Entry& item : items(at)) out.push_back(evaluator(item, seen));
+  return out;
+}
+
+EvaluatorConfig Loader::evaluator(const Entry& at, SeenNames& seen) const {
+  const MapReader m(*this, at,
+                    {"name", "kind", "filter", "sampling", "needs", "score", "timeout_ms",
+                     "concurrency", "retry", "params"});
+  EvaluatorConfig e;
+  e.line = at.line;
+  e.name = unique_name(m.require("name"), "evaluator", seen);
+  const Entry kind = m.require("kind");
+  e.kind = text(kind).value;
+  if (!is_plain_name(e.kind)) fail(kind, "expected a kind name such as response_length, llm_judge, http or plugin");
+  if (auto f = m.find("filter")) e.filter = evaluator_filter(*f);
+  if (auto f = m.find("sampling")) e.sampling = static_cast<unsigned>(integer(*f, 0, 100));
+  if (auto f = m.find("needs")) {
+    for (const Entry& need : items(*f)) {
+      std::string path = text(need).value;
+      if (!plugins::valid_event_path(path)) {
+        fail(need, "expected an event path such as feedback.ground_truth (dot-separated, no empty segment)");
+      }
+      e.needs.push_back(std::move(path));
+    }
+  }
+  e.score_name = e.name;
+  if (auto f = m.find("score")) {
+    const MapReader sm(*this, *f, {"name", "data_type"});
+    if (auto n = sm.find("name")) {
+      e.score_name = text(*n).value;
+      // Same rule as the score API (scoring::validate_score_name), minus the
+      // UTF-8 check yaml-cpp has already done.
+      if (e.score_name.empty() || e.score_name.size() > 255) fail(*n, "expected 1-255 bytes");
+      for (unsigned char c : e.score_name) {
+        if (c < 0x20 || c == 0x7f) fail(*n, "control characters are not allowed");
+      }
+    }
+    if (auto t = sm.find("data_type")) {
+      e.score_data_type = text(*t).value;
+      if (e.score_data_type != "NUMERIC" && e.score_data_type != "BOOLEAN" &&
+          e.score_data_type != "CATEGORICAL") {
+        fail(*t, "expected NUMERIC, BOOLEAN or CATEGORICAL");
+      }
+    }
+  }
+  if (auto f = m.find("timeout_ms")) e.timeout = millis(*f, false);
+  if (auto f = m.find("concurrency")) e.concurrency = static_cast<unsigned>(integer(*f, 1, kMaxThreads));
+  if (auto f = m.find("retry")) e.retry = evaluator_retry(*f);
+  if (auto f = m.find("params")) {
+    if (!f->value.IsNull() && !f->value.IsMap()) fail(*f, "expected a mapping");
+    e.params = std::make_shared<const nlohmann::json>(json_value(*f, 0));
+  } else {
+    e.params = std::make_shared<const nlohmann::json>(nlohmann::json::object());
+  }
+  return e;
+}
+
+EvaluatorFilterConfig Loader::evaluator_filter(const Entry& at) const {
+  const MapReader m(*this, at, {"path", "model", "properties", "status"});
+  EvaluatorFilterConfig f;
+  if (auto e = m.find("path")) f.path = text(*e).value;
+  if (auto e = m.find("model")) f.model = text(*e).value;
+  if (auto e = m.find("properties")) {
+    if (!e->value.IsNull() && !e->value.IsMap()) fail(*e, "expected a mapping of property names to values");
+    if (e->value.IsMap()) {
+      for (const auto& kv : e->value) {
+        const int line = line_of(kv.first.Mark(), e->line);
+        if (!kv.first.IsScalar()) fail(line, e->path, "property names must be plain strings");
+        std::string key = kv.first.Scalar();
+        for (char& c : key) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        const Entry value{child_path(e->path, key), line_of(kv.second.Mark(), line), kv.second};
+        if (key.empty()) fail(value, "empty property name");
+        if (!f.properties.emplace(key, text(value).value).second) {
+          fail(value, "duplicate property (names are case-insensitive)");
+        }
+      }
+    }
+  }
+  if (auto e = m.find("status")) {
+    // `status: 200` arrives as a plain scalar, `status: 2xx` too.
+    const std::string v = text(*e).value;
+    const bool is_class = v.size() == 3 && v[0] >= '1' && v[0] <= '5' && (v[1] == 'x' || v[1] == 'X') &&
+                          (v[2] == 'x' || v[2] == 'X');
+    const bool is_code = v.size() == 3 && is_digits(v) && v[0] >= '1' && v[0] <= '5';
+    if (!is_class && !is_code) fail(*e, "expected a status class such as 2xx or a code such as 200");
+    f.status = is_class ? std::string{v[0], 'x', 'x'} : v;
+  }
+  return f;
+}
+
+EvaluatorRetryConfig Loader::evaluator_retry(const Entry& at) const {
+  const MapReader m(*this, at, {"max_attempts", "initial_backoff_ms", "max_backoff_ms"});
+  EvaluatorRetryConfig r;
+  if (auto e = m.find("max_attempts")) r.max_attempts = static_cast<unsigned>(integer(*e, 1, 100));
+  if (auto e = m.find("initial_backoff_ms")) r.initial_backoff = millis(*e, true);
+  if (auto e = m.find("max_backoff_ms")) r.max_backoff = millis(*e, true);
+  if (r.max_backoff < r.initial_backoff) {
+    fail(m.find("max_backoff_ms") ? *m.find("max_backoff_ms") : at,
+         "max_backoff_ms must not be smaller than initial_backoff_ms");
+  }
+  return r;
+}
+
+// A YAML node as JSON, for kind-specific params: mappings → objects (string
+// keys), sequences → arrays, plain scalars → null / bool / integer / number /
+// string as YAML 1.2's core schema reads them, quoted scalars → strings.
+// ${VAR} is expanded in every scalar (params may carry header secrets).
+nlohmann::json Loader::json_value(const Entry& at, int depth) const {
+  constexpr int kMaxDepth = 32;
+  if (depth > kMaxDepth) fail(at, "nested deeper than " + std::to_string(kMaxDepth) + " levels");
+  const YAML::Node& n = at.value;
+  if (n.IsNull()) return depth == 0 ? nlohmann::json::object() : nlohmann::json(nullptr);
+  if (n.IsMap()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& kv : n) {
+      const int line = line_of(kv.first.Mark(), at.line);
+      if (!kv.first.IsScalar()) fail(line, at.path, "keys must be plain strings");
+      const std::string& key = kv.first.Scalar();
+      if (out.contains(key)) fail(line, at.path, "duplicate key '" + key + "'");
+      out[key] = json_value(Entry{child_path(at.path, key), line, kv.second}, depth + 1);
+    }
+    return out;
+  }
+  if (n.IsSequence()) {
+    nlohmann::json out = nlohmann::json::array();
+    std::size_t index = 0;
+    for (const YAML::Node& item : n) {
+      out.push_back(json_value(Entry{item_path(at.path, index), line_of(item.Mark(), at.line), item},
+                               depth + 1));
+      ++index;
+    }
+    return out;
+  }
+  if (!n.IsScalar()) fail(at, "unsupported YAML value");
+  const Text t = expand(at, n.Scalar());
+  if (n.Tag() != "?") return t.value;  // quoted: always a string
+  const std::string& v = t.value;
+  if (v == "null" || v == "~" || v.empty()) return nullptr;
+  if (v == "true") return true;
+  if (v == "false") return false;
+  const bool negative = !v.empty() && v[0] == '-';
+  if (is_digits(negative ? std::string_view(v).substr(1) : std::string_view(v))) {
+    std::int64_t i = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), i);
+    if (ec == std::errc() && end == v.data() + v.size()) return i;
+  }
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(v.c_str(), &end);
+  const bool numeric_start = (v[0] >= '0' && v[0] <= '9') || v[0] == '-' || v[0] == '+' || v[0] == '.';
+  if (numeric_start && end == v.c_str() + v.size() && errno == 0 && std::isfinite(d)) return d;
+  return v;
 }
 
 std::vector<WebhookConfig> Loader::webhooks(const Entry& at,

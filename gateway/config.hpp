@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace arbiter::gateway {
 
 // A configuration error. what() is "file:line: message" (line is 1-based);
@@ -55,6 +57,14 @@ struct ServerConfig {
   // waiting for its fsync holds one, so this bounds concurrent durable API
   // writes; RocksDB merges concurrent syncs into one (group commit).
   unsigned api_workers = 32;
+  // The evaluator runtime's own threads (never the I/O threads) and the
+  // bounded queue of runs waiting for one; a run that finds it full is
+  // recorded as an error run ("queue full") and counted.
+  unsigned evaluator_workers = 4;
+  std::size_t evaluator_queue_capacity = 10'000;
+  // Nice value of the evaluator threads (0-19): under CPU contention they
+  // yield to the I/O threads, so evaluations cannot add proxy latency.
+  unsigned evaluator_nice = 10;
   LogLevel log_level = LogLevel::info;
   // Accept proxy calls without a gateway key (they go to the first project).
   // Refused by validation when any upstream injects an api_key.
@@ -105,6 +115,39 @@ struct UpstreamConfig {
   std::chrono::milliseconds pool_idle_timeout{30'000};
 };
 
+// evaluators[] (DESIGN.md §6). The loader checks the shape of every field;
+// kind-specific `params` are checked when the evaluator runtime builds the
+// evaluator at start-up (scoring/evaluator_runtime.hpp).
+struct EvaluatorFilterConfig {
+  std::string path;   // glob ('*' any run, '?' one character) on the path without its query; "" = any
+  std::string model;  // glob on the requested or the response model; "" = any
+  std::map<std::string, std::string> properties;  // exact values; keys lower-cased
+  // "" = any, "2xx" (a class, 1xx-5xx) or an exact code such as "200".
+  std::string status;
+};
+
+struct EvaluatorRetryConfig {
+  unsigned max_attempts = 3;  // 1 = no retry
+  std::chrono::milliseconds initial_backoff{1000};
+  std::chrono::milliseconds max_backoff{60'000};
+};
+
+struct EvaluatorConfig {
+  std::string name;  // unique, A-Z a-z 0-9 . _ -
+  int line = 0;      // where the entry starts in the file, for start-up errors
+  std::string kind;  // a built-in kind, llm_judge, http, semantic_similarity, moderation or plugin
+  EvaluatorFilterConfig filter;
+  unsigned sampling = 100;         // percent of matching requests, 0-100
+  std::vector<std::string> needs;  // event paths that must exist before the run
+  std::string score_name;          // default: the evaluator's name
+  std::string score_data_type;     // "", NUMERIC, BOOLEAN or CATEGORICAL
+  std::chrono::milliseconds timeout{30'000};  // per attempt
+  unsigned concurrency = 4;                   // runs of this evaluator at once
+  EvaluatorRetryConfig retry;
+  // Kind-specific settings as JSON (an object; empty when absent).
+  std::shared_ptr<const nlohmann::json> params;
+};
+
 using KeyHash = std::array<std::uint8_t, 32>;  // SHA-256 of an arbiter API key
 
 struct ProjectConfig {
@@ -150,6 +193,7 @@ struct Config {
   std::vector<UpstreamConfig> upstreams;  // at least one; the first is the default
   std::vector<ProjectConfig> projects;    // at least one
   std::vector<ModelPrice> pricing;        // unknown models have unknown cost
+  std::vector<EvaluatorConfig> evaluators;
   std::vector<WebhookConfig> webhooks;
 
   const UpstreamConfig* find_upstream(std::string_view name) const;

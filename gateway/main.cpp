@@ -12,13 +12,16 @@
 
 #include "gateway/api_router.hpp"
 #include "gateway/config.hpp"
+#include "gateway/evaluator_api.hpp"
 #include "gateway/log.hpp"
 #include "gateway/request_api.hpp"
 #include "gateway/request_logger.hpp"
 #include "gateway/score_api.hpp"
 #include "gateway/server.hpp"
 #include "gateway/webhook_api.hpp"
+#include "scoring/evaluator_runtime.hpp"
 #include "scoring/request_log.hpp"
+#include "scoring/score_store.hpp"
 #include "scoring/store.hpp"
 #include "scoring/webhook_service.hpp"
 
@@ -46,6 +49,47 @@ std::string log_metrics(const arbiter::scoring::RequestLog& log) {
   add("arbiter_log_queue_depth", "gauge", "Records waiting for the storage thread.", c.queue_depth);
   add("arbiter_log_retention_deleted_total", "counter", "Records removed by retention.", c.retention_deleted);
   return out;
+}
+
+// The evaluator runtime takes plain options (scoring/ does not know the
+// gateway's Config).
+arbiter::scoring::EvaluatorRuntimeOptions evaluator_options(const arbiter::gateway::Config& config) {
+  namespace sc = arbiter::scoring;
+  sc::EvaluatorRuntimeOptions o;
+  o.workers = config.server.evaluator_workers;
+  o.queue_capacity = config.server.evaluator_queue_capacity;
+  o.worker_nice = static_cast<int>(config.server.evaluator_nice);
+  for (const auto& u : config.upstreams) {
+    o.upstreams.push_back(sc::EvalUpstream{u.name, u.base_url, u.api_key, u.ca_file, u.verify_tls});
+  }
+  for (const auto& e : config.evaluators) {
+    sc::EvaluatorOptions ev;
+    ev.name = e.name;
+    ev.kind = e.kind;
+    ev.filter = sc::EvaluatorFilter{e.filter.path, e.filter.model, e.filter.properties, e.filter.status};
+    ev.sampling = e.sampling;
+    ev.needs = e.needs;
+    ev.score_name = e.score_name;
+    if (!e.score_data_type.empty()) ev.data_type = sc::parse_data_type(e.score_data_type);
+    ev.timeout = e.timeout;
+    ev.concurrency = e.concurrency;
+    ev.retry = sc::RetryPolicy{e.retry.max_attempts, e.retry.initial_backoff, e.retry.max_backoff};
+    if (e.params) ev.params = *e.params;
+    o.evaluators.push_back(std::move(ev));
+  }
+  return o;
+}
+
+// "file:line: evaluators[i]: <message>" for an evaluator that cannot be built.
+std::string evaluator_error(const arbiter::gateway::Config& config, const std::string& message) {
+  for (std::size_t i = 0; i < config.evaluators.size(); ++i) {
+    const auto& e = config.evaluators[i];
+    if (message.rfind("evaluator '" + e.name + "' ", 0) == 0) {
+      return config.source_file + ":" + std::to_string(e.line) + ": evaluators[" + std::to_string(i) +
+             "]: " + message;
+    }
+  }
+  return config.source_file + ": " + message;
 }
 
 void print_listening(const char* listener, const boost::asio::ip::tcp::endpoint& ep) {
@@ -95,6 +139,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_only) {
+    // Evaluators are built too (plugins loaded, templates read) so that
+    // --check catches what a start would refuse.
+    try {
+      arbiter::scoring::EvaluatorRuntime::validate(evaluator_options(*config));
+    } catch (const arbiter::scoring::EvaluatorConfigError& e) {
+      std::fprintf(stderr, "%s\n", evaluator_error(*config, e.what()).c_str());
+      return 1;
+    }
     std::fprintf(stderr, "%s: ok\n", config_path.c_str());
     return 0;
   }
@@ -129,6 +181,24 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // One score store for the API and the evaluators (its writer and
+  // aggregates must see every score).
+  auto score_store = std::make_unique<arbiter::scoring::ScoreStore>(*request_log);
+  // Built before anything is submitted, so its listener sees every record;
+  // a bad evaluator (params, template, plugin library) stops the start here.
+  std::unique_ptr<arbiter::scoring::EvaluatorRuntime> evaluators;
+  try {
+    evaluators = std::make_unique<arbiter::scoring::EvaluatorRuntime>(*request_log, *score_store,
+                                                                      evaluator_options(*config));
+  } catch (const arbiter::scoring::EvaluatorConfigError& e) {
+    const std::string message = evaluator_error(*config, e.what());
+    log::error("cannot start evaluators", {{"error", message}});
+    std::fprintf(stderr, "arbiter: %s\n", message.c_str());
+    score_store->stop();
+    (void)request_log->close();
+    return 1;
+  }
+
   // Webhook deliveries: a write listener on the log (registered before the
   // first record) with its own dispatcher thread and outbound client.
   std::unique_ptr<arbiter::scoring::WebhookService> webhooks;
@@ -146,11 +216,13 @@ int main(int argc, char** argv) {
     RequestLogger logger(*request_log, config);
     Server server(config, config->storage.log_requests ? &logger : nullptr);
     register_request_routes(server.api(), *request_log, config);
-    register_score_routes(server.api(), *request_log);
+    register_score_routes(server.api(), *request_log, *score_store);
+    register_evaluator_routes(server.api(), *evaluators);
     register_webhook_routes(server.api(), *webhooks);
     server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
     server.api().add_metrics_source([&w = *webhooks] { return webhook_metrics(w); });
     webhooks->start();  // resumes deliveries left queued by the previous run
+    evaluators->start();  // resumes runs left unfinished by the previous run
     server.start();
     print_listening("proxy", server.proxy_endpoint());
     print_listening("api", server.api_endpoint());
@@ -164,6 +236,10 @@ int main(int argc, char** argv) {
     log::error("fatal", {{"error", e.what()}});
     code = 1;
   }
+  // Runs not finished stay pending in storage and resume at the next start;
+  // the workers are stopped before the score store they write through.
+  evaluators->stop();
+  score_store->stop();
   // Stops sending (calls in flight stay queued in the outbox for the next
   // start) before the log closes; records drained by close() still get their
   // deliveries written.

@@ -96,8 +96,10 @@ scoring::ScoreStore::WriteCallback created(Respond respond, bool with_score) {
 
 }  // namespace
 
-void register_score_routes(ApiRouter& router, scoring::RequestLog& log) {
-  auto scores = std::make_shared<scoring::ScoreStore>(log);
+void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring::ScoreStore& score_store) {
+  // Handlers capture a non-owning pointer: main owns the store (the
+  // evaluator runtime writes through it too).
+  scoring::ScoreStore* scores = &score_store;
   router.add_metrics_source([scores] {
     const auto c = scores->counters();
     return "# HELP arbiter_score_groups_total Score group commits (one fsync each).\n"

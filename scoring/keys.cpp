@@ -15,6 +15,25 @@ void append_part(std::string& out, std::string_view s) {
   out.push_back('\0');
 }
 
+bool read_part(std::string_view& in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '\0') {
+      in.remove_prefix(i + 1);
+      return true;
+    }
+    if (c == '\x01') {
+      if (i + 1 >= in.size()) return false;
+      out.push_back(in[i + 1] == '\x01' ? '\0' : '\x01');
+      ++i;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return false;
+}
+
 void append_ts(std::string& out, std::int64_t ts_us) {
   const std::uint64_t u = static_cast<std::uint64_t>(ts_us) ^ (1ull << 63);
   for (int shift = 56; shift >= 0; shift -= 8) {

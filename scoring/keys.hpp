@@ -37,6 +37,9 @@ namespace arbiter::scoring::keys {
 enum class BodyKind : char { kRequest = 'q', kResponse = 's', kStreamRaw = 'r' };
 
 void append_part(std::string& out, std::string_view part);
+// Reads one part from the front of `in` into `out`, advancing `in` past its
+// terminator; false when `in` holds no complete part.
+bool read_part(std::string_view& in, std::string& out);
 void append_ts(std::string& out, std::int64_t ts_us);
 std::int64_t decode_ts(std::string_view eight_bytes);
 

@@ -59,25 +59,6 @@ std::string feedback_key(std::string_view project, std::string_view request_id) 
   return k;
 }
 
-// Reads one part (see keys::append_part) from the front of `in`.
-bool read_part(std::string_view& in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    if (c == '\0') {
-      in.remove_prefix(i + 1);
-      return true;
-    }
-    if (c == '\x01') {
-      if (i + 1 >= in.size()) return false;
-      out.push_back(in[i + 1] == '\x01' ? '\0' : '\x01');
-      ++i;
-    } else {
-      out.push_back(c);
-    }
-  }
-  return false;
-}
 
 // Index entries of one score version.
 struct IndexKeys {
@@ -300,7 +281,7 @@ std::optional<Target> parse_target(std::string_view& in) {
   Target t;
   t.kind = in[0];
   in.remove_prefix(1);
-  if (!read_part(in, t.id) || !read_part(in, t.observation_id)) return std::nullopt;
+  if (!keys::read_part(in, t.id) || !keys::read_part(in, t.observation_id)) return std::nullopt;
   return t;
 }
 
@@ -394,7 +375,7 @@ Expected<std::vector<std::string>> score_names(const Store& store, std::string_v
                 [&](std::string_view key, std::string_view) {
                   std::string_view rest = key.substr(prefix.size());
                   std::string name;
-                  if (read_part(rest, name)) names.push_back(std::move(name));
+                  if (keys::read_part(rest, name)) names.push_back(std::move(name));
                   return true;
                 });
   if (!r.ok()) return std::move(r).error();
@@ -422,7 +403,7 @@ void ScoreStore::warm_up() {
     return scan(store, ColumnFamily::kScores, "M", {}, {}, false, [&](std::string_view key, std::string_view) {
       std::string_view rest = key.substr(1);
       std::string project, name;
-      if (read_part(rest, project) && read_part(rest, name)) names.emplace_back(std::move(project), std::move(name));
+      if (keys::read_part(rest, project) && keys::read_part(rest, name)) names.emplace_back(std::move(project), std::move(name));
       return !warm_stop_.load(std::memory_order_relaxed);
     });
   });
@@ -515,6 +496,10 @@ struct ScoreStore::Job {
   std::optional<Feedback> feedback;  // kWrite: fields to merge (submit_feedback)
   std::string session_check;         // kWrite: a session id that must have a stored record
   std::string remove_id;             // kRemove
+  // An evaluator run (write_evaluation): its entries, and what listeners hear.
+  RunEntries run_entries;
+  std::optional<EvaluationEvent> evaluation;
+  bool durable = true;  // the group is fsynced when any of its jobs is durable
   WriteCallback done;
   // Filled by the writer.
   Expected<std::vector<Score>> result{std::vector<Score>{}};
@@ -565,21 +550,33 @@ void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
   auto committed = log_.with_store([&](Store& store) -> Expected<void> {
     rocksdb::WriteBatchWithIndex batch;
     const BatchView db{store, batch};
+    bool durable = false;
     for (auto& job : group) {
       batch.SetSavePoint();
       job->result = job->kind == Job::Kind::kWrite ? build_write(db, *job) : build_remove(db, *job);
+      if (job->result.ok() && job->run_entries) {
+        if (auto added = job->run_entries(store, *batch.GetWriteBatch()); !added) {
+          job->result = std::move(added).error();
+        }
+      }
       if (!job->result.ok()) {
         (void)batch.RollbackToSavePoint();
         continue;
       }
       (void)batch.PopSavePoint();
-      if (job->kind == Job::Kind::kWrite) {
+      durable = durable || job->durable;
+      if (job->kind == Job::Kind::kWrite && !job->result->empty()) {
         for (auto* l : listeners) l->on_scores(store, job->project, *job->result, *batch.GetWriteBatch());
+      }
+      if (job->evaluation) {
+        job->evaluation->project = job->project;
+        job->evaluation->scores = *job->result;
+        for (auto* l : listeners) l->on_evaluation(store, *job->evaluation, *batch.GetWriteBatch());
       }
     }
     if (batch.GetWriteBatch()->Count() == 0) return {};
     rocksdb::WriteOptions wo;
-    wo.sync = true;  // durable before any caller hears "written"
+    wo.sync = durable;  // durable before any API caller hears "written"
     std::shared_lock gate(aggregates_.gate());
     const rocksdb::Status ws = store.db().Write(wo, batch.GetWriteBatch());
     if (!ws.ok()) return status_error("write scores", ws);
@@ -592,7 +589,12 @@ void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
   for (auto& job : group) {
     if (!committed.ok() && job->result.ok()) job->result = committed.error();
     if (job->result.ok() && job->kind == Job::Kind::kWrite) {
-      for (auto* l : listeners) l->scores_written(job->project, *job->result);
+      if (!job->result->empty()) {
+        for (auto* l : listeners) l->scores_written(job->project, *job->result);
+      }
+      if (job->evaluation) {
+        for (auto* l : listeners) l->evaluation_written(*job->evaluation);
+      }
       if (job->merged_feedback) {
         for (auto* l : listeners) {
           l->feedback_written(job->project, job->scores.empty() ? std::string_view() : job->scores[0].request_id,
@@ -831,6 +833,27 @@ void ScoreStore::remove_async(std::string_view project, std::string_view id, Wri
   enqueue(std::move(job));
 }
 
+Expected<std::vector<Score>> ScoreStore::write_evaluation(std::string_view project, std::vector<Score> scores,
+                                                          EvaluationEvent& evaluation, RunEntries extend) {
+  auto job = std::make_unique<Job>();
+  job->project = std::string(project);
+  job->scores = std::move(scores);
+  job->run_entries = std::move(extend);
+  job->evaluation = evaluation;
+  job->durable = false;
+  Job* raw = job.get();
+  std::promise<Expected<std::vector<Score>>> promise;
+  auto future = promise.get_future();
+  // The job outlives its callback (the writer destroys it after done()), so
+  // the listeners' view of the event can be copied back from it there.
+  job->done = [&promise, &evaluation, raw](Expected<std::vector<Score>> r) {
+    if (raw->evaluation) evaluation = *raw->evaluation;
+    promise.set_value(std::move(r));
+  };
+  enqueue(std::move(job));
+  return future.get();
+}
+
 Expected<void> ScoreStore::remove(std::string_view project, std::string_view id) {
   return wait_for<void>([&](WriteCallback cb) { remove_async(project, id, std::move(cb)); });
 }
@@ -936,7 +959,7 @@ Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreLi
         if (!target) return true;
         const std::string_view target_bytes =
             target_start.substr(0, target_start.size() - rest.size());
-        if (q.name.empty() && !read_part(rest, name)) return true;
+        if (q.name.empty() && !keys::read_part(rest, name)) return true;
         auto got =
             read_score(store, score_keys::score(project, target_bytes, name), snapshot.get());
         if (!got.ok()) {

@@ -196,6 +196,23 @@ class ScoreStore {
   Expected<ScoreConfig> create_config(std::string_view project, ScoreConfig config);
   Expected<std::vector<ScoreConfig>> configs(std::string_view project) const;
 
+  // An evaluator run's outcome (scoring/evaluator_runtime.hpp): its scores
+  // (ids, source EVAL and author set by the caller; checked against score
+  // configs like any other score) and the run's own entries, which `extend`
+  // adds, in one batch of a group commit. Listeners get on_scores, then
+  // on_evaluation with `evaluation.scores` set to the stored scores, and
+  // scores_written / evaluation_written after the commit. With no scores only
+  // the run entries are written (an error run). kInvalidArgument when a score
+  // breaks its config (nothing of this job is written then); `extend` may
+  // fail too. Unlike the API writes, a group holding only evaluations is not
+  // fsynced: a process crash cannot lose it (the WAL write is in the page
+  // cache), and a power cut that does loses the run's final state with it, so
+  // the run — pending since its record's batch — is evaluated again.
+  // Blocking; call from an evaluator worker.
+  using RunEntries = std::function<Expected<void>(const Store&, rocksdb::WriteBatch&)>;
+  Expected<std::vector<Score>> write_evaluation(std::string_view project, std::vector<Score> scores,
+                                                EvaluationEvent& evaluation, RunEntries extend);
+
   // The hourly histograms the eval queries' fast path reads (evals.hpp).
   ScoreAggregates& aggregates() { return aggregates_; }
 

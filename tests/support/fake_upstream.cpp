@@ -156,6 +156,7 @@ struct BodyFields {
   std::string encoding_format;
   std::vector<std::string> inputs;  // `input` (embeddings, moderations) or `prompt` (completions)
   std::size_t prompt_chars = 0;     // text in messages / prompt / input, for token estimates
+  std::string message_text;         // every messages[].content text, concatenated
 };
 
 class BodyScanner final : public nlohmann::json_sax<Json> {
@@ -186,6 +187,7 @@ class BodyScanner final : public nlohmann::json_sax<Json> {
       out_.inputs.push_back(val);
     } else if (top_key_ == "messages" && (last_key_ == "content" || last_key_ == "text")) {
       out_.prompt_chars += val.size();
+      out_.message_text += val;
     }
     return true;
   }
@@ -296,7 +298,7 @@ struct ResponsePlan {
   bool keep_alive = true;
 };
 
-enum class Route { chat, completions, embeddings, models, moderations, echo };
+enum class Route { chat, completions, embeddings, models, moderations, evaluate, echo };
 
 Route classify(http::verb method, std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
@@ -305,6 +307,7 @@ Route classify(http::verb method, std::string_view target) {
     if (ends_with(path, "/completions")) return Route::completions;
     if (ends_with(path, "/embeddings")) return Route::embeddings;
     if (ends_with(path, "/moderations")) return Route::moderations;
+    if (ends_with(path, "/evaluate")) return Route::evaluate;
   } else if (method == http::verb::get && ends_with(path, "/models")) {
     return Route::models;
   }
@@ -513,7 +516,8 @@ void plan_embeddings(ResponsePlan& plan, const BodyFields& body, const http::fie
                       {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}});
 }
 
-void plan_moderations(ResponsePlan& plan, const BodyFields& body, const http::fields& headers) {
+void plan_moderations(ResponsePlan& plan, const BodyFields& body, const http::fields& headers,
+                      const std::vector<std::string>& flag_words) {
   static constexpr std::array<std::string_view, 13> kCategories = {"harassment",
                                                                    "harassment/threatening",
                                                                    "hate",
@@ -532,7 +536,8 @@ void plan_moderations(ResponsePlan& plan, const BodyFields& body, const http::fi
   if (inputs.empty()) inputs.emplace_back();
   Json results = Json::array();
   for (const auto& input : inputs) {
-    const bool flagged = forced || contains_ci(input, "kill");
+    bool flagged = forced;
+    for (const auto& word : flag_words) flagged = flagged || contains_ci(input, word);
     Json categories = Json::object(), scores = Json::object();
     for (const auto name : kCategories) {
       const bool hit = flagged && name == "violence";
@@ -578,8 +583,39 @@ void plan_echo(ResponsePlan& plan, const http::request_header<>& req, std::size_
                       {"body_sha256", std::string(body_sha256_hex)}});
 }
 
+// The text between "<<judge-reply:" and the next ">>" in the messages, if any.
+std::optional<std::string> judge_reply(std::string_view text) {
+  static constexpr std::string_view kOpen = "<<judge-reply:";
+  const auto start = text.find(kOpen);
+  if (start == std::string_view::npos) return std::nullopt;
+  const auto end = text.find(">>", start + kOpen.size());
+  if (end == std::string_view::npos) return std::nullopt;
+  return std::string(text.substr(start + kOpen.size(), end - start - kOpen.size()));
+}
+
+// An `http` evaluator: scores computed from the posted event.
+void plan_evaluate(ResponsePlan& plan, const BodySummary& body) {
+  const Json event = Json::parse(body.prefix, nullptr, /*allow_exceptions=*/false);
+  if (event.is_discarded() || !event.is_object()) {
+    plan.header.result(http::status::bad_request);
+    set_json(plan, Json{{"error", "fake evaluate: the body is not a JSON object"}});
+    return;
+  }
+  std::string content;
+  if (auto o = event.find("outputs"); o != event.end() && o->is_object()) {
+    if (auto c = o->find("content"); c != o->end() && c->is_string()) content = c->get<std::string>();
+  }
+  bool has_truth = false;
+  if (auto f = event.find("feedback"); f != event.end() && f->is_object()) has_truth = f->contains("ground_truth");
+  set_json(plan, Json{{"scores",
+                       Json::array({Json{{"name", "content_bytes"},
+                                         {"value", content.size()},
+                                         {"comment", "bytes in outputs.content"}},
+                                    Json{{"name", "has_ground_truth"}, {"value", has_truth}}})}});
+}
+
 ResponsePlan make_plan(const http::request<http::buffer_body>& req, Route route,
-                       const BodySummary& body) {
+                       const BodySummary& body, const FakeUpstreamOptions& opts) {
   ResponsePlan plan;
   plan.header.version(req.version());
   plan.header.result(http::status::ok);
@@ -611,6 +647,9 @@ ResponsePlan make_plan(const http::request<http::buffer_body>& req, Route route,
     g.created = unix_now();
     const std::string_view content = req["x-fake-content"];
     g.content = content.empty() ? std::string(kDefaultContent) : std::string(content);
+    if (route == Route::chat) {
+      if (auto reply = judge_reply(fields.message_text)) g.content = std::move(*reply);
+    }
     g.prompt_tokens = std::max<std::size_t>(1, (fields.prompt_chars + 3) / 4);
     g.completion_tokens = count_words(g.content);
     if (auto n = header_int(req, "x-fake-chunks"); n && *n > 0)
@@ -630,7 +669,9 @@ ResponsePlan make_plan(const http::request<http::buffer_body>& req, Route route,
   } else if (route == Route::embeddings) {
     plan_embeddings(plan, scan_body(body), req);
   } else if (route == Route::moderations) {
-    plan_moderations(plan, scan_body(body), req);
+    plan_moderations(plan, scan_body(body), req, opts.moderation_words);
+  } else if (route == Route::evaluate) {
+    plan_evaluate(plan, body);
   } else if (route == Route::models) {
     plan_models(plan);
   } else {
@@ -921,7 +962,7 @@ asio::awaitable<void> FakeUpstream::Impl::serve(Stream& stream) {
 
     if (sha) body.sha256_hex = sha->hex_digest();
     if (body.tail.size() > kPrefixLimit) body.tail.erase(0, body.tail.size() - kPrefixLimit);
-    ResponsePlan plan = make_plan(req, route, body);
+    ResponsePlan plan = make_plan(req, route, body, opts_);
     const bool keep_alive = req.keep_alive();
     // Recorded before the response is written, so a client that has its answer sees its request.
     record(req, std::move(body.prefix), body.size, std::move(body.sha256_hex), parser.chunked());

@@ -11,10 +11,17 @@
 //   POST .../completions        legacy text_completion, JSON or SSE likewise
 //   POST .../embeddings         one fake_embedding() vector per input (float or base64 encoding)
 //   GET  .../models             a list of two models
-//   POST .../moderations        flagged when the input contains "kill" or x-fake-flagged: true
+//   POST .../moderations        flagged when the input contains one of `moderation_words`
+//                               (default "kill", case-insensitive) or x-fake-flagged: true
+//   POST .../evaluate           an `http` evaluator: the body is an evaluator event; answers
+//                               {"scores": [content_bytes (bytes of outputs.content),
+//                               has_ground_truth (feedback.ground_truth present)]}
 //   anything else               200 echo: {method, target, headers, body_size, body_sha256}
 //
 //   x-fake-content: TEXT            assistant text (default "Hello from the fake upstream.")
+//   "<<judge-reply:TEXT>>" anywhere in a chat request's messages makes TEXT the assistant text
+//                                   (an LLM judge's prompt quotes the judged answer, so a test
+//                                   puts the marker in the proxied call's x-fake-content)
 //   x-fake-chunks: N                content chunks in a stream (default 5): split on words, or
 //                                   inside words when N exceeds them; at most one per character
 //   x-fake-chunk-interval-ms: N     pause between consecutive SSE events
@@ -53,6 +60,8 @@ struct FakeUpstreamOptions {
   // Keep a SeenRequest per request for requests(). The benchmark turns this off so that memory
   // stays flat over millions of requests; request_count() still counts.
   bool record_requests = true;
+  // Moderation flags an input containing any of these (case-insensitive).
+  std::vector<std::string> moderation_words{"kill"};
 };
 
 // What the upstream received.

@@ -1,12 +1,14 @@
 #include "gateway/config.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <stdlib.h>
 
 #include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -876,14 +878,151 @@ TEST(ConfigTest, TlsFilesMustBeReadable) {
                 "': No such file or directory");
 }
 
-TEST(ConfigTest, EvaluatorsAndWebhooksAreNotSupportedYet) {
-  EXPECT_EQ(error_of(kRequired + lines({"evaluators:", "  - name: x"})),
-            "test.yaml:7: evaluators: not supported by this build yet");
-  // webhooks: are parsed (webhook_config_test.cpp); still a sequence.
+TEST(ConfigTest, EvaluatorsAndWebhooksAreSequences) {
+  // Both are parsed (evaluators below, webhooks in webhook_config_test.cpp).
   EXPECT_EQ(error_of(kRequired + "evaluators: { a: b }\n"),
             "test.yaml:7: evaluators: expected a sequence");
   EXPECT_EQ(error_of(kRequired + "webhooks: none\n"), "test.yaml:7: webhooks: expected a sequence");
   EXPECT_NO_THROW(load(kRequired + "evaluators: []\nwebhooks:\n"));
+}
+
+TEST(ConfigTest, ParsesEvaluators) {
+  const auto config = load(kRequired + lines({
+                                           "server:",
+                                           "  evaluator_workers: 3",
+                                           "  evaluator_queue_capacity: 50",
+                                           "  evaluator_nice: 5",
+                                           "evaluators:",
+                                           "  - name: answer_length",
+                                           "    kind: response_length",
+                                           "  - name: judge.v2",
+                                           "    kind: llm_judge",
+                                           "    filter:",
+                                           "      path: /v1/chat/*",
+                                           "      model: \"gpt-4o*\"",
+                                           "      properties: { Env: prod, tier: \"2\" }",
+                                           "      status: 2XX",
+                                           "    sampling: 25",
+                                           "    needs: [ feedback.ground_truth, inputs.messages.-1.content ]",
+                                           "    score: { name: faithfulness, data_type: NUMERIC }",
+                                           "    timeout_ms: 1500",
+                                           "    concurrency: 2",
+                                           "    retry: { max_attempts: 5, initial_backoff_ms: 10, max_backoff_ms: 20 }",
+                                           "    params:",
+                                           "      model: gpt-4o-mini",
+                                           "      temperature: 0.5",
+                                           "      max_tokens: 100",
+                                           "      quoted: \"42\"",
+                                           "      flag: true",
+                                           "      nothing: ~",
+                                           "      list: [ a, 1, -2, 3.5, { k: v } ]",
+                                       }));
+  EXPECT_EQ(config->server.evaluator_workers, 3u);
+  EXPECT_EQ(config->server.evaluator_queue_capacity, 50u);
+  EXPECT_EQ(config->server.evaluator_nice, 5u);
+  ASSERT_EQ(config->evaluators.size(), 2u);
+
+  const EvaluatorConfig& a = config->evaluators[0];
+  EXPECT_EQ(a.name, "answer_length");
+  EXPECT_EQ(a.line, 12);
+  EXPECT_EQ(a.kind, "response_length");
+  EXPECT_EQ(a.score_name, "answer_length");  // the name unless score.name is set
+  EXPECT_EQ(a.sampling, 100u);
+  EXPECT_TRUE(a.needs.empty());
+  EXPECT_EQ(a.timeout, std::chrono::milliseconds(30'000));
+  EXPECT_EQ(a.concurrency, 4u);
+  EXPECT_EQ(a.retry.max_attempts, 3u);
+  ASSERT_TRUE(a.params);
+  EXPECT_EQ(*a.params, nlohmann::json::object());
+
+  const EvaluatorConfig& b = config->evaluators[1];
+  EXPECT_EQ(b.name, "judge.v2");
+  EXPECT_EQ(b.filter.path, "/v1/chat/*");
+  EXPECT_EQ(b.filter.model, "gpt-4o*");
+  EXPECT_EQ(b.filter.properties, (std::map<std::string, std::string>{{"env", "prod"}, {"tier", "2"}}));
+  EXPECT_EQ(b.filter.status, "2xx");
+  EXPECT_EQ(b.sampling, 25u);
+  EXPECT_EQ(b.needs, (std::vector<std::string>{"feedback.ground_truth", "inputs.messages.-1.content"}));
+  EXPECT_EQ(b.score_name, "faithfulness");
+  EXPECT_EQ(b.score_data_type, "NUMERIC");
+  EXPECT_EQ(b.timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(b.concurrency, 2u);
+  EXPECT_EQ(b.retry.max_attempts, 5u);
+  EXPECT_EQ(b.retry.initial_backoff, std::chrono::milliseconds(10));
+  EXPECT_EQ(b.retry.max_backoff, std::chrono::milliseconds(20));
+  EXPECT_EQ(*b.params, nlohmann::json::parse(R"({"model": "gpt-4o-mini", "temperature": 0.5,
+      "max_tokens": 100, "quoted": "42", "flag": true, "nothing": null,
+      "list": ["a", 1, -2, 3.5, {"k": "v"}]})"));
+}
+
+TEST(ConfigTest, EvaluatorParamsExpandEnvironmentVariables) {
+  ScopedEnv token("ARBITER_TEST_TOKEN", "tok-123");
+  const auto config = load(kRequired + lines({
+                                           "evaluators:",
+                                           "  - name: hook",
+                                           "    kind: http",
+                                           "    params:",
+                                           "      url: https://hooks.example/eval",
+                                           "      headers: { Authorization: \"Bearer ${ARBITER_TEST_TOKEN}\" }",
+                                       }));
+  EXPECT_EQ((*config->evaluators[0].params)["headers"]["Authorization"], "Bearer tok-123");
+}
+
+TEST(ConfigTest, EvaluatorErrorsNameTheField) {
+  const std::string head = kRequired + "evaluators:\n";  // line 7
+  struct Case {
+    std::string body;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {"  - kind: keywords\n", "test.yaml:8: evaluators[0]: missing required key 'name'"},
+      {"  - name: a\n", "test.yaml:8: evaluators[0]: missing required key 'kind'"},
+      {"  - { name: a, kind: keywords, colour: red }\n",
+       "test.yaml:8: unknown key 'colour' in evaluators[0]"},
+      {"  - { name: a, kind: keywords }\n  - { name: a, kind: bleu }\n",
+       "test.yaml:9: evaluators[1].name: duplicate evaluator name (first used at line 8)"},
+      {"  - { name: \"a b\", kind: keywords }\n",
+       "test.yaml:8: evaluators[0].name: expected 1-64 characters from A-Z a-z 0-9 . _ -"},
+      {"  - { name: a, kind: \"x y\" }\n",
+       "test.yaml:8: evaluators[0].kind: expected a kind name such as response_length, llm_judge, "
+       "http or plugin"},
+      {"  - { name: a, kind: keywords, sampling: 101 }\n",
+       "test.yaml:8: evaluators[0].sampling: out of range (at most 100)"},
+      {"  - { name: a, kind: keywords, sampling: -1 }\n",
+       "test.yaml:8: evaluators[0].sampling: expected a non-negative integer"},
+      {"  - { name: a, kind: keywords, needs: [ \"feedback..x\" ] }\n",
+       "test.yaml:8: evaluators[0].needs[0]: expected an event path such as feedback.ground_truth "
+       "(dot-separated, no empty segment)"},
+      {"  - { name: a, kind: keywords, needs: feedback.x }\n",
+       "test.yaml:8: evaluators[0].needs: expected a sequence"},
+      {"  - { name: a, kind: keywords, filter: { status: 2yy } }\n",
+       "test.yaml:8: evaluators[0].filter.status: expected a status class such as 2xx or a code "
+       "such as 200"},
+      {"  - { name: a, kind: keywords, filter: { host: x } }\n",
+       "test.yaml:8: unknown key 'host' in evaluators[0].filter"},
+      {"  - { name: a, kind: keywords, filter: { properties: [ a ] } }\n",
+       "test.yaml:8: evaluators[0].filter.properties: expected a mapping of property names to values"},
+      {"  - { name: a, kind: keywords, score: { data_type: TEXT } }\n",
+       "test.yaml:8: evaluators[0].score.data_type: expected NUMERIC, BOOLEAN or CATEGORICAL"},
+      {"  - { name: a, kind: keywords, score: { name: \"\" } }\n",
+       "test.yaml:8: evaluators[0].score.name: expected 1-255 bytes"},
+      {"  - { name: a, kind: keywords, timeout_ms: 0 }\n",
+       "test.yaml:8: evaluators[0].timeout_ms: expected a positive integer"},
+      {"  - { name: a, kind: keywords, concurrency: 0 }\n",
+       "test.yaml:8: evaluators[0].concurrency: expected a positive integer"},
+      {"  - { name: a, kind: keywords, retry: { max_attempts: 0 } }\n",
+       "test.yaml:8: evaluators[0].retry.max_attempts: expected a positive integer"},
+      {"  - { name: a, kind: keywords, retry: { initial_backoff_ms: 50, max_backoff_ms: 10 } }\n",
+       "test.yaml:8: evaluators[0].retry.max_backoff_ms: max_backoff_ms must not be smaller than "
+       "initial_backoff_ms"},
+      {"  - { name: a, kind: keywords, params: [ 1 ] }\n",
+       "test.yaml:8: evaluators[0].params: expected a mapping"},
+      {"  - name: a\n    kind: keywords\n    params:\n      keywords: [ \"${ARBITER_TEST_UNSET}\" ]\n",
+       "test.yaml:11: evaluators[0].params.keywords[0]: environment variable ARBITER_TEST_UNSET is "
+       "not set"},
+  };
+  ScopedEnv unset("ARBITER_TEST_UNSET", std::nullopt);
+  for (const auto& c : cases) EXPECT_EQ(error_of(head + c.body), c.error) << c.body;
 }
 
 TEST(ConfigTest, YamlSyntaxErrors) {
@@ -1052,6 +1191,7 @@ TEST(ConfigTest, FullExampleLoads) {
   ScopedEnv ca("ARBITER_UPSTREAM_CA", dir.write("ca.pem", "ca"));
   ScopedEnv openai("OPENAI_API_KEY", "sk-test");
   ScopedEnv arbiter("ARBITER_API_KEY", "test-arbiter-key");
+  ScopedEnv token("POLICY_CHECK_TOKEN", std::nullopt);
   ScopedEnv webhook("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
 
   const auto config = load_config(ARBITER_SOURCE_DIR "/conf/examples/full.yaml");
@@ -1071,6 +1211,12 @@ TEST(ConfigTest, FullExampleLoads) {
   EXPECT_EQ(config->projects[0].key_hashes,
             (std::vector<KeyHash>{sha256_key("test-arbiter-key"), sha256_key("replace-me")}));
   EXPECT_EQ(config->projects[1].key_hashes, std::vector<KeyHash>{sha256_key("replace-me-too")});
+  EXPECT_EQ(config->server.evaluator_workers, 4u);
+  ASSERT_EQ(config->evaluators.size(), 9u);
+  EXPECT_EQ(config->evaluators[0].filter.status, "2xx");
+  EXPECT_EQ(config->evaluators[1].score_name, "rouge_l_vs_truth");
+  EXPECT_EQ(config->evaluators[4].kind, "llm_judge");
+  EXPECT_EQ((*config->evaluators[4].params)["upstream"], "openai");
   ASSERT_EQ(config->webhooks.size(), 2u);
   EXPECT_EQ(config->webhooks[0].events.size(), 3u);
   EXPECT_EQ(config->webhooks[0].projects, std::vector<std::string>{"default"});
