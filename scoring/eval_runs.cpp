@@ -310,6 +310,31 @@ Expected<std::vector<EvalRun>> runs_for_request(const Store& store, std::string_
   return out;
 }
 
+Expected<std::uint64_t> delete_request_runs(const Store& store, rocksdb::WriteBatch& batch,
+                                            std::string_view project, std::string_view request_id) {
+  std::uint64_t runs = 0;
+  auto* cf = store.cf(ColumnFamily::kEvalRuns);
+  for (char tag : {'R', 'P'}) {
+    std::string prefix(1, tag);
+    keys::append_part(prefix, project);
+    keys::append_part(prefix, request_id);
+    const std::string upper = keys::prefix_end(prefix);
+    const rocksdb::Slice lo(prefix);
+    const rocksdb::Slice hi(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lo;
+    ro.iterate_upper_bound = &hi;
+    std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, cf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const rocksdb::Status s = batch.Delete(cf, it->key());
+      if (!s.ok()) return status_error("retention batch", s);
+      if (tag == 'R') ++runs;
+    }
+    if (!it->status().ok()) return status_error("scan evaluator runs", it->status());
+  }
+  return runs;
+}
+
 Expected<std::vector<run_keys::ActiveRef>> scan_active(const Store& store, std::string& next,
                                                        std::size_t limit) {
   const std::string prefix = run_keys::active_prefix();

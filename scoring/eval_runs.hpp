@@ -115,6 +115,11 @@ Expected<std::optional<EvalRun>> read_run(const Store& store, std::string_view p
 Expected<std::vector<EvalRun>> runs_for_request(const Store& store, std::string_view project,
                                                 std::string_view request_id);
 
+// Adds deletes of every run entry ('R' and 'P') of one request to `batch`
+// (record retention). Returns how many runs were deleted.
+Expected<std::uint64_t> delete_request_runs(const Store& store, rocksdb::WriteBatch& batch,
+                                            std::string_view project, std::string_view request_id);
+
 // Up to `limit` unfinished runs after the 'P' key `after` (exclusive; empty =
 // from the start), in key order. `next` is set to the last key visited, or
 // cleared when the scan reached the end.

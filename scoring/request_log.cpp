@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "scoring/eval_runs.hpp"
 #include "scoring/score_store.hpp"
 
 namespace arbiter::scoring {
@@ -298,7 +299,12 @@ Expected<RetentionStats> RequestLog::run_retention() {
   if (!store_->is_open()) return unavailable("request log is closed");
   auto r = store_->delete_older_than(
       cutoff, &retention_stop_,
-      [this](rocksdb::WriteBatch& batch, std::string_view project, std::string_view id) {
+      [this](rocksdb::WriteBatch& batch, std::string_view project,
+             std::string_view id) -> Expected<std::uint64_t> {
+        // The request's evaluator runs go with it (not counted as scores).
+        if (auto runs = delete_request_runs(*store_, batch, project, id); !runs.ok()) {
+          return std::move(runs).error();
+        }
         return delete_request_scores(*store_, batch, project, id);
       });
   if (r.ok()) {

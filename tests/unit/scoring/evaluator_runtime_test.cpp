@@ -141,10 +141,14 @@ struct Fixture {
   RecordingListener listener;
   std::map<std::string, TestKind::Fn> kinds;  // by evaluator name
 
+  unsigned retention_days = 0;  // with a clock 30 days after the records
+
   void open(std::vector<EvaluatorOptions> evaluators, std::size_t capacity = 100, unsigned workers = 4,
             bool start = true) {
     RequestLogOptions lo;
     lo.path = (dir.path() / "data").string();
+    lo.retention_days = retention_days;
+    lo.now_us = [] { return kNow + 30LL * 86'400'000'000LL; };
     log = std::make_unique<RequestLog>(std::move(lo));
     log->add_listener(&listener);
     scores = std::make_unique<ScoreStore>(*log);
@@ -753,6 +757,29 @@ TEST(EvaluatorRuntime, ScoreConfigViolationsAndTypeMismatchesBecomeErrorRuns) {
   }());
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->scores.empty());
+}
+
+TEST(EvaluatorRuntime, RetentionDeletesARequestsRuns) {
+  Fixture f;
+  f.retention_days = 7;
+  f.kinds["length"] = length_of_content;
+  auto waits = evaluator("waits");
+  waits.needs = {"feedback.ground_truth"};
+  f.kinds["waits"] = length_of_content;
+  f.open({evaluator("length"), waits});
+  f.submit(chat_record(1));
+  ASSERT_TRUE(f.runtime->wait_idle(10s));
+  ASSERT_TRUE(f.await_state(id_of(1), "waits", RunState::kWaiting));
+  ASSERT_EQ(f.run(id_of(1), "length")->state, RunState::kCompleted);
+  auto stats = f.log->run_retention();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->records_deleted, 1u);
+  EXPECT_FALSE(f.run(id_of(1), "length"));
+  EXPECT_FALSE(f.run(id_of(1), "waits"));
+  std::string cursor;
+  auto active = f.log->with_store([&](Store& s) { return scan_active(s, cursor, 10); });
+  ASSERT_TRUE(active.ok());
+  EXPECT_TRUE(active->empty());
 }
 
 TEST(EvaluatorRuntime, ManualRunsAreDryUnlessStored) {
