@@ -6,6 +6,8 @@
 #include <set>
 #include <utility>
 
+#include "plugins/builtin/text.hpp"
+
 namespace arbiter::plugins {
 
 namespace {
@@ -14,12 +16,19 @@ using nlohmann::json;
 
 constexpr std::size_t kQuoteBytes = 120;
 
-// At most kQuoteBytes of `text` for an error message, cut on a UTF-8 boundary.
+// At most kQuoteBytes of `text` for an error message, cut on a UTF-8 boundary
+// and made valid UTF-8 (a plugin may return any bytes; the message ends up in
+// JSON records and API answers).
 std::string quote(std::string_view text) {
-  if (text.size() <= kQuoteBytes) return std::string(text);
-  std::size_t cut = kQuoteBytes;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0u) == 0x80u) --cut;
-  return std::string(text.substr(0, cut)) + "...";
+  const bool cut_short = text.size() > kQuoteBytes;
+  if (cut_short) {
+    std::size_t cut = kQuoteBytes;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0u) == 0x80u) --cut;
+    text = text.substr(0, cut);
+  }
+  std::string out = builtin::encode_utf8(builtin::decode_utf8(text));
+  if (cut_short) out += "...";
+  return out;
 }
 
 const char* type_name(const json& value) {

@@ -37,10 +37,15 @@ std::string_view view(const rocksdb::Slice& s) {
   return std::string_view(s.data(), s.size());
 }
 
-// Deliveries each listener call added, per webhook, until the matching
-// *_written() reports the batch committed. Listener calls and their
-// *_written() run on the same thread (write_listener.hpp), and one thread
-// finishes a write before it starts the next.
+// Deliveries the listener calls added, per webhook, until a *_written()
+// reports their batch committed. A listener call and its *_written() run on
+// the same thread (write_listener.hpp), but a writer may offer one batch
+// several times before committing it (the score store's group commit calls
+// on_scores once per write in the group, then scores_written once per
+// write): so listener calls accumulate here and the first *_written() after
+// them takes everything. After a failed commit (no *_written) the entries
+// are counted with the next batch — only the enqueued counter and the
+// dispatcher's seek position (lowered, so never skipping) are affected.
 struct EnqueuedStash {
   const void* owner = nullptr;
   std::vector<std::uint64_t> per_hook;
@@ -253,14 +258,7 @@ void WebhookService::enqueue(const Store& store, rocksdb::WriteBatch& batch, Del
 
 namespace {
 void begin_stash(const void* owner, std::size_t hooks) {
-  // One batch may bring several listener calls before its *_written(): a
-  // score group commit offers on_scores and then on_evaluation for an
-  // evaluator run, and the evaluator runtime's on_records offers
-  // on_evaluation for runs refused by a full queue. Keep collecting: a reset
-  // here would lose the earlier calls' fresh_due, and the dispatcher would
-  // seek past their entries. (A stash left open by a failed batch only makes
-  // the next pass start earlier.)
-  if (t_stash.owner == owner && t_stash.per_hook.size() == hooks) return;
+  if (t_stash.owner == owner) return;  // still accumulating for an uncommitted batch
   t_stash.owner = owner;
   t_stash.per_hook.assign(hooks, 0);
   t_stash.earliest_due.assign(hooks, INT64_MAX);

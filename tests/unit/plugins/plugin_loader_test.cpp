@@ -137,6 +137,14 @@ TEST(ParseEvaluatorResult, QuotesLongInvalidTextTruncatedOnCharacterBoundary) {
   EXPECT_NO_THROW((void)json(r.error).dump());
 }
 
+TEST(ParseEvaluatorResult, QuotedGarbageIsMadeValidUtf8) {
+  const EvalResult r = parse_evaluator_result("\xff\xfe garbage \xc3");
+  ASSERT_FALSE(r.ok);
+  EXPECT_THAT(r.error, HasSubstr("not valid JSON"));
+  EXPECT_THAT(r.error, HasSubstr("\xEF\xBF\xBD"));  // U+FFFD
+  EXPECT_NO_THROW((void)json(r.error).dump());
+}
+
 // ---------------------------------------------------------------------------
 // In-test plugin tables. Each table's functions keep their state in a struct
 // behind the opaque handle.

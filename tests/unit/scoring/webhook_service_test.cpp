@@ -484,6 +484,31 @@ TEST(WebhookService, ScoreSubmissionsCreateScoreDeliveries) {
   EXPECT_EQ(names, (std::set<std::string>{"accuracy", "helpful"}));
 }
 
+TEST(WebhookService, ScoresCommittedAsOneGroupAllGetTheirDeliveries) {
+  // The score store offers a group of writes one by one (on_scores per
+  // write), commits once, then reports each (scores_written per write).
+  Fixture f;
+  f.open({hook("scores", static_cast<std::uint8_t>(WebhookEvent::kScoreCreated))},
+         [](const OutboundRequest&) { return answer(200); });
+  ScoreStore scores(*f.log);
+  for (int i = 1; i <= 3; ++i) f.submit(record("alpha", i));
+  f.service->start();
+  scores.pause_writer_for_testing(true);
+  std::atomic<int> done{0};
+  for (int i = 1; i <= 3; ++i) {
+    scores.submit_async("alpha", id_of(i), {{"accuracy", ScoreDataType::kNumeric, 1.0 * i}},
+                        [&](Expected<std::vector<Score>> r) {
+                          EXPECT_TRUE(r.ok());
+                          ++done;
+                        });
+  }
+  scores.pause_writer_for_testing(false);
+  ASSERT_TRUE(wait_until([&] { return done == 3; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return f.all_in("alpha", DeliveryState::kDelivered, 3); }, 10s));
+  EXPECT_EQ(f.service->stats().at(0).second.enqueued, 3u);
+  EXPECT_EQ(f.transport->requests().size(), 3u);
+}
+
 TEST(WebhookService, AScoreOnACallInFlightChecksTheFiltersAtSendTime) {
   Fixture f;
   auto w = hook("prod-scores", static_cast<std::uint8_t>(WebhookEvent::kScoreCreated));
