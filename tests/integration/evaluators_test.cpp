@@ -505,8 +505,16 @@ TEST(Evaluators, AFailingEvaluatorRetriesThenErrorsWithoutAffectingOthers) {
       headers: { x-fake-status: "400" }
   - name: length
     kind: response_length
+  - name: private
+    kind: http
+    retry: { max_attempts: 1 }
+    params: { url: "https://127.0.0.1:)" + std::to_string(hook.port()) + R"(/evaluate" }
 )"});
   const std::string id = call(h);
+  // Without allow_insecure the SSRF guard refuses a loopback destination.
+  const json refused = await_run(h, id, "private", "error");
+  EXPECT_NE(refused["error"].get<std::string>().find("private address 127.0.0.1"), std::string::npos)
+      << refused;
   const json failed = await_run(h, id, "failing", "error");
   EXPECT_EQ(failed["attempts"], 3);
   EXPECT_NE(failed["error"].get<std::string>().find("after 3 attempts"), std::string::npos) << failed;
