@@ -141,14 +141,18 @@ struct Fixture {
   RecordingListener listener;
   std::map<std::string, TestKind::Fn> kinds;  // by evaluator name
 
-  unsigned retention_days = 0;  // with a clock 30 days after the records
+  unsigned retention_days = 0;
+  // The request log's clock (retention cutoffs): 30 days after the records
+  // by default. A test that runs retention itself starts it at kNow, so that
+  // the background pass at start-up finds nothing to delete whenever it runs.
+  std::atomic<std::int64_t> log_clock{kNow + 30LL * 86'400'000'000LL};
 
   void open(std::vector<EvaluatorOptions> evaluators, std::size_t capacity = 100, unsigned workers = 4,
             bool start = true) {
     RequestLogOptions lo;
     lo.path = (dir.path() / "data").string();
     lo.retention_days = retention_days;
-    lo.now_us = [] { return kNow + 30LL * 86'400'000'000LL; };
+    lo.now_us = [this] { return log_clock.load(); };
     log = std::make_unique<RequestLog>(std::move(lo));
     log->add_listener(&listener);
     scores = std::make_unique<ScoreStore>(*log);
@@ -762,6 +766,7 @@ TEST(EvaluatorRuntime, ScoreConfigViolationsAndTypeMismatchesBecomeErrorRuns) {
 TEST(EvaluatorRuntime, RetentionDeletesARequestsRuns) {
   Fixture f;
   f.retention_days = 7;
+  f.log_clock = kNow;  // records are young while the background pass may run
   f.kinds["length"] = length_of_content;
   auto waits = evaluator("waits");
   waits.needs = {"feedback.ground_truth"};
@@ -771,6 +776,7 @@ TEST(EvaluatorRuntime, RetentionDeletesARequestsRuns) {
   ASSERT_TRUE(f.runtime->wait_idle(10s));
   ASSERT_TRUE(f.await_state(id_of(1), "waits", RunState::kWaiting));
   ASSERT_EQ(f.run(id_of(1), "length")->state, RunState::kCompleted);
+  f.log_clock = kNow + 30LL * 86'400'000'000LL;
   auto stats = f.log->run_retention();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->records_deleted, 1u);
