@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -69,20 +68,8 @@ std::vector<KindCase> kind_cases() {
   };
 }
 
-std::string uuid(std::mt19937_64& rng) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s(36, '-');
-  for (int i = 0; i < 36; ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) continue;
-    s[static_cast<std::size_t>(i)] = kHex[rng() & 15];
-  }
-  s[14] = '4';
-  s[19] = '8';
-  return s;
-}
-
 // A typical chat call: a ~60-word question and a ~90-word answer.
-sc::RequestRecord make_record(std::mt19937_64& rng) {
+sc::RequestRecord make_record() {
   const std::string question =
       "I am planning a trip to Europe next spring and would like to know more about the capital "
       "of France. What is it called, what is it famous for, and which neighbourhoods would you "
@@ -97,7 +84,7 @@ sc::RequestRecord make_record(std::mt19937_64& rng) {
       "classic choice, especially in the evening.";
   sc::RequestRecord r;
   r.project = "bench";
-  r.request_id = uuid(rng);
+  r.request_id = sc::random_uuid();
   r.created_at_us = 1714564800000000;
   r.response_at_us = r.created_at_us + 900'000;
   r.latency_ms = 900;
@@ -127,8 +114,7 @@ json kernel_rate(const KindCase& c, double seconds) {
   json config = c.params;
   config["score_name"] = c.kind;
   arbiter::plugins::PluginInstance instance(table, nullptr, config);
-  std::mt19937_64 rng(1);
-  const std::string event = sc::build_eval_event(make_record(rng)).dump();
+  const std::string event = sc::build_eval_event(make_record()).dump();
   std::uint64_t n = 0, failures = 0;
   const auto start = Clock::now();
   const auto until = start + std::chrono::duration<double>(seconds);
@@ -179,11 +165,10 @@ sc::EvaluatorOptions evaluator_of(const KindCase& c, std::string name) {
 
 json runtime_rate(const KindCase& c, const std::filesystem::path& dir, std::size_t records, unsigned workers) {
   auto s = open_stack(dir, {evaluator_of(c, c.kind)}, workers, records + 16);
-  std::mt19937_64 rng(7);
   // The runs are queued as the records are written; start the clock when
   // the workers start, so that this measures the evaluations alone.
   for (std::size_t i = 0; i < records; ++i) {
-    while (!s->log->submit(make_record(rng))) s->log->flush();
+    while (!s->log->submit(make_record())) s->log->flush();
   }
   s->log->flush();
   const auto start = Clock::now();
@@ -204,10 +189,9 @@ json storage_rate(const std::filesystem::path& dir, std::size_t records, std::si
   const auto cases = kind_cases();
   for (std::size_t i = 0; i < evaluators; ++i) evs.push_back(evaluator_of(cases[i % cases.size()], "e" + std::to_string(i)));
   auto s = open_stack(dir, std::move(evs), 1, 16);
-  std::mt19937_64 rng(11);
   std::vector<sc::RequestRecord> prepared;
   prepared.reserve(records);
-  for (std::size_t i = 0; i < records; ++i) prepared.push_back(make_record(rng));
+  for (std::size_t i = 0; i < records; ++i) prepared.push_back(make_record());
   const auto start = Clock::now();
   for (auto& r : prepared) {
     while (!s->log->submit(std::move(r))) s->log->flush();
@@ -229,9 +213,8 @@ json on_records_cost(const std::filesystem::path& dir, std::size_t evaluators, s
   const auto cases = kind_cases();
   for (std::size_t i = 0; i < evaluators; ++i) evs.push_back(evaluator_of(cases[i % cases.size()], "e" + std::to_string(i)));
   auto s = open_stack(dir, std::move(evs), 1, 16);
-  std::mt19937_64 rng(13);
   std::vector<sc::RequestRecord> prepared;
-  for (std::size_t i = 0; i < 64; ++i) prepared.push_back(make_record(rng));
+  for (std::size_t i = 0; i < 64; ++i) prepared.push_back(make_record());
   std::vector<const sc::RequestRecord*> ptrs;
   for (const auto& r : prepared) ptrs.push_back(&r);
   auto thread_cpu_us = [] {

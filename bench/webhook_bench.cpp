@@ -23,7 +23,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <thread>
 
@@ -38,21 +37,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace arbiter::scoring;
 
-std::string uuid(std::mt19937_64& rng) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s(36, '-');
-  for (int i = 0; i < 36; ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) continue;
-    s[static_cast<std::size_t>(i)] = kHex[rng() & 15];
-  }
-  s[14] = '4';
-  s[19] = '8';
-  return s;
-}
-
-RequestRecord make_record(std::mt19937_64& rng, int i) {
+RequestRecord make_record(int i) {
   RequestRecord r;
-  r.request_id = uuid(rng);
+  r.request_id = random_uuid();
   r.project = "bench";
   r.created_at_us = 1714564800000000 + i;
   r.response_at_us = r.created_at_us + 350'000;
@@ -143,11 +130,9 @@ int main(int argc, char** argv) {
     if (with_hook) so.webhooks.push_back(hook);
     WebhookService service(log, std::move(so), make_outbound_transport());
     log.add_listener(&service);
-
-    std::mt19937_64 rng(42);
     std::vector<RequestRecord> prepared;
     prepared.reserve(static_cast<std::size_t>(records));
-    for (int i = 0; i < records; ++i) prepared.push_back(make_record(rng, i));
+    for (int i = 0; i < records; ++i) prepared.push_back(make_record(i));
 
     // 1. storage thread: submit everything, wait until written.
     const auto t0 = Clock::now();
@@ -170,9 +155,8 @@ int main(int argc, char** argv) {
     // What on_records costs the storage thread, in CPU time: offer batches
     // of 512 records to the listener and throw the batches away.
     {
-      std::mt19937_64 rng2(7);
       std::vector<RequestRecord> sample;
-      for (int i = 0; i < 512; ++i) sample.push_back(make_record(rng2, i));
+      for (int i = 0; i < 512; ++i) sample.push_back(make_record(i));
       std::vector<const RequestRecord*> ptrs;
       for (const auto& r : sample) ptrs.push_back(&r);
       constexpr int kRounds = 40;
