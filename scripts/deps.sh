@@ -8,7 +8,7 @@ want=(cmake ninja-build g++ pkg-config ca-certificates openssl
       libvalijson-dev libpg-query-dev)
 case "${1:-build}" in
   build) ;;
-  test) want+=(libgtest-dev libgmock-dev curl) ;;
+  test) want+=(libgtest-dev libgmock-dev curl python3) ;;
   bench) want+=(libgtest-dev libgmock-dev libbenchmark-dev nginx-light wrk curl) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
