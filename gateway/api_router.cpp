@@ -112,8 +112,14 @@ std::optional<nlohmann::json> ApiCall::json_body(ApiResponse& error) const {
 }
 
 ApiRouter::ApiRouter(std::shared_ptr<const Config> config, const Metrics& metrics) : config_(std::move(config)) {
-  add(http::verb::get, "/healthz", false, [](const ApiCall&) {
-    return json(200, {{"status", "ok"}});
+  add(http::verb::get, "/healthz", false, [this](const ApiCall&) {
+    nlohmann::json body = {{"status", "ok"}};
+    for (const auto& [name, check] : health_checks_) {
+      HealthCheck h = check();
+      if (!h.ok) body["status"] = "degraded";
+      body[name] = std::move(h.detail);
+    }
+    return json(200, body);
   });
   add(http::verb::get, "/metrics", false, [this, &metrics](const ApiCall&) {
     ApiResponse res{http::status::ok, 11};
@@ -123,6 +129,10 @@ ApiRouter::ApiRouter(std::shared_ptr<const Config> config, const Metrics& metric
     res.prepare_payload();
     return res;
   });
+}
+
+void ApiRouter::add_health_check(std::string name, std::function<HealthCheck()> check) {
+  health_checks_.emplace_back(std::move(name), std::move(check));
 }
 
 void ApiRouter::add_metrics_source(std::function<std::string()> source) {

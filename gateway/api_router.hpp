@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/beast/http/message.hpp>
@@ -68,6 +69,17 @@ class ApiRouter {
   // Not thread-safe: register before serving. `source` must be thread-safe.
   void add_metrics_source(std::function<std::string()> source);
 
+  // Adds a section `name` to GET /healthz: the check returns whether the
+  // component works and what to show. /healthz stays 200 while the process
+  // serves (it is a liveness probe: restarting would not bring a disk back);
+  // "status" turns "degraded" when a check fails. Not thread-safe: register
+  // before serving. `check` must be thread-safe and quick.
+  struct HealthCheck {
+    bool ok = true;
+    nlohmann::json detail;
+  };
+  void add_health_check(std::string name, std::function<HealthCheck()> check);
+
   // Response helpers, shared by every route.
   static ApiResponse json(unsigned status, const nlohmann::json& body, unsigned version = 11);
   static ApiResponse ok(const nlohmann::json& data, unsigned status = 200);
@@ -84,6 +96,7 @@ class ApiRouter {
   std::shared_ptr<const Config> config_;
   std::vector<Route> routes_;
   std::vector<std::function<std::string()>> metrics_sources_;
+  std::vector<std::pair<std::string, std::function<HealthCheck()>>> health_checks_;
 };
 
 }  // namespace arbiter::gateway

@@ -33,6 +33,20 @@ constexpr const char* kUsage =
     "  --check         validate the configuration and exit (0 = valid)\n"
     "  --version       print the version and exit\n";
 
+// /healthz's "storage" section. The RocksDB message names files under
+// storage.path, so only its kind is shown (the log has the whole message).
+arbiter::gateway::ApiRouter::HealthCheck storage_health(const arbiter::scoring::RequestLog& log) {
+  const auto c = log.counters();
+  nlohmann::json detail = {{"ok", c.storage_ok}, {"queue_depth", c.queue_depth}};
+  if (!c.storage_ok) {
+    const bool no_space = c.last_error.find("No space") != std::string::npos ||
+                          c.last_error.find("no space") != std::string::npos ||
+                          c.last_error.find("NoSpace") != std::string::npos;
+    detail["error"] = no_space ? "no space left on device" : "storage write failed";
+  }
+  return {c.storage_ok, std::move(detail)};
+}
+
 std::string log_metrics(const arbiter::scoring::RequestLog& log) {
   const auto c = log.counters();
   std::string out;
@@ -44,7 +58,14 @@ std::string log_metrics(const arbiter::scoring::RequestLog& log) {
   add("arbiter_log_records_written_total", "counter", "Records written to RocksDB.", c.written);
   add("arbiter_log_records_dropped_total", "counter", "Records dropped because the storage queue was full.", c.dropped);
   add("arbiter_log_write_errors_total", "counter", "Failed storage writes or WAL syncs.", c.write_errors);
-  add("arbiter_log_records_failed_total", "counter", "Records in failed storage writes.", c.failed_records);
+  add("arbiter_log_records_failed_total", "counter", "Records given up on: storage still failing at shutdown.",
+      c.failed_records);
+  add("arbiter_log_write_retries_total", "counter", "Attempts to write a batch again after a storage error.",
+      c.write_retries);
+  add("arbiter_log_storage_recoveries_total", "counter", "Storage outages ended by a successful write.",
+      c.recoveries);
+  add("arbiter_storage_healthy", "gauge", "1 while storage writes succeed, 0 from a failed write until one succeeds.",
+      c.storage_ok ? 1 : 0);
   add("arbiter_log_batches_total", "counter", "Storage write batches.", c.batches);
   add("arbiter_log_queue_depth", "gauge", "Records waiting for the storage thread.", c.queue_depth);
   add("arbiter_log_retention_deleted_total", "counter", "Records removed by retention.", c.retention_deleted);
@@ -220,6 +241,7 @@ int main(int argc, char** argv) {
     register_evaluator_routes(server.api(), *evaluators);
     register_webhook_routes(server.api(), *webhooks);
     server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
+    server.api().add_health_check("storage", [&log = *request_log] { return storage_health(log); });
     server.api().add_metrics_source([&w = *webhooks] { return webhook_metrics(w); });
     webhooks->start();  // resumes deliveries left queued by the previous run
     evaluators->start();  // resumes runs left unfinished by the previous run

@@ -120,6 +120,14 @@ RequestLog::RequestLog(RequestLogOptions options) : options_(std::move(options))
   if (options_.max_batch == 0) options_.max_batch = 1;
   store_ = Store::open(options_.path, options_.store);
   storage_thread_ = std::thread([this] { storage_loop(); });
+  if (options_.durability == Durability::kRelaxed) {
+    try {
+      sync_thread_ = std::thread([this] { sync_loop(); });
+    } catch (...) {
+      (void)close();
+      throw;
+    }
+  }
   if (options_.retention_days > 0) {
     try {
       retention_thread_ = std::thread([this] { retention_loop(); });
@@ -186,10 +194,7 @@ void RequestLog::pause_storage_for_testing(bool paused) {
 }
 
 void RequestLog::storage_loop() {
-  using Clock = std::chrono::steady_clock;
   const bool strict = options_.durability == Durability::kStrict;
-  bool unsynced = false;  // relaxed: written but not yet fsynced
-  Clock::time_point sync_due;
   std::vector<Pending> batch;
   batch.reserve(options_.max_batch);
 
@@ -197,12 +202,7 @@ void RequestLog::storage_loop() {
     bool exiting = false;
     {
       std::unique_lock lk(mu_);
-      const auto ready = [&] { return stopping_ || (!paused_ && !queue_.empty()); };
-      if (unsynced) {
-        work_cv_.wait_until(lk, sync_due, ready);
-      } else {
-        work_cv_.wait(lk, ready);
-      }
+      work_cv_.wait(lk, [&] { return stopping_ || (!paused_ && !queue_.empty()); });
       if (stopping_ || !paused_) {
         while (!queue_.empty() && batch.size() < options_.max_batch) {
           batch.push_back(std::move(queue_.front()));
@@ -213,30 +213,73 @@ void RequestLog::storage_loop() {
     }
 
     if (!batch.empty()) {
-      write_batch(batch);
-      batch.clear();
-      if (!strict && !unsynced) {
-        unsynced = true;
-        sync_due = Clock::now() + options_.batch_window;
+      // A failing disk: keep the batch (records wait in the bounded queue
+      // behind it) and try again until it is written — or, once stopping,
+      // give up after a few attempts so that shutdown ends.
+      bool written = write_batch(batch, /*first_attempt=*/true);
+      for (int attempts_while_stopping = 0; !written;) {
+        {
+          std::unique_lock lk(mu_);
+          if (stopping_ && ++attempts_while_stopping > 3) break;
+          work_cv_.wait_for(lk, options_.retry_interval, [&] { return stopping_; });
+        }
+        write_retries_.fetch_add(1, std::memory_order_relaxed);
+        if (auto r = store_->resume(); !r.ok()) {
+          set_error(r.error().message);
+          continue;
+        }
+        written = write_batch(batch, /*first_attempt=*/false);
       }
-    }
-    if (unsynced && (exiting || Clock::now() >= sync_due)) {
-      unsynced = false;
-      if (auto r = store_->sync_wal(); !r.ok()) {
-        write_errors_.fetch_add(1, std::memory_order_relaxed);
-        set_error(r.error().message);
+      if (!written) {
+        failed_records_.fetch_add(batch.size(), std::memory_order_relaxed);
+        finish_batch(batch);
+      }
+      batch.clear();
+      if (!strict && written) request_sync();
+      {
+        std::lock_guard lk(mu_);
+        exiting = stopping_ && queue_.empty();
       }
     }
     if (exiting) break;
   }
 }
 
-void RequestLog::write_batch(std::vector<Pending>& batch) {
+void RequestLog::request_sync() {
+  {
+    std::lock_guard lk(sync_mu_);
+    if (sync_due_) return;  // the pending sync covers this write too
+    sync_due_ = std::chrono::steady_clock::now() + options_.batch_window;
+  }
+  sync_cv_.notify_one();
+}
+
+void RequestLog::sync_loop() {
+  std::unique_lock lk(sync_mu_);
+  for (;;) {
+    sync_cv_.wait(lk, [&] { return sync_stop_ || sync_due_.has_value(); });
+    if (!sync_due_) return;  // stopping with nothing to sync (close() syncs anyway)
+    sync_cv_.wait_until(lk, *sync_due_, [&] { return sync_stop_; });
+    sync_due_.reset();
+    lk.unlock();
+    // Concurrent with the storage thread's writes (RocksDB allows it): a
+    // slow fsync never holds records in the queue.
+    if (auto r = store_->sync_wal(); !r.ok()) {
+      write_errors_.fetch_add(1, std::memory_order_relaxed);
+      set_error(r.error().message);
+    }
+    lk.lock();
+  }
+}
+
+bool RequestLog::write_batch(std::vector<Pending>& batch, bool first_attempt) {
   std::vector<const RequestRecord*> records;
   records.reserve(batch.size());
   for (auto& p : batch) {
-    if (options_.prepare) options_.prepare(p.record);
-    lower_property_keys(p.record);
+    if (first_attempt) {
+      if (options_.prepare) options_.prepare(p.record);
+      lower_property_keys(p.record);
+    }
     records.push_back(&p.record);
   }
   const bool strict = options_.durability == Durability::kStrict;
@@ -247,21 +290,34 @@ void RequestLog::write_batch(std::vector<Pending>& batch) {
     };
   }
   const auto result = store_->write(records, /*sync=*/strict, extend);
-  const bool ok = result.ok();
-  if (ok) {
-    for (auto* l : listeners_) l->records_written(records);
-  }
-  if (ok) {
-    written_.fetch_add(batch.size(), std::memory_order_relaxed);
-    batches_.fetch_add(1, std::memory_order_relaxed);
-  } else {
+  if (!result.ok()) {
     write_errors_.fetch_add(1, std::memory_order_relaxed);
-    failed_records_.fetch_add(batch.size(), std::memory_order_relaxed);
     set_error(result.error().message);
+    storage_ok_.store(false, std::memory_order_relaxed);
+    if (first_attempt) {
+      // The proxy must not wait for the disk: the callbacks (strict mode
+      // holds a response's last byte for them) learn now that this write
+      // failed; the records stay with the storage thread and are retried.
+      for (auto& p : batch) {
+        if (p.on_durable) std::exchange(p.on_durable, {})(false);
+      }
+    }
+    return false;
   }
+  for (auto* l : listeners_) l->records_written(records);
+  written_.fetch_add(batch.size(), std::memory_order_relaxed);
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  if (!storage_ok_.exchange(true, std::memory_order_relaxed)) {
+    recoveries_.fetch_add(1, std::memory_order_relaxed);
+  }
+  finish_batch(batch);
+  return true;
+}
+
+void RequestLog::finish_batch(std::vector<Pending>& batch) {
   {
-    // Only now, with the records readable from the store, do they leave the
-    // queued set (known() must never see a gap).
+    // Only now, with the records readable from the store (or given up on),
+    // do they leave the queued set (known() must never see a gap).
     std::lock_guard lk(mu_);
     for (const auto& p : batch) {
       auto it = queued_keys_.find(p.key);
@@ -269,7 +325,7 @@ void RequestLog::write_batch(std::vector<Pending>& batch) {
     }
   }
   for (auto& p : batch) {
-    if (p.on_durable) p.on_durable(ok);
+    if (p.on_durable) p.on_durable(true);
   }
   {
     // After the callbacks, so that flush() returning means they have run.
@@ -335,6 +391,12 @@ Expected<void> RequestLog::close() {
   }
   work_cv_.notify_all();
   if (storage_thread_.joinable()) storage_thread_.join();
+  {
+    std::lock_guard lk(sync_mu_);
+    sync_stop_ = true;
+  }
+  sync_cv_.notify_all();
+  if (sync_thread_.joinable()) sync_thread_.join();
 
   std::unique_lock lk(store_mu_);
   return store_->close();
@@ -407,6 +469,9 @@ RequestLog::Counters RequestLog::counters() const {
   c.batches = batches_.load(std::memory_order_relaxed);
   c.write_errors = write_errors_.load(std::memory_order_relaxed);
   c.failed_records = failed_records_.load(std::memory_order_relaxed);
+  c.write_retries = write_retries_.load(std::memory_order_relaxed);
+  c.recoveries = recoveries_.load(std::memory_order_relaxed);
+  c.storage_ok = storage_ok_.load(std::memory_order_relaxed);
   c.retention_deleted = retention_deleted_.load(std::memory_order_relaxed);
   {
     std::lock_guard lk(mu_);

@@ -14,6 +14,17 @@
 //     on_durable callbacks fire; the gateway holds the response's last byte
 //     until then.
 //   Either way close() (SIGTERM path) drains the queue and syncs: nothing lost.
+//   The relaxed WAL fsync runs on its own thread, so a slow fsync never
+//   holds records in the queue (where a SIGKILL would lose them).
+//
+// Storage failures (full disk, I/O errors): a batch whose write fails is not
+// dropped. Its on_durable callbacks run at once with ok=false (the proxy is
+// never held up by a failing disk), the storage thread keeps the records and
+// retries them every `retry_interval` after DB::Resume(), while new records
+// wait in the bounded queue behind them; once the queue is full, submit()
+// drops and counts (`dropped`). The first successful write ends the outage
+// (`storage_ok` turns true again). Only close() gives up on a batch that
+// still cannot be written (counted in `failed_records`).
 //
 // Lifetime: the constructor opens the store and starts the storage thread
 // (and the retention thread when retention_days > 0); close() or the
@@ -103,6 +114,8 @@ struct RequestLogOptions {
   std::chrono::milliseconds batch_window{5};
   unsigned retention_days = 0;  // 0 = keep forever
   std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
+  // Pause between attempts to write a batch that failed (storage errors).
+  std::chrono::milliseconds retry_interval{500};
   // Runs on the storage thread for each record before it is written (and
   // before write listeners see it): the gateway derives model, tokens and
   // cost from the bodies here, off the I/O threads. Optional.
@@ -204,7 +217,10 @@ class RequestLog {
     std::uint64_t invalid = 0;         // refused: bad project / id
     std::uint64_t batches = 0;         // successful WriteBatches
     std::uint64_t write_errors = 0;    // failed WriteBatches (+ failed WAL syncs)
-    std::uint64_t failed_records = 0;  // records in failed batches
+    std::uint64_t failed_records = 0;  // records given up on (a failing write at close)
+    std::uint64_t write_retries = 0;   // attempts to write a batch again after a failure
+    std::uint64_t recoveries = 0;      // outages ended by a successful write
+    bool storage_ok = true;            // false from a failed write until one succeeds
     std::uint64_t retention_deleted = 0;
     std::uint64_t queue_depth = 0;
     std::string last_error;  // most recent write / sync / retention failure, "" if none
@@ -226,7 +242,13 @@ class RequestLog {
   };
 
   void storage_loop();
-  void write_batch(std::vector<Pending>& batch);
+  void sync_loop();
+  void request_sync();
+  // Writes the batch; false when the write failed (the batch is kept).
+  bool write_batch(std::vector<Pending>& batch, bool first_attempt);
+  // Releases a batch written (or given up on): known() keys, callbacks
+  // not yet run (with ok=true: written), flush() waiters.
+  void finish_batch(std::vector<Pending>& batch);
   void retention_loop();
   std::int64_t now_us() const;
 
@@ -254,6 +276,13 @@ class RequestLog {
 
   std::thread storage_thread_;
   std::thread retention_thread_;
+  // relaxed: the WAL fsync thread. sync_due_ is set by the storage thread
+  // after a write when no sync is due yet.
+  std::thread sync_thread_;
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  std::optional<std::chrono::steady_clock::time_point> sync_due_;
+  bool sync_stop_ = false;
   std::mutex retention_mu_;  // serialises retention passes; guards retention_observer_
   std::function<void(const RetentionStats&)> retention_observer_;
   std::mutex retention_wait_mu_;
@@ -267,6 +296,9 @@ class RequestLog {
   std::atomic<std::uint64_t> batches_{0};
   std::atomic<std::uint64_t> write_errors_{0};
   std::atomic<std::uint64_t> failed_records_{0};
+  std::atomic<std::uint64_t> write_retries_{0};
+  std::atomic<std::uint64_t> recoveries_{0};
+  std::atomic<bool> storage_ok_{true};
   std::atomic<std::uint64_t> retention_deleted_{0};
   mutable std::mutex error_mu_;
   std::string last_error_;

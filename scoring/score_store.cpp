@@ -12,6 +12,7 @@
 #include <set>
 #include <shared_mutex>
 
+#include "scoring/free_space.hpp"
 #include "scoring/keys.hpp"
 
 namespace arbiter::scoring {
@@ -575,11 +576,20 @@ void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
       }
     }
     if (batch.GetWriteBatch()->Count() == 0) return {};
+    // A full disk: refused (503) before RocksDB sees it (free_space.hpp).
+    if (auto space = ensure_free_space(*store.db().GetEnv(), store.path()); !space.ok()) return space;
     rocksdb::WriteOptions wo;
     wo.sync = durable;  // durable before any API caller hears "written"
     std::shared_lock gate(aggregates_.gate());
     const rocksdb::Status ws = store.db().Write(wo, batch.GetWriteBatch());
-    if (!ws.ok()) return status_error("write scores", ws);
+    if (!ws.ok()) {
+      // A failing disk stops RocksDB's writes until resumed; without
+      // proxied traffic (whose storage thread resumes too) nothing else would.
+      // The callers get the error (5xx): nothing unstored is acknowledged.
+      gate.unlock();
+      (void)store.resume();
+      return status_error("write scores", ws);
+    }
     for (auto& job : group) {
       if (job->result.ok()) aggregates_.apply(job->deltas);
     }

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <unordered_map>
 
+#include "scoring/free_space.hpp"
 #include "scoring/keys.hpp"
 
 namespace arbiter::scoring {
@@ -139,6 +140,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
   db_options.write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_total_bytes);
   db_options.keep_log_file_num = 4;
+  if (options.env) db_options.env = options.env.get();
 
   const auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   const auto compression = pick_compression();
@@ -241,6 +243,7 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
                             const BatchExtension& extend) {
   if (db_ == nullptr) return unavailable("storage is closed");
   if (records.empty()) return {};
+  if (auto space = ensure_free_space(*db_->GetEnv(), path_); !space.ok()) return space;
 
   // Look up earlier versions of these ids in one MultiGet: with bloom
   // filters the usual answer ("none") costs no disk read.
@@ -307,6 +310,15 @@ Expected<void> Store::sync_wal() {
   if (db_ == nullptr) return unavailable("storage is closed");
   const rocksdb::Status s = db_->SyncWAL();
   if (!s.ok()) return status_error("sync WAL", s);
+  return {};
+}
+
+Expected<void> Store::resume() {
+  if (db_ == nullptr) return unavailable("storage is closed");
+  // Resume() is a no-op without a background error; with one it retries
+  // what failed (flush, WAL switch) and fails again while the cause stays.
+  const rocksdb::Status s = db_->Resume();
+  if (!s.ok()) return status_error("resume after storage error", s);
   return {};
 }
 

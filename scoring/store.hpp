@@ -28,6 +28,7 @@
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+class Env;
 class Snapshot;
 class Status;
 class WriteBatch;
@@ -76,6 +77,10 @@ struct StoreOptions {
   std::size_t write_buffer_bytes = 4u << 20;         // per column family
   std::size_t bodies_write_buffer_bytes = 8u << 20;  // bodies are the bulk of the bytes
   int max_background_jobs = 2;
+  // The environment RocksDB does its file I/O through; null = the default.
+  // A test seam: tests install a fault-injecting FileSystem (full disk, I/O
+  // errors) to prove the gateway survives and recovers. Must outlive the Store.
+  std::shared_ptr<rocksdb::Env> env;
 };
 
 struct RetentionStats {
@@ -125,6 +130,13 @@ class Store {
 
   // fsyncs the WAL: everything written before is durable against power loss.
   Expected<void> sync_wal();
+
+  // After a failed write: RocksDB may have stopped accepting writes (a
+  // background error, e.g. a full disk while writing the WAL or flushing).
+  // Tries to clear it (DB::Resume: retries the failed flush, starts a new
+  // WAL); ok when writes may be attempted again. Cheap when there is no
+  // background error. Thread-safe like write().
+  Expected<void> resume();
 
   // nullopt when there is no record with this id in this project (another
   // project's ids are invisible). Bodies are read only when include_bodies.

@@ -29,7 +29,7 @@ GatewayHarness::GatewayHarness(GatewayOptions opts) {
   const std::string base_url = opts.base_url.empty() ? upstream_->base_url() + opts.base_path : opts.base_url;
   std::string yaml = "server:\n  proxy_listen: 127.0.0.1:0\n  api_listen: 127.0.0.1:0\n  threads: " +
                      std::to_string(opts.threads) + "\n" + opts.server_extra + "storage:\n  path: " +
-                     (dir_.path() / "data").string() + "\n" + opts.storage_extra +
+                     (opts.storage_path.empty() ? dir_.path() / "data" : opts.storage_path).string() + "\n" + opts.storage_extra +
                      "upstreams:\n  - name: openai\n    base_url: " + base_url + "\n" + opts.upstream_extra +
                      "projects:\n  - name: alpha\n    api_keys: [ \"" + kKeyA +
                      "\" ]\n  - name: beta\n    api_keys: [ { sha256: " + sha256_hex(kKeyB) + " } ]\n" +

@@ -21,6 +21,7 @@ inline constexpr const char* kKeyB = "test-key-project-b";
 struct GatewayOptions {
   std::string server_extra{};    // lines under server:, indented by 2
   std::string storage_extra{};   // lines under storage:, indented by 2
+  std::filesystem::path storage_path{};  // storage.path; default: <dir()>/data
   std::string upstream_extra{};  // lines under the upstream, indented by 4
   std::string top_extra{};       // top-level sections appended to the file
   std::string base_url{};        // overrides the fake upstream's URL

@@ -1,0 +1,258 @@
+// The request log on a full disk, through a FileSystem wrapper installed with
+// StoreOptions::env: while the fault is on it reports no free space and
+// every file write fails with NoSpace. The log must keep accepting records
+// (bounded), report the failure, and store everything it kept once the disk
+// has room again — across a reopen too. (Writes are refused below the free
+// space floor before RocksDB sees the full disk: see scoring/free_space.hpp
+// for why. Other I/O errors are not tested here: RocksDB 7.8 aborts on the
+// next write after a failed WAL append.)
+
+#include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "scoring/request_log.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace arbiter::scoring {
+namespace {
+
+using arbiter::testing::TempDir;
+using namespace std::chrono_literals;
+
+constexpr std::int64_t kNow = 1714564800000000;  // 2024-05-01T12:00:00Z
+
+// Like a full disk while `failing` is set: no free space is reported and
+// every append fails with NoSpace; files can still be opened, read, synced
+// (what was written has its blocks: RocksDB preallocates its WAL) and deleted.
+class FailingFileSystem : public rocksdb::FileSystemWrapper {
+ public:
+  explicit FailingFileSystem(std::shared_ptr<rocksdb::FileSystem> base) : FileSystemWrapper(std::move(base)) {}
+  const char* Name() const override { return "FailingFileSystem"; }
+
+  void set_failing(bool on, bool no_space = true) {
+    no_space_.store(no_space);
+    failing_.store(on);
+  }
+  std::uint64_t failed_writes() const { return failed_writes_.load(); }
+
+  rocksdb::IOStatus GetFreeSpace(const std::string& path, const rocksdb::IOOptions& options, std::uint64_t* free,
+                                 rocksdb::IODebugContext* dbg) override {
+    if (failing_.load() && no_space_.load()) {
+      *free = 0;
+      return rocksdb::IOStatus::OK();
+    }
+    return target()->GetFreeSpace(path, options, free, dbg);
+  }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& name, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    auto s = target()->NewWritableFile(name, options, result, dbg);
+    if (s.ok()) *result = std::make_unique<File>(std::move(*result), *this);
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& name, const rocksdb::FileOptions& options,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                       rocksdb::IODebugContext* dbg) override {
+    auto s = target()->ReopenWritableFile(name, options, result, dbg);
+    if (s.ok()) *result = std::make_unique<File>(std::move(*result), *this);
+    return s;
+  }
+  rocksdb::IOStatus ReuseWritableFile(const std::string& name, const std::string& old_name,
+                                      const rocksdb::FileOptions& options,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                      rocksdb::IODebugContext* dbg) override {
+    auto s = target()->ReuseWritableFile(name, old_name, options, result, dbg);
+    if (s.ok()) *result = std::make_unique<File>(std::move(*result), *this);
+    return s;
+  }
+
+ private:
+  rocksdb::IOStatus fault() {
+    if (!failing_.load()) return rocksdb::IOStatus::OK();
+    failed_writes_.fetch_add(1);
+    return no_space_.load() ? rocksdb::IOStatus::NoSpace("injected: no space left on device")
+                            : rocksdb::IOStatus::IOError("injected: input/output error");
+  }
+
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile>&& file, FailingFileSystem& fs)
+        : FSWritableFileOwnerWrapper(std::move(file)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+      if (auto s = fs_.fault(); !s.ok()) return s;
+      return FSWritableFileOwnerWrapper::Append(data, options, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             const rocksdb::DataVerificationInfo& info, rocksdb::IODebugContext* dbg) override {
+      if (auto s = fs_.fault(); !s.ok()) return s;
+      return FSWritableFileOwnerWrapper::Append(data, options, info, dbg);
+    }
+    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, std::uint64_t offset,
+                                       const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
+      if (auto s = fs_.fault(); !s.ok()) return s;
+      return FSWritableFileOwnerWrapper::PositionedAppend(data, offset, options, dbg);
+    }
+
+   private:
+    FailingFileSystem& fs_;
+  };
+
+  std::atomic<bool> failing_{false};
+  std::atomic<bool> no_space_{true};
+  std::atomic<std::uint64_t> failed_writes_{0};
+};
+
+std::string id_of(int i) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012d", i);
+  return buf;
+}
+
+RequestRecord record(int i) {
+  RequestRecord r;
+  r.project = "p";
+  r.request_id = id_of(i);
+  r.created_at_us = kNow + i;
+  r.response_at_us = kNow + i + 1000;
+  r.method = "POST";
+  r.path = "/v1/chat/completions";
+  r.upstream = "openai";
+  r.status = 200;
+  r.request_body = R"({"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]})";
+  r.response_body = R"({"choices":[{"message":{"role":"assistant","content":"hello"}}]})";
+  return r;
+}
+
+template <class F>
+bool eventually(F condition, std::chrono::milliseconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+struct Faulty {
+  std::shared_ptr<FailingFileSystem> fs =
+      std::make_shared<FailingFileSystem>(rocksdb::FileSystem::Default());
+  std::shared_ptr<rocksdb::Env> env{rocksdb::NewCompositeEnv(fs)};
+};
+
+RequestLogOptions options_for(const TempDir& dir, const Faulty& faulty, Durability durability) {
+  RequestLogOptions o;
+  o.path = dir.path().string() + "/data";
+  o.durability = durability;
+  o.now_us = [] { return kNow; };
+  o.retry_interval = 20ms;
+  o.store.env = faulty.env;
+  return o;
+}
+
+bool stored(const RequestLog& log, int i) {
+  auto got = log.get("p", id_of(i), false);
+  return got.ok() && got->has_value();
+}
+
+class StorageFaults : public ::testing::TestWithParam<Durability> {};
+
+TEST_P(StorageFaults, RecordsWaitOutAFullDiskAndAreStoredWhenItRecovers) {
+  const Durability durability = GetParam();
+  TempDir dir;
+  Faulty faulty;
+  {
+    RequestLog log(options_for(dir, faulty, durability));
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(log.submit(record(i)));
+    ASSERT_TRUE(log.flush());
+    EXPECT_TRUE(log.counters().storage_ok);
+
+    faulty.fs->set_failing(true);
+    std::atomic<int> failed_callbacks{0};
+    for (int i = 10; i < 20; ++i) {
+      ASSERT_TRUE(log.submit(record(i), [&](bool ok) {
+        if (!ok) failed_callbacks.fetch_add(1);
+      }));
+    }
+    // The callbacks learn of the failure at once (the proxy is not held)...
+    ASSERT_TRUE(eventually([&] { return failed_callbacks.load() > 0; }));
+    ASSERT_TRUE(eventually([&] { return !log.counters().storage_ok; }));
+    // ...while the records are kept and retried, not dropped.
+    ASSERT_TRUE(eventually([&] { return log.counters().write_retries >= 2; }));
+    auto c = log.counters();
+    EXPECT_GE(c.write_errors, 1u);
+    EXPECT_EQ(c.dropped, 0u);
+    EXPECT_EQ(c.failed_records, 0u);
+    EXPECT_NE(log.counters().last_error.find("no space left on device"), std::string::npos)
+        << log.counters().last_error;
+    // Still known (queued), so scores for them are accepted meanwhile.
+    auto known = log.known("p", id_of(15));
+    ASSERT_TRUE(known.ok());
+    EXPECT_TRUE(*known);
+    // Reads keep working.
+    EXPECT_TRUE(stored(log, 3));
+
+    faulty.fs->set_failing(false);
+    ASSERT_TRUE(eventually([&] { return log.counters().storage_ok; }));
+    ASSERT_TRUE(log.flush());
+    for (int i = 10; i < 20; ++i) EXPECT_TRUE(stored(log, i)) << i;
+    c = log.counters();
+    EXPECT_EQ(c.recoveries, 1u);
+    EXPECT_EQ(c.written, 20u);
+
+    // Written after the recovery: stored too.
+    ASSERT_TRUE(log.submit(record(20)));
+    ASSERT_TRUE(log.flush());
+    EXPECT_TRUE(stored(log, 20));
+    ASSERT_TRUE(log.close().ok());
+  }
+  // Durable: all of it is there after a reopen.
+  RequestLog reopened(options_for(dir, faulty, durability));
+  for (int i = 0; i <= 20; ++i) EXPECT_TRUE(stored(reopened, i)) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, StorageFaults, ::testing::Values(Durability::kRelaxed, Durability::kStrict));
+
+TEST(StorageFaultsQueue, AFullQueueDuringAnOutageDropsAndCountsTheRest) {
+  TempDir dir;
+  Faulty faulty;
+  auto options = options_for(dir, faulty, Durability::kRelaxed);
+  options.queue_capacity = 8;
+  options.max_batch = 4;
+  RequestLog log(options);
+  faulty.fs->set_failing(true);
+  int accepted = 0;
+  for (int i = 0; i < 40; ++i) accepted += log.submit(record(i)) ? 1 : 0;
+  ASSERT_TRUE(eventually([&] { return !log.counters().storage_ok; }));
+  // At most one batch with the storage thread plus a full queue is kept.
+  EXPECT_LE(accepted, 8 + 4);
+  EXPECT_EQ(log.counters().dropped, static_cast<std::uint64_t>(40 - accepted));
+
+  faulty.fs->set_failing(false);
+  ASSERT_TRUE(eventually([&] { return log.counters().storage_ok && log.counters().queue_depth == 0; }));
+  ASSERT_TRUE(log.flush());
+  EXPECT_EQ(log.counters().written, static_cast<std::uint64_t>(accepted));
+}
+
+TEST(StorageFaultsQueue, CloseGivesUpOnADiskThatStaysFullAndSaysSo) {
+  TempDir dir;
+  Faulty faulty;
+  RequestLog log(options_for(dir, faulty, Durability::kRelaxed));
+  faulty.fs->set_failing(true);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(log.submit(record(i)));
+  ASSERT_TRUE(eventually([&] { return !log.counters().storage_ok; }));
+  (void)log.close();  // returns: bounded attempts while stopping
+  const auto c = log.counters();
+  EXPECT_EQ(c.failed_records, 5u);
+  EXPECT_EQ(c.written, 0u);
+  faulty.fs->set_failing(false);
+}
+
+}  // namespace
+}  // namespace arbiter::scoring
