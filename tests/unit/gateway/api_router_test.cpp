@@ -107,6 +107,21 @@ TEST_F(ApiRouterTest, HealthzWithoutAuth) {
   EXPECT_EQ(res[http::field::content_length], std::to_string(res.body().size()));
 }
 
+TEST_F(ApiRouterTest, HealthzShowsEachCheckAndStaysUpWhenOneFails) {
+  bool storage_ok = true;
+  router_.add_health_check("storage", [&] {
+    return ApiRouter::HealthCheck{storage_ok, json{{"ok", storage_ok}}};
+  });
+  auto res = handle(http::verb::get, "/healthz");
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(body_json(res), (json{{"status", "ok"}, {"storage", {{"ok", true}}}}));
+
+  storage_ok = false;
+  res = handle(http::verb::get, "/healthz");
+  EXPECT_EQ(res.result_int(), 200u) << "a liveness probe: the process still serves";
+  EXPECT_EQ(body_json(res), (json{{"status", "degraded"}, {"storage", {{"ok", false}}}}));
+}
+
 TEST_F(ApiRouterTest, HealthzIgnoresAWrongKey) {
   const auto res = handle(http::verb::get, "/healthz", "Bearer wrong");
   EXPECT_EQ(res.result_int(), 200u);
