@@ -17,8 +17,9 @@
 //   The relaxed WAL fsync runs on its own thread, so a slow fsync never
 //   holds records in the queue (where a SIGKILL would lose them).
 //
-// Storage failures (full disk, I/O errors): a batch whose write fails is not
-// dropped. Its on_durable callbacks run at once with ok=false (the proxy is
+// Storage failures: below the free-space floor (free_space.hpp) the store
+// refuses writes before RocksDB sees a full disk. A batch whose write fails
+// is not dropped. Its on_durable callbacks run at once with ok=false (the proxy is
 // never held up by a failing disk), the storage thread keeps the records and
 // retries them every `retry_interval` after DB::Resume(), while new records
 // wait in the bounded queue behind them; once the queue is full, submit()
