@@ -13,8 +13,8 @@
 #   --out FILE            also write the results as JSON to FILE
 #   --threads N           arbiter I/O threads = nginx worker_processes (default 2)
 #   --upstream-threads N  fake upstream threads (default 1, see README)
-#   --no-request-log      run arbiter with storage.log_requests: false (proxy only), to measure
-#                         what the request log costs. By default arbiter logs (the budget's case)
+#   --no-request-log      run arbiter with storage.log_requests: false and no evaluator (proxy
+#                         only), to measure what logging costs. By default arbiter logs (the budget's case)
 #   --no-evaluator        run arbiter without its evaluator. By default it has one, as the
 #                         budget asks: response_length scoring every request (sampling 100)
 #   --webhook             also configure one webhook (request.logged, with bodies) delivering
@@ -110,6 +110,8 @@ fi
 [[ "$evaluators" =~ ^([0-9]|10)$ ]] || { echo "run.sh: --evaluators takes 0-10" >&2; exit 2; }
 [[ "$evaluator_sampling" =~ ^([0-9]|[1-9][0-9]|100)$ ]] ||
   { echo "run.sh: --evaluator-sampling takes 0-100" >&2; exit 2; }
+# The evaluator scores logged calls only: without the log it would sit idle, so leave it out.
+[ "$request_log" = 1 ] || evaluator=0
 if [ -n "$out" ]; then
   case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 fi

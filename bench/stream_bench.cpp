@@ -32,8 +32,8 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -244,7 +244,7 @@ int run_ttft(const std::vector<Target>& targets, int requests, const std::string
           "STREAM ttft conn=%s target=%s samples=%zu failures=%d connects=%d p50_us=%.0f p99_us=%.0f "
           "added_p50_us=%.0f added_p99_us=%.0f\n",
           mode, targets[t].name.c_str(), series[t].ttft.size(), series[t].failures,
-          std::string_view(mode) == "keepalive" ? conns[t]->connects : static_cast<int>(series[t].ttft.size()),
+          std::string_view(mode) == "keepalive" ? conns[t]->connects : requests,  // new: one per stream
           p50, p99, p50 - base50, p99 - base99);
       failures += series[t].failures;
     }
