@@ -70,7 +70,7 @@ const std::string& request_header() {
       "Helicone-Session-Id: 7d1f5f0e-3a0b-4c47-9d77-5b1c2c9e0a11\r\n"
       "Helicone-Property-Env: prod\r\n"
       "Helicone-Property-Feature: summarise\r\n"
-      "Content-Length: 182\r\n"
+      "Content-Length: 174\r\n"
       "\r\n";
   return h;
 }
