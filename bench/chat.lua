@@ -4,12 +4,25 @@
 --   BENCH requests=N duration_us=N rps=F mean_us=F p50_us=N p90_us=N p99_us=N p999_us=N max_us=N
 --         err_connect=N err_read=N err_write=N err_status=N err_timeout=N
 -- The key comes from the BENCH_KEY environment variable (default "bench-key").
+-- BENCH_HEADERS: extra request headers, "Name: value" lines separated by newlines (run.sh sets
+--   Portkey's x-portkey-* headers this way, for the portkey target only).
+-- BENCH_DELAY_MS: when set, each connection waits that long before each request (wrk's delay()
+--   hook), which paces the load: the soak runs at about conns * 1000 / (delay + latency) req/s.
 
 wrk.method = "POST"
 wrk.path = "/v1/chat/completions"
 wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}]}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Helicone-Auth"] = "Bearer " .. (os.getenv("BENCH_KEY") or "bench-key")
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^%s*([^:]+):%s*(.-)%s*$")
+  if name then wrk.headers[name] = value end
+end
+
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if delay_ms and delay_ms > 0 then
+  function delay() return delay_ms end
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

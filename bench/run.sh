@@ -3,28 +3,45 @@
 # (DESIGN.md §9). See bench/README.md for what is measured and how to read it.
 #
 #   bench/run.sh [--duration S] [--quick] [--out FILE] [--threads N] [--upstream-threads N]
-#                [--no-request-log] [--webhook] [--evaluators N] [--evaluator-sampling P]
+#                [--no-request-log] [--no-evaluator] [--webhook] [--evaluators N]
+#                [--evaluator-sampling P] [--portkey | --no-portkey] [--no-stream]
+#                [--streams N] [--ttft-requests N] [--soak SECONDS] [--soak-interval S]
+#                [--soak-conns N] [--soak-delay-ms MS]
 #
 #   --duration S          seconds per measured wrk run (default 10)
-#   --quick               1 s runs and no warm-up: a smoke test, not a measurement
+#   --quick               1 s runs, no warm-up, few streams: a smoke test, not a measurement
 #   --out FILE            also write the results as JSON to FILE
 #   --threads N           arbiter I/O threads = nginx worker_processes (default 2)
 #   --upstream-threads N  fake upstream threads (default 1, see README)
-#   --no-request-log      run arbiter with storage.log_requests: false (proxy only), to measure
-#                         what the request log costs; by default arbiter logs as configured
+#   --no-request-log      run arbiter with storage.log_requests: false and no evaluator (proxy
+#                         only), to measure what logging costs. By default arbiter logs (the budget's case)
+#   --no-evaluator        run arbiter without its evaluator. By default it has one, as the
+#                         budget asks: response_length scoring every request (sampling 100)
 #   --webhook             also configure one webhook (request.logged, with bodies) delivering
 #                         every call to the fake upstream's echo route, to measure its cost
 #   --evaluators N        also run a second arbiter ("arbiter_ev") with N built-in evaluators
 #                         configured (1-10, the local kinds, all scoring every request), measured
 #                         side by side with the plain one, and report its evaluator counters
 #   --evaluator-sampling P  their `sampling` percentage (default 100: every request, each)
+#   --portkey             also measure Portkey's gateway (bench/portkey, npm ci when needed).
+#                         Default: on when bench/portkey/node_modules exists. --no-portkey: off
+#   --no-stream           skip the streaming stage (added TTFT, memory per open stream)
+#   --streams N           open streams in the hold test (default 1000; --quick: 50)
+#   --ttft-requests N     streams per target in the TTFT test (default 2000; --quick: 100)
+#   --soak SECONDS        also run the soak: a separate arbiter (log + evaluator + webhook) under
+#                         steady paced load for SECONDS (600 for the real run), sampling RSS, open
+#                         fds and threads; reports growth after the first minute (see README)
+#   --soak-interval S     seconds between soak samples (default 10; --quick: 1)
+#   --soak-conns N        soak load: wrk connections (default 8)
+#   --soak-delay-ms MS    soak load: pause before each request per connection (default 4)
 #
-# Environment: ARBITER_BIN and FAKE_UPSTREAM_BIN select the binaries; when both are set the
-# script does not build (ctest passes the build's own binaries that way). Otherwise it builds
-# the release preset (build/release) if needed.
+# Environment: ARBITER_BIN, FAKE_UPSTREAM_BIN and STREAM_BENCH_BIN select the binaries; when all
+# are set the script does not build (ctest passes the build's own binaries that way). Otherwise
+# it builds the release preset (build/release) if needed.
 #
 # Exit status: 0 when every run completed with only 2xx responses and no socket errors;
-# 1 otherwise (including non-2xx responses). A missed performance budget is reported, not an error.
+# 1 otherwise (including non-2xx responses and failed streams). A missed performance budget is
+# reported, not an error.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,8 +57,17 @@ request_log=1
 webhook=0
 evaluators=0
 evaluator_sampling=100
+evaluator=1
+portkey=auto
+stream=1
+streams=""
+ttft_requests=""
+soak=0
+soak_interval=""
+soak_conns=8
+soak_delay_ms=4
 
-usage() { sed -n '3,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs a value}; shift 2 ;;
@@ -53,18 +79,39 @@ while [ $# -gt 0 ]; do
     --webhook) webhook=1; shift ;;
     --evaluators) evaluators=${2:?--evaluators needs a value}; shift 2 ;;
     --evaluator-sampling) evaluator_sampling=${2:?--evaluator-sampling needs a value}; shift 2 ;;
+    --no-evaluator) evaluator=0; shift ;;
+    --portkey) portkey=1; shift ;;
+    --no-portkey) portkey=0; shift ;;
+    --no-stream) stream=0; shift ;;
+    --streams) streams=${2:?--streams needs a value}; shift 2 ;;
+    --ttft-requests) ttft_requests=${2:?--ttft-requests needs a value}; shift 2 ;;
+    --soak) soak=${2:?--soak needs a value}; shift 2 ;;
+    --soak-interval) soak_interval=${2:?--soak-interval needs a value}; shift 2 ;;
+    --soak-conns) soak_conns=${2:?--soak-conns needs a value}; shift 2 ;;
+    --soak-delay-ms) soak_delay_ms=${2:?--soak-delay-ms needs a value}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in "$duration" "$threads" "$upstream_threads"; do
+warmup=2
+if [ "$quick" = 1 ]; then duration=1; warmup=0; fi
+: "${streams:=$([ "$quick" = 1 ] && echo 50 || echo 1000)}"
+: "${ttft_requests:=$([ "$quick" = 1 ] && echo 100 || echo 2000)}"
+: "${soak_interval:=$([ "$quick" = 1 ] && echo 1 || echo 10)}"
+for v in "$duration" "$threads" "$upstream_threads" "$streams" "$ttft_requests" "$soak_interval" \
+         "$soak_conns"; do
   [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: '$v' is not a positive integer" >&2; exit 2; }
 done
+[[ "$soak" =~ ^[0-9]+$ ]] || { echo "run.sh: --soak takes a number of seconds" >&2; exit 2; }
+[[ "$soak_delay_ms" =~ ^[0-9]+$ ]] || { echo "run.sh: --soak-delay-ms takes a number" >&2; exit 2; }
+if [ "$soak" -gt 0 ] && [ "$soak" -lt $((3 * soak_interval)) ]; then
+  echo "run.sh: --soak must be at least 3 sample intervals (--soak-interval $soak_interval)" >&2; exit 2
+fi
 [[ "$evaluators" =~ ^([0-9]|10)$ ]] || { echo "run.sh: --evaluators takes 0-10" >&2; exit 2; }
 [[ "$evaluator_sampling" =~ ^([0-9]|[1-9][0-9]|100)$ ]] ||
   { echo "run.sh: --evaluator-sampling takes 0-100" >&2; exit 2; }
-warmup=2
-if [ "$quick" = 1 ]; then duration=1; warmup=0; fi
+# The evaluator scores logged calls only: without the log it would sit idle, so leave it out.
+[ "$request_log" = 1 ] || evaluator=0
 if [ -n "$out" ]; then
   case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 fi
@@ -114,22 +161,43 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [ -z "${ARBITER_BIN:-}" ] || [ -z "${FAKE_UPSTREAM_BIN:-}" ]; then
+if [ -z "${ARBITER_BIN:-}" ] || [ -z "${FAKE_UPSTREAM_BIN:-}" ] ||
+   { [ "$stream" = 1 ] && [ -z "${STREAM_BENCH_BIN:-}" ]; }; then
   log "building the release preset (build/release) if needed"
   build_log="$tmp/build.log"
   if ! (
     cd "$root"
     [ -f build/release/CMakeCache.txt ] || cmake --preset release
-    cmake --build --preset release --target arbiter fake_upstream
+    nice cmake --build --preset release -j2 --target arbiter fake_upstream stream_bench
   ) >"$build_log" 2>&1; then
     tail -n 40 "$build_log" >&2
     die "build failed"
   fi
   ARBITER_BIN=${ARBITER_BIN:-$root/build/release/arbiter}
   FAKE_UPSTREAM_BIN=${FAKE_UPSTREAM_BIN:-$root/build/release/fake_upstream}
+  STREAM_BENCH_BIN=${STREAM_BENCH_BIN:-$root/build/release/bench/stream_bench}
 fi
 [ -x "$ARBITER_BIN" ] || die "not executable: $ARBITER_BIN"
 [ -x "$FAKE_UPSTREAM_BIN" ] || die "not executable: $FAKE_UPSTREAM_BIN"
+[ "$stream" = 0 ] || [ -x "$STREAM_BENCH_BIN" ] || die "not executable: $STREAM_BENCH_BIN"
+
+# Portkey's gateway (npm @portkey-ai/gateway, pinned in bench/portkey/package-lock.json)
+portkey_dir="$here/portkey"
+portkey_main="$portkey_dir/node_modules/@portkey-ai/gateway/build/start-server.js"
+if [ "$portkey" = auto ]; then
+  if [ -d "$portkey_dir/node_modules" ]; then portkey=1; else portkey=0; fi
+fi
+if [ "$portkey" = 1 ]; then
+  command -v node >/dev/null || die "--portkey needs node and npm (scripts/deps.sh bench)"
+  if [ ! -f "$portkey_main" ]; then
+    log "installing Portkey's gateway (npm ci in bench/portkey)"
+    (cd "$portkey_dir" && npm ci --no-audit --no-fund) >"$tmp/npm.log" 2>&1 ||
+      { tail -n 20 "$tmp/npm.log" >&2; die "npm ci in bench/portkey failed"; }
+  fi
+  [ -f "$portkey_main" ] || die "Portkey's gateway is not at $portkey_main"
+  portkey_version=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+                    "$portkey_dir/node_modules/@portkey-ai/gateway/package.json" | head -n1)
+fi
 
 show_logs() {  # the temp dir goes away at exit: put the logs on stderr first
   local f
@@ -182,7 +250,8 @@ machine_ticks() {
 ours_ticks() {
   local f
   f=$(cat "/proc/$$/stat"); f=${f##*) }; set -- $f
-  echo $(( ${14} + ${15} + $(cpu_ticks "$fake_pid" "$nginx_pid" $nginx_workers "$arbiter_pid" ${arbiter_ev_pid:-}) ))
+  echo $(( ${14} + ${15} + $(cpu_ticks "$fake_pid" "$nginx_pid" $nginx_workers "$arbiter_pid" ${arbiter_ev_pid:-} \
+                              ${portkey_pid:-} ${arbiter_soak_pid:-}) ))
 }
 
 # How busy is the machine? The load average lags, so also sample the CPU idle share for 1 s.
@@ -252,28 +321,51 @@ EOF
 nginx_pid=$!; pids+=("$nginx_pid")
 nginx_addr="127.0.0.1:$nginx_port"
 
-# arbiter
-mkdir -p "$tmp/arbiter"
-cat >"$tmp/arbiter/arbiter.yaml" <<EOF
-server: { proxy_listen: 127.0.0.1:0, api_listen: 127.0.0.1:0, threads: $threads, log_level: warn }
-storage: { path: $tmp/arbiter/data$([ "$request_log" = 1 ] || echo ", log_requests: false") }
-upstreams: [ { name: openai, base_url: "http://$fake_addr" } ]
-projects: [ { name: bench, api_keys: [ "$key" ] } ]
-EOF
-if [ "$webhook" = 1 ]; then
+# arbiter. Every arbiter this script starts has the common config (arbiter_yaml) with its own
+# data directory, plus its own evaluators.
+webhook_yaml() {
   # The fake upstream answers any other path with a 200 echo: it doubles as the receiver.
-  cat >>"$tmp/arbiter/arbiter.yaml" <<EOF
+  cat <<EOF
 webhooks:
   - { name: bench, url: "http://$fake_addr/webhook", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,
       allow_insecure: true, include_bodies: true }
 EOF
-fi
-"$ARBITER_BIN" --config "$tmp/arbiter/arbiter.yaml" >"$tmp/arbiter.out" 2>"$tmp/arbiter.err" &
-arbiter_pid=$!; pids+=("$arbiter_pid")
-arbiter_addr=$(wait_listening "$tmp/arbiter.out" '"listener":"proxy"' "$arbiter_pid") ||
-  fail_start "arbiter did not start"
-arbiter_api=$(wait_listening "$tmp/arbiter.out" '"listener":"api"' "$arbiter_pid") ||
-  fail_start "arbiter's API did not start"
+}
+# arbiter_yaml NAME LOG(0/1) WEBHOOK(0/1): the common part of an arbiter config
+arbiter_yaml() {
+  cat <<EOF
+server: { proxy_listen: 127.0.0.1:0, api_listen: 127.0.0.1:0, threads: $threads, log_level: warn }
+storage: { path: $tmp/$1/data$([ "$2" = 1 ] || echo ", log_requests: false") }
+upstreams: [ { name: openai, base_url: "http://$fake_addr" } ]
+projects: [ { name: bench, api_keys: [ "$key" ] } ]
+EOF
+  [ "$3" = 1 ] && webhook_yaml
+  return 0
+}
+# The budget's evaluator (DESIGN.md §9: "with logging and an evaluator on").
+evaluator_yaml() {
+  echo "evaluators:"
+  echo "  - { name: e_length, kind: response_length, sampling: 100 }"
+}
+# start_arbiter NAME: starts $tmp/NAME/arbiter.yaml; sets ${NAME}_pid, ${NAME}_addr, ${NAME}_api
+start_arbiter() {
+  local name=$1 pid a api
+  "$ARBITER_BIN" --config "$tmp/$name/arbiter.yaml" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  pid=$!; pids+=("$pid")
+  a=$(wait_listening "$tmp/$name.out" '"listener":"proxy"' "$pid") || fail_start "$name did not start"
+  api=$(wait_listening "$tmp/$name.out" '"listener":"api"' "$pid") ||
+    fail_start "$name did not start its api listener"
+  printf -v "${name}_pid" '%s' "$pid"
+  printf -v "${name}_addr" '%s' "$a"
+  printf -v "${name}_api" '%s' "$api"
+}
+
+mkdir -p "$tmp/arbiter"
+{
+  arbiter_yaml arbiter "$request_log" "$webhook"
+  [ "$evaluator" = 1 ] && evaluator_yaml
+} >"$tmp/arbiter/arbiter.yaml"
+start_arbiter arbiter
 
 # arbiter with evaluators: the same config plus N local built-in evaluators, each scoring every
 # request (comparison kinds compare the answer with the user's message).
@@ -293,19 +385,34 @@ if [ "$evaluators" -gt 0 ]; then
     "{ name: e_sql, kind: sql_parse }"
   )
   {
-    sed "s#$tmp/arbiter/data#$tmp/arbiter_ev/data#" "$tmp/arbiter/arbiter.yaml"
+    arbiter_yaml arbiter_ev "$request_log" "$webhook"
     echo "evaluators:"
     for ((i = 0; i < evaluators; i++)); do
       echo "  - ${kinds[$i]%\}}, sampling: $evaluator_sampling }"
     done
   } >"$tmp/arbiter_ev/arbiter.yaml"
-  "$ARBITER_BIN" --config "$tmp/arbiter_ev/arbiter.yaml" >"$tmp/arbiter_ev.out" 2>"$tmp/arbiter_ev.err" &
-  arbiter_ev_pid=$!; pids+=("$arbiter_ev_pid")
-  arbiter_ev_addr=$(wait_listening "$tmp/arbiter_ev.out" '"listener":"proxy"' "$arbiter_ev_pid") ||
-    fail_start "arbiter with evaluators did not start"
-  arbiter_ev_api=$(wait_listening "$tmp/arbiter_ev.out" '"listener":"api"' "$arbiter_ev_pid") ||
-    fail_start "arbiter with evaluators did not start its api listener"
+  start_arbiter arbiter_ev
 fi
+
+# Portkey's gateway: node, one process. It listens on all interfaces (it has no host option);
+# it is up only for the length of the run.
+portkey_pid=""
+if [ "$portkey" = 1 ]; then
+  portkey_port=$(free_port)
+  (cd "$tmp" && exec node "$portkey_main" --port="$portkey_port" --headless) \
+    >"$tmp/portkey.out" 2>"$tmp/portkey.err" &
+  portkey_pid=$!; pids+=("$portkey_pid")
+  portkey_addr="127.0.0.1:$portkey_port"
+  deadline=$((SECONDS + 30))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$portkey_port") 2>/dev/null; do
+    kill -0 "$portkey_pid" 2>/dev/null || fail_start "Portkey's gateway exited"
+    [ "$SECONDS" -lt "$deadline" ] || fail_start "Portkey's gateway did not start listening on $portkey_addr"
+    sleep 0.1
+  done
+fi
+# Portkey routes by headers: provider openai, base URL the fake upstream. Only its runs send them.
+portkey_headers="x-portkey-provider: openai
+x-portkey-custom-host: http://$fake_addr/v1"
 
 # nginx prints nothing when ready: wait for its port to accept connections
 deadline=$((SECONDS + 10))
@@ -316,13 +423,14 @@ until (exec 3<>"/dev/tcp/127.0.0.1/$nginx_port") 2>/dev/null; do
 done
 nginx_workers=$(children "$nginx_pid")
 [ -n "$nginx_workers" ] || fail_start "nginx has no worker processes"
-log "direct=$fake_addr nginx=$nginx_addr arbiter=$arbiter_addr threads=$threads upstream_threads=$upstream_threads"
+log "direct=$fake_addr nginx=$nginx_addr arbiter=$arbiter_addr${portkey_pid:+ portkey=$portkey_addr} threads=$threads upstream_threads=$upstream_threads"
 
 # Idle memory, before any request.
 sleep 0.5
 nginx_rss_sum() { local t=0 p; for p in "$nginx_pid" $nginx_workers; do t=$((t + $(rss_kib "$p"))); done; echo "$t"; }
 arbiter_rss_idle=$(rss_kib "$arbiter_pid")
 nginx_rss_idle=$(nginx_rss_sum)
+[ -z "$portkey_pid" ] || portkey_rss_idle=$(rss_kib "$portkey_pid")
 
 # ---------------------------------------------------------------- measurement
 targets=(direct nginx arbiter)
@@ -331,15 +439,31 @@ if [ -n "$arbiter_ev_pid" ]; then
   targets+=(arbiter_ev)
   addr[arbiter_ev]=$arbiter_ev_addr
 fi
+declare -A extra_headers=()
+if [ -n "$portkey_pid" ]; then
+  targets+=(portkey)
+  addr[portkey]=$portkey_addr
+  extra_headers[portkey]=$portkey_headers
+fi
 declare -A R=()
 failures=0
 
 body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}]}'
+# curl -H arguments for a target's extra headers
+header_args() {
+  local line
+  while IFS= read -r line; do [ -n "$line" ] && printf '%s\0' -H "$line"; done <<<"${extra_headers[$1]:-}"
+  return 0
+}
+# Every target must really reach the fake upstream: its answers carry "fp_fake" as the
+# system_fingerprint, which a proxy answering by itself (or going elsewhere) would not have.
 for t in "${targets[@]}"; do
-  code=$("$CURL" -sS --max-time 5 -o "$tmp/sanity-$t.json" -w '%{http_code}' \
-           -H 'Content-Type: application/json' -H "Helicone-Auth: Bearer $key" \
+  mapfile -d '' hargs < <(header_args "$t")
+  code=$("$CURL" -sS --max-time 10 -o "$tmp/sanity-$t.json" -w '%{http_code}' \
+           -H 'Content-Type: application/json' -H "Helicone-Auth: Bearer $key" "${hargs[@]}" \
            --data "$body" "http://${addr[$t]}/v1/chat/completions") || code=000
-  if [ "$code" != 200 ] || ! grep -q '"chat.completion"' "$tmp/sanity-$t.json"; then
+  if [ "$code" != 200 ] || ! grep -q '"chat.completion"' "$tmp/sanity-$t.json" ||
+     ! grep -q '"fp_fake"' "$tmp/sanity-$t.json"; then
     head -c 500 "$tmp/sanity-$t.json" >&2 2>/dev/null || true
     fail_start "sanity request to $t (${addr[$t]}) failed: HTTP $code"
   fi
@@ -354,31 +478,43 @@ to_us_awk='function to_us(s,  n, u) { n = s + 0; u = s; sub(/^[0-9.]+/, "", u);
 bench_field() { awk -v k="$2" '$1 == "BENCH" { for (i = 2; i <= NF; i++) { split($i, kv, "=");
   if (kv[1] == k) { print kv[2]; exit } } }' "$1"; }
 
-# Waits (up to 120 s) until arbiter_ev's evaluators have no queued or running run, so that
-# its workers never compete for the CPUs with another target's measured run.
+# Waits (up to 120 s) until the evaluators of arbiter (when it has one) and arbiter_ev have no
+# queued or running run, so that their workers never compete for the CPUs with another
+# target's measured run.
+evaluator_apis=()
+[ "$evaluator" = 1 ] && evaluator_apis+=("$arbiter_api")
+[ -n "$arbiter_ev_pid" ] && evaluator_apis+=("$arbiter_ev_api")
 drain_evaluators() {
-  [ -n "$arbiter_ev_pid" ] || return 0
-  local deadline=$((SECONDS + 120)) busy
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    busy=$("$CURL" -sS --max-time 5 "http://$arbiter_ev_api/metrics" 2>/dev/null |
-           awk '$1 == "arbiter_evaluator_queue_depth" || index($1, "arbiter_evaluator_running{") == 1 { s += $2 }
-                END { printf "%d", s }')
-    [ "${busy:-1}" -eq 0 ] && return 0
-    sleep 0.2
+  local deadline=$((SECONDS + 120)) busy api
+  for api in "$@"; do
+    while :; do
+      busy=$("$CURL" -sS --max-time 5 "http://$api/metrics" 2>/dev/null |
+             awk '$1 == "arbiter_evaluator_queue_depth" || index($1, "arbiter_evaluator_running{") == 1 { s += $2 }
+                  END { printf "%d", s }')
+      [ "${busy:-1}" -eq 0 ] && break
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        log "warning: the evaluators behind $api are still busy after 120 s"
+        break
+      fi
+      sleep 0.2
+    done
   done
-  log "warning: arbiter_ev's evaluators are still busy after 120 s"
 }
 
 # run_wrk TARGET LABEL THREADS CONNS SECONDS: runs wrk, checks for errors, sets R[TARGET.LABEL.*]
 run_wrk() {
   local t=$1 label=$2 wt=$3 conns=$4 secs=$5
-  drain_evaluators
+  drain_evaluators ${evaluator_apis[@]+"${evaluator_apis[@]}"}
   local f="$tmp/wrk-$t-$label.txt" url="http://${addr[$t]}"
   local p p_ngx c0 u0 c1 u1 m0 m1 o0 o1
   p_ngx="$nginx_pid $nginx_workers"
-  case "$t" in arbiter) p="$arbiter_pid" ;; arbiter_ev) p="$arbiter_ev_pid" ;; nginx) p="$p_ngx" ;; *) p="" ;; esac
+  case "$t" in
+    arbiter) p="$arbiter_pid" ;; arbiter_ev) p="$arbiter_ev_pid" ;; nginx) p="$p_ngx" ;;
+    portkey) p="$portkey_pid" ;; *) p="" ;;
+  esac
   c0=$(cpu_ticks $p); u0=$(cpu_ticks "$fake_pid"); m0=$(machine_ticks); o0=$(ours_ticks)
-  if ! BENCH_KEY=$key timeout -k 5 $((secs + 30)) "$WRK" -t"$wt" -c"$conns" -d"${secs}s" \
+  if ! BENCH_KEY=$key BENCH_HEADERS=${extra_headers[$t]:-} timeout -k 5 $((secs + 30)) \
+         "$WRK" -t"$wt" -c"$conns" -d"${secs}s" \
          --timeout 5s --latency -s "$here/chat.lua" "$url" >"$f" 2>&1; then
     cat "$f" >&2
     die "wrk failed against $t"
@@ -445,23 +581,29 @@ log "latency: wrk -t1 -c1 -d${duration}s"
 for t in "${targets[@]}"; do run_wrk "$t" c1 1 1 "$duration"; done
 
 # The evaluators' own figures: how many runs completed, failed or found the queue full.
-ev_metric() {  # sum of an arbiter_evaluator_* counter over all evaluators
-  "$CURL" -sS --max-time 5 "http://$arbiter_ev_api/metrics" 2>/dev/null |
-    awk -v m="$1" 'index($1, m "{") == 1 { s += $2 } END { printf "%d", s }'
+ev_metric() {  # ev_metric API NAME: sum of an arbiter_evaluator_* counter over all evaluators
+  "$CURL" -sS --max-time 5 "http://$1/metrics" 2>/dev/null |
+    awk -v m="$2" 'index($1, m "{") == 1 { s += $2 } END { printf "%d", s }'
+}
+# ev_counters API: "matched completed errors queue_full"
+ev_counters() {
+  echo "$(ev_metric "$1" arbiter_evaluator_matched_total) $(ev_metric "$1" arbiter_evaluator_completed_total)" \
+       "$(ev_metric "$1" arbiter_evaluator_errors_total) $(ev_metric "$1" arbiter_evaluator_queue_full_total)"
 }
 if [ -n "$arbiter_ev_pid" ]; then
   kill -0 "$arbiter_ev_pid" 2>/dev/null || { show_logs; die "arbiter with evaluators died during the run"; }
-  ev_completed=$(ev_metric arbiter_evaluator_completed_total)
-  ev_errors=$(ev_metric arbiter_evaluator_errors_total)
-  ev_queue_full=$(ev_metric arbiter_evaluator_queue_full_total)
-  ev_matched=$(ev_metric arbiter_evaluator_matched_total)
+  read -r ev_matched ev_completed ev_errors ev_queue_full <<<"$(ev_counters "$arbiter_ev_api")"
   ev_rss_after=$(rss_kib "$arbiter_ev_pid")
+fi
+if [ "$evaluator" = 1 ]; then
+  drain_evaluators "$arbiter_api"
+  read -r a_ev_matched a_ev_completed a_ev_errors a_ev_queue_full <<<"$(ev_counters "$arbiter_api")"
 fi
 
 arbiter_rss_after=$(rss_kib "$arbiter_pid")
 # Webhook counters once the runs are over (deliveries may still be draining).
 metric() { "$CURL" -sS --max-time 5 "http://$arbiter_api/metrics" 2>/dev/null |
-           awk -v m="$1" '$1 == m { print $2; exit }'; }
+           awk -v m="$1" '$1 == m && !seen { print $2; seen = 1 }'; }
 if [ "$webhook" = 1 ]; then
   wh_enqueued=$(metric 'arbiter_webhook_enqueued_total{webhook="bench"}')
   wh_delivered=$(metric 'arbiter_webhook_delivered_total{webhook="bench"}')
@@ -469,7 +611,150 @@ if [ "$webhook" = 1 ]; then
 fi
 arbiter_rss_peak=$(rss_kib "$arbiter_pid" VmHWM)
 nginx_rss_after=$(nginx_rss_sum)
+if [ -n "$portkey_pid" ]; then
+  kill -0 "$portkey_pid" 2>/dev/null || { show_logs; die "Portkey's gateway died during the run"; }
+  portkey_rss_after=$(rss_kib "$portkey_pid")
+fi
 kill -0 "$arbiter_pid" 2>/dev/null || { show_logs; die "arbiter died during the run"; }
+
+# ---------------------------------------------------------------- streaming
+# Added time to first token against the direct path (stream_bench ttft: every target in turn,
+# one stream at a time, on a new connection and on a kept-alive one), then 1,000 concurrent
+# paced streams held open through arbiter, with its VmRSS sampled while all are open.
+declare -A S=() H=()
+if [ "$stream" = 1 ]; then
+  stream_targets=(direct nginx arbiter)
+  portkey_stream_error=""
+  if [ -n "$portkey_pid" ]; then
+    # Portkey 1.15.2 on Node answers every stream with 500 "Something went wrong" (its log:
+    # "TypeError: immutable" in updateHeaders, Portkey-AI/gateway#1389 / #1550). Check first, so
+    # that a Portkey that cannot stream is reported as such instead of failing the run.
+    mapfile -d '' hargs < <(header_args portkey)
+    "$CURL" -sS -N --max-time 10 -o "$tmp/sanity-portkey-stream.txt" -H 'Content-Type: application/json' \
+      -H "Helicone-Auth: Bearer $key" "${hargs[@]}" \
+      --data '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello."}]}' \
+      "http://$portkey_addr/v1/chat/completions" 2>/dev/null || true
+    if grep -q 'data: \[DONE\]' "$tmp/sanity-portkey-stream.txt" 2>/dev/null &&
+       grep -q '"fp_fake"' "$tmp/sanity-portkey-stream.txt"; then
+      stream_targets+=(portkey)
+    else
+      portkey_stream_error="Portkey's gateway failed a streaming request: $(head -c 200 "$tmp/sanity-portkey-stream.txt" 2>/dev/null | tr -d '"\\' | tr -c '[:print:]' ' ')"
+      log "warning: $portkey_stream_error; its TTFT is not measured"
+    fi
+  fi
+  sargs=()
+  for t in "${stream_targets[@]}"; do sargs+=(--target "$t=${addr[$t]}"); done
+  if [[ " ${stream_targets[*]} " == *" portkey "* ]]; then
+    while IFS= read -r line; do sargs+=(--header "portkey=$line"); done <<<"$portkey_headers"
+    # Portkey passes unknown headers on only when told to: the fake upstream's chunk controls.
+    sargs+=(--header "portkey=x-portkey-forward-headers: x-fake-chunks,x-fake-chunk-interval-ms")
+  fi
+  drain_evaluators ${evaluator_apis[@]+"${evaluator_apis[@]}"}
+  log "streaming: time to first token, $ttft_requests streams per target on new and kept-alive connections"
+  f="$tmp/stream-ttft.txt"
+  if ! timeout -k 5 600 "$STREAM_BENCH_BIN" ttft --requests "$ttft_requests" --connections both \
+         --key "$key" "${sargs[@]}" >"$f" 2>&1; then
+    cat "$f" >&2
+    failures=$((failures + 1))
+    log "FAILURE: some streams failed in the TTFT test"
+  fi
+  # "STREAM ttft conn=C target=T k=v ..." → S[C.T.k]=v
+  while read -r k v; do S[$k]=$v; done < <(awk '$1 == "STREAM" && $2 == "ttft" {
+      conn = ""; tgt = ""
+      for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "conn") conn = kv[2]; if (kv[1] == "target") tgt = kv[2] }
+      for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] != "conn" && kv[1] != "target") print conn "." tgt "." kv[1], kv[2] }
+    }' "$f")
+  for c in new keepalive; do
+    for t in "${stream_targets[@]}"; do
+      [ -n "${S[$c.$t.p99_us]:-}" ] || { cat "$f" >&2; die "no TTFT figures for $t ($c connections)"; }
+      log "$(printf 'ttft %-9s %-8s p50=%sus p99=%sus added p50=%sus p99=%sus' "$c" "$t" "${S[$c.$t.p50_us]}" \
+               "${S[$c.$t.p99_us]}" "${S[$c.$t.added_p50_us]}" "${S[$c.$t.added_p99_us]}")"
+    done
+  done
+
+  # Each held stream lasts chunks x interval (4 s; 1 s in quick mode), long enough to sample.
+  if [ "$quick" = 1 ]; then hold_chunks=10; hold_interval=100; else hold_chunks=20; hold_interval=200; fi
+  drain_evaluators ${evaluator_apis[@]+"${evaluator_apis[@]}"}
+  log "streaming: $streams concurrent streams held open through arbiter ($hold_chunks chunks, ${hold_interval} ms apart)"
+  f="$tmp/stream-hold.txt"
+  if ! timeout -k 5 600 "$STREAM_BENCH_BIN" hold --target "$arbiter_addr" --pid "$arbiter_pid" \
+         --streams "$streams" --chunks "$hold_chunks" --interval-ms "$hold_interval" --key "$key" >"$f" 2>&1; then
+    cat "$f" >&2
+    failures=$((failures + 1))
+    log "FAILURE: some held streams failed"
+  fi
+  while read -r k v; do H[$k]=$v; done < <(awk '$1 == "STREAM" && $2 == "hold" {
+      for (i = 3; i <= NF; i++) { split($i, kv, "="); print kv[1], kv[2] } }' "$f")
+  [ -n "${H[per_stream_kib]:-}" ] || { cat "$f" >&2; die "no figures from the hold test"; }
+  log "hold: ${H[completed]}/${H[streams]} streams completed, RSS ${H[rss_before_kib]} -> ${H[rss_open_kib]} KiB with all open: ${H[per_stream_kib]} KiB per stream"
+  kill -0 "$arbiter_pid" 2>/dev/null || { show_logs; die "arbiter died during the streaming stage"; }
+fi
+
+# ---------------------------------------------------------------- soak
+# A fresh arbiter with the request log, the evaluator and a webhook, under steady paced load
+# (wrk -c$soak_conns with chat.lua's delay() hook) for $soak seconds. Every $soak_interval s:
+# VmRSS, open fds, threads, requests served. Growth = the last sample minus the baseline, the
+# first sample at or after the warm-up (the first minute; a third of the soak when it is shorter
+# than 3 minutes). Verdict: no growth = RSS within max(5 %, 4 MiB) of the baseline, fds within
+# max(5 %, 4), threads not more than at the baseline.
+soak_series=()
+if [ "$soak" -gt 0 ]; then
+  mkdir -p "$tmp/arbiter_soak"
+  { arbiter_yaml arbiter_soak 1 1; evaluator_yaml; } >"$tmp/arbiter_soak/arbiter.yaml"
+  start_arbiter arbiter_soak
+  soak_warmup=60
+  [ "$soak" -lt 180 ] && soak_warmup=$((soak / 3))
+  drain_evaluators ${evaluator_apis[@]+"${evaluator_apis[@]}"}
+  log "soak: ${soak}s at wrk -c$soak_conns, ${soak_delay_ms} ms between requests per connection; a sample every ${soak_interval}s"
+  f="$tmp/wrk-soak.txt"
+  # wrk runs one interval longer than the soak, so that the last sample (t = $soak) is under load
+  BENCH_KEY=$key BENCH_DELAY_MS=$soak_delay_ms timeout -k 5 $((soak + soak_interval + 60)) \
+    "$WRK" -t1 -c"$soak_conns" -d"$((soak + soak_interval))s" --timeout 5s -s "$here/chat.lua" \
+    "http://$arbiter_soak_addr" >"$f" 2>&1 &
+  soak_wrk=$!; pids+=("$soak_wrk")
+  soak_sample() {  # "t rss_kib fds threads requests"
+    local fds threads reqs
+    fds=$(find "/proc/$arbiter_soak_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    threads=$(awk '$1 == "Threads:" { print $2 }' "/proc/$arbiter_soak_pid/status" 2>/dev/null)
+    reqs=$("$CURL" -sS --max-time 5 "http://$arbiter_soak_api/metrics" 2>/dev/null |
+           awk '$1 == "arbiter_proxy_requests_total" && !seen { print $2; seen = 1 }')
+    echo "$1 $(rss_kib "$arbiter_soak_pid") $fds ${threads:-0} ${reqs:-0}"
+  }
+  soak_start=${EPOCHREALTIME/[.,]/}
+  for ((k = 0; k * soak_interval <= soak; k++)); do
+    # sleep until k intervals after the start (no drift)
+    now=${EPOCHREALTIME/[.,]/}
+    wait_us=$((soak_start + k * soak_interval * 1000000 - now))
+    [ "$wait_us" -gt 0 ] && sleep "$(awk -v u="$wait_us" 'BEGIN { printf "%.3f", u / 1e6 }')"
+    kill -0 "$arbiter_soak_pid" 2>/dev/null || { show_logs; die "arbiter died during the soak"; }
+    soak_series+=("$(soak_sample $((k * soak_interval)))")
+    log "soak: t=${soak_series[-1]%% *}s $(echo "${soak_series[-1]}" | awk '{ printf "RSS %.1f MiB, %d fds, %d threads, %d requests", $2 / 1024, $3, $4, $5 }')"
+  done
+  wait "$soak_wrk" || { cat "$f" >&2; die "wrk failed during the soak"; }
+  check_errors arbiter_soak soak "$f"
+  soak_requests=$(bench_field "$f" requests)
+  soak_rps=$(bench_field "$f" rps)
+  drain_evaluators "$arbiter_soak_api"
+  read -r soak_ev_matched soak_ev_completed soak_ev_errors soak_ev_queue_full <<<"$(ev_counters "$arbiter_soak_api")"
+  soak_metric() { "$CURL" -sS --max-time 5 "http://$arbiter_soak_api/metrics" 2>/dev/null |
+                  awk -v m="$1" '$1 == m && !seen { print $2; seen = 1 }'; }
+  soak_wh_enqueued=$(soak_metric 'arbiter_webhook_enqueued_total{webhook="bench"}')
+  soak_wh_delivered=$(soak_metric 'arbiter_webhook_delivered_total{webhook="bench"}')
+  soak_log_written=$(soak_metric arbiter_log_records_written_total)
+  soak_log_dropped=$(soak_metric arbiter_log_records_dropped_total)
+  # baseline: the first sample at or after the warm-up; end: the last sample
+  soak_base=$(printf '%s\n' "${soak_series[@]}" | awk -v w="$soak_warmup" '$1 >= w && !seen { print; seen = 1 }')
+  soak_end=${soak_series[-1]}
+  read -r sb_t sb_rss sb_fds sb_thr sb_req <<<"$soak_base"
+  read -r se_t se_rss se_fds se_thr se_req <<<"$soak_end"
+  soak_rss_growth=$((se_rss - sb_rss)); soak_fd_growth=$((se_fds - sb_fds)); soak_thr_growth=$((se_thr - sb_thr))
+  soak_rss_limit=$(awk -v b="$sb_rss" 'BEGIN { l = b * 0.05; if (l < 4096) l = 4096; printf "%d", l }')
+  soak_fd_limit=$(awk -v b="$sb_fds" 'BEGIN { l = b * 0.05; if (l < 4) l = 4; printf "%d", l }')
+  ok_soak_rss=$([ "$soak_rss_growth" -le "$soak_rss_limit" ] && echo PASS || echo MISS)
+  ok_soak_fds=$([ "$soak_fd_growth" -le "$soak_fd_limit" ] && echo PASS || echo MISS)
+  ok_soak_thr=$([ "$soak_thr_growth" -le 0 ] && echo PASS || echo MISS)
+  if [ "$ok_soak_rss$ok_soak_fds$ok_soak_thr" = PASSPASSPASS ]; then ok_soak=PASS; else ok_soak=MISS; fi
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
@@ -486,10 +771,27 @@ ok_rps=$(verdict "$ratio_rps >= 0.8")
 ok_p50=$(verdict "$add_a50 <= 50")
 ok_p99=$(verdict "$add_a99 <= 150")
 ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
+if [ -n "$portkey_pid" ]; then
+  portkey_vs_direct_rps=$(calc %.3f "${R[portkey.c64.rps]} / ${R[direct.c64.rps]}")
+  portkey_vs_nginx_rps=$(calc %.3f "${R[portkey.c64.rps]} / ${R[nginx.c64.rps]}")
+  arbiter_vs_portkey_rps=$(calc %.3f "${R[arbiter.c64.rps]} / ${R[portkey.c64.rps]}")
+  add_p50=$(calc %d "${R[portkey.c1.p50]} - ${R[direct.c1.p50]}")
+  add_p99=$(calc %d "${R[portkey.c1.p99]} - ${R[direct.c1.p99]}")
+fi
+if [ "$stream" = 1 ]; then
+  ok_ttft_new=$(verdict "${S[new.arbiter.added_p99_us]} <= 200")
+  ok_ttft_keepalive=$(verdict "${S[keepalive.arbiter.added_p99_us]} <= 200")
+  ok_stream_rss=$(verdict "${H[per_stream_kib]} <= 32")
+fi
+config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evaluator $([ "$evaluator" = 1 ] &&
+  echo "on (response_length, sampling 100)" || echo off), webhook $([ "$webhook" = 1 ] && echo on || echo off)"
+[ "$evaluators" -gt 0 ] && config_line+=", arbiter_ev with $evaluators evaluators (sampling $evaluator_sampling)"
+[ -n "$portkey_pid" ] && config_line+=", Portkey gateway ${portkey_version:-?} (node $(node --version))"
 
 {
   echo
-  echo "arbiter bench: ${duration}s runs, $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), threads=$threads, upstream threads=$upstream_threads, request log $([ "$request_log" = 1 ] && echo "as configured (default on)" || echo off), webhook $([ "$webhook" = 1 ] && echo on || echo off)"
+  echo "arbiter bench: ${duration}s runs, $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), threads=$threads, upstream threads=$upstream_threads"
+  echo "arbiter configuration: $config_line"
   echo "load average before: $load_before   after: $load_after   CPU idle before: ${idle_before}%"
   echo
   printf '%-10s %11s %10s %10s %11s %10s %11s %20s %9s\n' target 'rps@64' 'p50@1 us' 'p99@1 us' \
@@ -498,6 +800,7 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
     case "$t" in
       arbiter) rss="$arbiter_rss_idle / $arbiter_rss_after" ;;
       nginx) rss="$nginx_rss_idle / $nginx_rss_after" ;;
+      portkey) rss="$portkey_rss_idle / $portkey_rss_after" ;;
       *) rss="-" ;;
     esac
     printf '%-10s %11s %10s %10s %11s %10s %11s %20s %9s\n' "$t" "${R[$t.c64.rps]}" "${R[$t.c1.p50]}" \
@@ -527,13 +830,60 @@ ok_rss=$(verdict "$arbiter_rss_idle <= 65536")
     echo "arbiter_ev rps / arbiter rps : $(calc %.3f "${R[arbiter_ev.c64.rps]} / ${R[arbiter.c64.rps]}")"
     echo "evaluator runs: matched $ev_matched, completed $ev_completed, errors $ev_errors (of which queue full $ev_queue_full); RSS after $ev_rss_after KiB"
   fi
+  if [ "$evaluator" = 1 ]; then
+    echo "arbiter's evaluator runs: matched $a_ev_matched, completed $a_ev_completed, errors $a_ev_errors (of which queue full $a_ev_queue_full)"
+  fi
+  if [ -n "$portkey_pid" ]; then
+    echo
+    echo "portkey rps / direct rps     : $portkey_vs_direct_rps"
+    echo "portkey rps / nginx rps      : $portkey_vs_nginx_rps"
+    echo "arbiter rps / portkey rps    : $arbiter_vs_portkey_rps"
+    echo "portkey added p50 / p99 vs direct: $add_p50 / $add_p99 us"
+  fi
+  if [ "$stream" = 1 ]; then
+    echo
+    echo "streaming: time to first token, $ttft_requests streams per target, one at a time (first 10% not counted)"
+    printf '%-10s %-10s %9s %9s %13s %13s %9s\n' connection target 'p50 us' 'p99 us' 'added p50 us' 'added p99 us' failures
+    for c in new keepalive; do
+      for t in "${stream_targets[@]}"; do
+        printf '%-10s %-10s %9s %9s %13s %13s %9s\n' "$c" "$t" "${S[$c.$t.p50_us]}" "${S[$c.$t.p99_us]}" \
+          "${S[$c.$t.added_p50_us]}" "${S[$c.$t.added_p99_us]}" "${S[$c.$t.failures]}"
+      done
+    done
+    echo "(new: a new connection per stream; keepalive: one connection per target, reused, as the SDKs do)"
+    echo "arbiter added TTFT p99, new connections      : ${S[new.arbiter.added_p99_us]} us   (budget <= 200 us)  $ok_ttft_new"
+    echo "arbiter added TTFT p99, kept-alive connection: ${S[keepalive.arbiter.added_p99_us]} us   (budget <= 200 us)  $ok_ttft_keepalive"
+    echo "nginx added TTFT p99, new / kept-alive       : ${S[new.nginx.added_p99_us]} / ${S[keepalive.nginx.added_p99_us]} us"
+    if [ -n "$portkey_stream_error" ]; then
+      echo "portkey added TTFT: not measured. $portkey_stream_error"
+    elif [ -n "$portkey_pid" ]; then
+      echo "portkey added TTFT p99, new / kept-alive     : ${S[new.portkey.added_p99_us]} / ${S[keepalive.portkey.added_p99_us]} us"
+    fi
+    echo "hold: ${H[streams]} concurrent streams through arbiter ($hold_chunks chunks, ${hold_interval} ms apart), ${H[completed]} completed"
+    echo "arbiter RSS before / all open / after: ${H[rss_before_kib]} / ${H[rss_open_kib]} / ${H[rss_after_kib]} KiB"
+    echo "arbiter memory per open stream: ${H[per_stream_kib]} KiB   (budget <= 32 KiB)  $ok_stream_rss"
+  fi
+  if [ "$soak" -gt 0 ]; then
+    echo
+    echo "soak: ${soak}s, a fresh arbiter with request log, evaluator and webhook; wrk -t1 -c$soak_conns, ${soak_delay_ms} ms pause per request per connection"
+    echo "      $soak_requests requests ($soak_rps/s); evaluator runs matched $soak_ev_matched, completed $soak_ev_completed, errors $soak_ev_errors (queue full $soak_ev_queue_full); webhook ${soak_wh_enqueued:-?} enqueued, ${soak_wh_delivered:-?} delivered; log ${soak_log_written:-?} written, ${soak_log_dropped:-?} dropped"
+    printf '  %6s %10s %6s %8s %10s\n' 't s' 'RSS MiB' fds threads requests
+    for row in "${soak_series[@]}"; do
+      echo "$row" | awk '{ printf "  %6d %10.1f %6d %8d %10d\n", $1, $2 / 1024, $3, $4, $5 }'
+    done
+    echo "baseline (t=${sb_t}s, after the ${soak_warmup}s warm-up) -> end (t=${se_t}s):"
+    echo "  RSS     $(calc %.1f "$sb_rss / 1024") -> $(calc %.1f "$se_rss / 1024") MiB, growth $(calc %.1f "$soak_rss_growth / 1024") MiB   (allowed <= max(5 %, 4 MiB) = $(calc %.1f "$soak_rss_limit / 1024") MiB)  $ok_soak_rss"
+    echo "  fds     $sb_fds -> $se_fds, growth $soak_fd_growth   (allowed <= max(5 %, 4) = $soak_fd_limit)  $ok_soak_fds"
+    echo "  threads $sb_thr -> $se_thr, growth $soak_thr_growth   (allowed 0)  $ok_soak_thr"
+    echo "soak verdict (no growth after the first minute): $ok_soak"
+  fi
   disturbed=$(for t in "${targets[@]}"; do echo "${R[$t.c64.foreign_cpu_pct]}"; echo "${R[$t.c1.foreign_cpu_pct]}"; done |
               sort -n | tail -n1)
   if [ "$disturbed" -gt 5 ]; then
     echo "WARNING: other work used up to ${disturbed}% of the CPUs during a measured run: these"
     echo "         figures are disturbed; re-run when the machine is quiet."
   fi
-  [ "$failures" -eq 0 ] || echo "FAILURES: $failures run(s) had non-2xx responses or socket errors"
+  [ "$failures" -eq 0 ] || echo "FAILURES: $failures run(s) had non-2xx responses, socket errors or failed streams"
 }
 
 # ---------------------------------------------------------------- JSON
@@ -544,6 +894,7 @@ if [ -n "$out" ]; then
     case "$t" in
       arbiter) extra=", \"rss_idle_kib\": $arbiter_rss_idle, \"rss_after_kib\": $arbiter_rss_after, \"rss_peak_kib\": $arbiter_rss_peak" ;;
       nginx) extra=", \"rss_idle_kib\": $nginx_rss_idle, \"rss_after_kib\": $nginx_rss_after" ;;
+      portkey) extra=", \"rss_idle_kib\": $portkey_rss_idle, \"rss_after_kib\": $portkey_rss_after, \"version\": \"${portkey_version:-}\"" ;;
     esac
     printf '    "%s": {"address": "%s", "rps_c64": %s, "p50_us_c1": %s, "p99_us_c1": %s, ' \
       "$t" "${addr[$t]}" "${R[$t.c64.rps]}" "${R[$t.c1.p50]}" "${R[$t.c1.p99]}"
@@ -563,6 +914,12 @@ if [ -n "$out" ]; then
     echo "  \"timestamp\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
     echo "  \"duration_s\": $duration, \"quick\": $([ "$quick" = 1 ] && echo true || echo false),"
     echo "  \"threads\": $threads, \"upstream_threads\": $upstream_threads, \"request_log\": $([ "$request_log" = 1 ] && echo true || echo false),"
+    echo "  \"config\": {\"request_log\": $([ "$request_log" = 1 ] && echo true || echo false), \"evaluator\": $([ "$evaluator" = 1 ] && echo '{"kind": "response_length", "sampling": 100}' || echo null),"
+    echo "             \"webhook\": $([ "$webhook" = 1 ] && echo true || echo false), \"arbiter_ev_evaluators\": $evaluators, \"portkey\": $([ -n "$portkey_pid" ] && echo "\"${portkey_version:-}\"" || echo null),"
+    echo "             \"summary\": \"$config_line\"},"
+    if [ "$evaluator" = 1 ]; then
+      echo "  \"arbiter_evaluator\": {\"matched\": $a_ev_matched, \"completed\": $a_ev_completed, \"errors\": $a_ev_errors, \"queue_full\": $a_ev_queue_full},"
+    fi
     if [ "$webhook" = 1 ]; then
       echo "  \"webhook\": {\"enqueued\": $(num "${wh_enqueued:-}"), \"delivered\": $(num "${wh_delivered:-}"), \"failed_attempts\": $(num "${wh_failed:-}")},"
     else
@@ -578,16 +935,69 @@ if [ -n "$out" ]; then
     if [ -n "$arbiter_ev_pid" ]; then
       echo ","; target_json arbiter_ev
     fi
+    if [ -n "$portkey_pid" ]; then
+      echo ","; target_json portkey
+    fi
     echo
     echo "  },"
+    if [ "$stream" = 1 ]; then
+      echo "  \"streaming\": {\"ttft_requests\": $ttft_requests, \"ttft\": {"
+      first_c=1
+      for c in new keepalive; do
+        [ "$first_c" = 1 ] || echo ","
+        first_c=0
+        printf '    "%s": {' "$c"
+        first_t=1
+        for t in "${stream_targets[@]}"; do
+          [ "$first_t" = 1 ] || printf ', '
+          first_t=0
+          printf '"%s": {"samples": %s, "failures": %s, "p50_us": %s, "p99_us": %s, "added_p50_us": %s, "added_p99_us": %s}' \
+            "$t" "${S[$c.$t.samples]}" "${S[$c.$t.failures]}" "${S[$c.$t.p50_us]}" "${S[$c.$t.p99_us]}" \
+            "${S[$c.$t.added_p50_us]}" "${S[$c.$t.added_p99_us]}"
+        done
+        printf '}'
+      done
+      echo
+      echo "  }, \"portkey_stream_error\": $([ -n "$portkey_stream_error" ] && echo "\"$portkey_stream_error\"" || echo null),"
+      echo "  \"hold\": {\"target\": \"arbiter\", \"streams\": ${H[streams]}, \"completed\": ${H[completed]}, \"chunks\": $hold_chunks, \"interval_ms\": $hold_interval,"
+      echo "    \"rss_before_kib\": ${H[rss_before_kib]}, \"rss_open_kib\": ${H[rss_open_kib]}, \"rss_after_kib\": ${H[rss_after_kib]}, \"per_stream_kib\": ${H[per_stream_kib]}}},"
+    else
+      echo "  \"streaming\": null,"
+    fi
+    if [ "$soak" -gt 0 ]; then
+      echo "  \"soak\": {\"seconds\": $soak, \"interval_s\": $soak_interval, \"warmup_s\": $soak_warmup, \"conns\": $soak_conns, \"delay_ms\": $soak_delay_ms,"
+      echo "    \"requests\": $(num "$soak_requests"), \"rps\": $(num "$soak_rps"), \"errors\": ${R[arbiter_soak.soak.errors]},"
+      echo "    \"evaluator\": {\"matched\": $soak_ev_matched, \"completed\": $soak_ev_completed, \"errors\": $soak_ev_errors, \"queue_full\": $soak_ev_queue_full},"
+      echo "    \"webhook\": {\"enqueued\": $(num "${soak_wh_enqueued:-}"), \"delivered\": $(num "${soak_wh_delivered:-}")},"
+      echo "    \"log\": {\"written\": $(num "${soak_log_written:-}"), \"dropped\": $(num "${soak_log_dropped:-}")},"
+      printf '    "series": ['
+      first_r=1
+      for row in "${soak_series[@]}"; do
+        [ "$first_r" = 1 ] || printf ', '
+        first_r=0
+        echo "$row" | awk '{ printf "{\"t_s\": %d, \"rss_kib\": %d, \"fds\": %d, \"threads\": %d, \"requests\": %d}", $1, $2, $3, $4, $5 }'
+      done
+      echo "],"
+      echo "    \"baseline\": {\"t_s\": $sb_t, \"rss_kib\": $sb_rss, \"fds\": $sb_fds, \"threads\": $sb_thr},"
+      echo "    \"end\": {\"t_s\": $se_t, \"rss_kib\": $se_rss, \"fds\": $se_fds, \"threads\": $se_thr},"
+      echo "    \"growth\": {\"rss_kib\": $soak_rss_growth, \"fds\": $soak_fd_growth, \"threads\": $soak_thr_growth},"
+      echo "    \"allowed\": {\"rss_kib\": $soak_rss_limit, \"fds\": $soak_fd_limit, \"threads\": 0},"
+      echo "    \"verdict\": {\"rss\": \"$ok_soak_rss\", \"fds\": \"$ok_soak_fds\", \"threads\": \"$ok_soak_thr\", \"all\": \"$ok_soak\"}},"
+    else
+      echo "  \"soak\": null,"
+    fi
     if [ -n "$arbiter_ev_pid" ]; then
       echo "  \"evaluators\": {\"configured\": $evaluators, \"sampling\": $evaluator_sampling, \"matched\": $ev_matched, \"completed\": $ev_completed, \"errors\": $ev_errors, \"queue_full\": $ev_queue_full, \"rss_after_kib\": $ev_rss_after},"
     fi
     echo "  \"ratios\": {\"arbiter_rps_over_nginx\": $ratio_rps, \"nginx_rps_over_direct\": $nginx_ratio_rps,"
     echo "             \"arbiter_rps_over_direct\": $arbiter_vs_direct_rps,"
     echo "             \"arbiter_added_p50_us\": $add_a50, \"arbiter_added_p99_us\": $add_a99,"
-    echo "             \"nginx_added_p50_us\": $add_n50, \"nginx_added_p99_us\": $add_n99},"
-    echo "  \"budget\": {\"throughput\": \"$ok_rps\", \"added_p50\": \"$ok_p50\", \"added_p99\": \"$ok_p99\", \"idle_rss\": \"$ok_rss\"},"
+    echo "             \"nginx_added_p50_us\": $add_n50, \"nginx_added_p99_us\": $add_n99$(
+      [ -z "$portkey_pid" ] || printf ',\n             "portkey_rps_over_direct": %s, "portkey_rps_over_nginx": %s, "arbiter_rps_over_portkey": %s,\n             "portkey_added_p50_us": %s, "portkey_added_p99_us": %s' \
+        "$portkey_vs_direct_rps" "$portkey_vs_nginx_rps" "$arbiter_vs_portkey_rps" "$add_p50" "$add_p99")},"
+    echo "  \"budget\": {\"throughput\": \"$ok_rps\", \"added_p50\": \"$ok_p50\", \"added_p99\": \"$ok_p99\", \"idle_rss\": \"$ok_rss\"$(
+      [ "$stream" = 0 ] || printf ', "added_ttft_p99_new_conn": "%s", "added_ttft_p99_keepalive": "%s", "per_stream_rss": "%s"' \
+        "$ok_ttft_new" "$ok_ttft_keepalive" "$ok_stream_rss")$([ "$soak" = 0 ] || printf ', "soak_no_growth": "%s"' "$ok_soak")},"
     echo "  \"failures\": $failures"
     echo "}"
   } >"$out.tmp.$$"
