@@ -2,8 +2,9 @@
 // request header, authorises it, forwards the request to the upstream while
 // streaming its body, and relays the response back chunk by chunk — then
 // loops while keep-alive holds. Bodies are never buffered whole: both
-// directions go through one fixed relay buffer (Beast buffer_body parser +
-// serializer, as in Beast's relay example).
+// directions go through one fixed relay buffer. Beast's buffer_body parser
+// reads; the writes are framed by hand (gateway/http_wire.hpp), one gathered
+// write per piece.
 
 #include <sys/socket.h>
 
@@ -22,13 +23,13 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <nlohmann/json.hpp>
 
 #include "gateway/auth.hpp"
+#include "gateway/http_wire.hpp"
 #include "gateway/log.hpp"
 #include "gateway/sse_tap.hpp"
 #include "gateway/worker.hpp"
@@ -106,6 +107,13 @@ struct Call {
   std::size_t tee_limit = 0;
   bool reused_connection = false;
   bool finished = false;  // on_request_end was called
+  bool request_has_body = false;
+  // The body bytes that arrived with the header, parsed into the relay buffer
+  // before the first upstream write (see relay): taken once, resent as they
+  // are if a stale pooled connection forces a retry.
+  bool body_prefetched = false;
+  std::size_t prefetched = 0;
+  bool whole_body_prefetched = false;
 };
 
 enum class Relay { done, retry_on_fresh_connection };
@@ -177,7 +185,9 @@ class ProxySession {
  public:
   ProxySession(Worker& worker, Stream& stream)
       : w_(worker), shared_(worker.shared), cfg_(*worker.shared.config), s_(stream),
-        relay_(new char[kRelayBufferSize]) {}
+        relay_(new char[kRelayBufferSize]) {
+    head_.reserve(1024);
+  }
 
   asio::awaitable<void> run();
 
@@ -203,6 +213,7 @@ class ProxySession {
   Stream& s_;
   beast::flat_buffer buf_;
   std::unique_ptr<char[]> relay_;
+  std::string head_;  // the message head being written, on either leg
 };
 
 template <class Stream>
@@ -359,6 +370,7 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
 
   Call call;
   call.upstream_index = upstream_index;
+  call.request_has_body = body_pending;
   call.ctx.request_id_from_client = hh.request_id && is_valid_request_id(*hh.request_id);
   call.ctx.request_id = call.ctx.request_id_from_client ? lower(*hh.request_id) : new_request_id();
   call.ctx.project = project->name;
@@ -490,72 +502,93 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   auto& ul = conn.lowest_layer();
   auto& cl = client_lowest();
   char* const buf = relay_.get();
-  const bool request_had_body = !parser.is_done();
   auto fail = [&](Outcome outcome, http::status status, std::string_view code, std::string message,
                   bool client_can_continue) -> asio::awaitable<Relay> {
     finish(call, outcome, static_cast<int>(status), message);
     keep_alive = co_await send_error(status, code, message, client_can_continue, &call.ctx.request_id);
     co_return Relay::done;
   };
+  // A failed read of the request body: the answer, if one is still possible.
+  auto body_failed = [&](const error_code& err) -> asio::awaitable<Relay> {
+    if (err == http::error::body_limit) {
+      inc(shared_.metrics.proxy_rejected_too_large);
+      co_return co_await fail(Outcome::rejected, http::status::payload_too_large, "body_too_large",
+                              "request body exceeds server.limits.max_body_bytes (" +
+                                  std::to_string(limits.max_body_bytes) + " bytes)",
+                              false);
+    }
+    if (err == beast::error::timeout) {
+      // tcp_stream closed the client socket at the deadline; no answer is possible.
+      finish(call, Outcome::rejected, 408, "request body stalled longer than server.limits.body_timeout_ms");
+      keep_alive = false;
+      co_return Relay::done;
+    }
+    if (is_client_gone(err)) {
+      finish(call, Outcome::client_cancelled, -3, "client went away while sending the body");
+      keep_alive = false;
+      co_return Relay::done;
+    }
+    inc(shared_.metrics.proxy_rejected_bad_request);
+    co_return co_await fail(Outcome::rejected, http::status::bad_request, "bad_request",
+                            "malformed request body: " + err.message(), false);
+  };
+  auto tee_request = [&](std::size_t n) {
+    if (call.tee_bodies && !call.ctx.omit_request) append_tee(call.result.request_body, call.tee_limit, buf, n);
+    else call.result.request_body.size += n;
+  };
 
-  // 1. Request header (and the whole request when it has no body).
-  http::request_serializer<http::buffer_body> sr{upreq};
-  upreq.body().data = nullptr;
-  upreq.body().size = 0;
-  upreq.body().more = request_had_body;
-  ul.expires_after(ucfg.idle_timeout);
-  if (request_had_body) {
-    co_await http::async_write_header(up, sr, asio::redirect_error(asio::use_awaitable, ec));
-  } else {
-    co_await http::async_write(up, sr, asio::redirect_error(asio::use_awaitable, ec));
+  // 1. Request head, together with the body bytes that arrived with the
+  // request's header (a chat request usually arrives whole): one write, so
+  // the upstream reads the whole request at once. They are parsed from the
+  // client buffer without I/O and stay in the relay buffer, so a retry on a
+  // fresh connection resends them; with the whole body there, even a request
+  // with a body can be retried.
+  if (call.request_has_body && !call.body_prefetched) {
+    call.body_prefetched = true;
+    parser.get().body().data = buf;
+    parser.get().body().size = kRelayBufferSize;
+    while (buf_.size() > 0 && !parser.is_done()) {
+      const std::size_t used = parser.put(buf_.data(), ec);
+      buf_.consume(used);
+      if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+      if (ec || used == 0 || parser.get().body().size == 0) break;
+    }
+    if (ec) co_return co_await body_failed(ec);
+    call.prefetched = kRelayBufferSize - parser.get().body().size;
+    call.whole_body_prefetched = parser.is_done();
+    tee_request(call.prefetched);
   }
+  const bool chunked_up = upreq.chunked();
+  head_.clear();
+  append_request_head(head_, upreq.method_string(), upreq.target(), upreq);
+  {
+    WirePiece piece(head_, chunked_up, buf, call.prefetched, call.request_has_body && parser.is_done());
+    ul.expires_after(ucfg.idle_timeout);
+    co_await asio::async_write(up, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
+  }
+  const bool request_resendable = !call.request_has_body || call.whole_body_prefetched;
   if (ec) {
-    if (retry_allowed) co_return Relay::retry_on_fresh_connection;
+    if (retry_allowed && request_resendable) co_return Relay::retry_on_fresh_connection;
     co_return co_await fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
                             "sending the request to upstream '" + ucfg.name + "' failed: " + ec.message(),
-                            !request_had_body && parser.get().keep_alive());
+                            !call.request_has_body && parser.get().keep_alive());
   }
 
-  // 2. Request body, relayed piece by piece.
+  // 2. The rest of the request body, relayed piece by piece.
   while (!parser.is_done()) {
     parser.get().body().data = buf;
     parser.get().body().size = kRelayBufferSize;
     cl.expires_after(limits.body_timeout);
     co_await http::async_read_some(s_, buf_, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
-    if (ec) {
-      if (ec == http::error::body_limit) {
-        inc(shared_.metrics.proxy_rejected_too_large);
-        co_return co_await fail(Outcome::rejected, http::status::payload_too_large, "body_too_large",
-                                "request body exceeds server.limits.max_body_bytes (" +
-                                    std::to_string(limits.max_body_bytes) + " bytes)",
-                                false);
-      }
-      if (ec == beast::error::timeout) {
-        // tcp_stream closed the client socket at the deadline; no answer is possible.
-        finish(call, Outcome::rejected, 408, "request body stalled longer than server.limits.body_timeout_ms");
-        keep_alive = false;
-        co_return Relay::done;
-      }
-      if (is_client_gone(ec)) {
-        finish(call, Outcome::client_cancelled, -3, "client went away while sending the body");
-        keep_alive = false;
-        co_return Relay::done;
-      }
-      inc(shared_.metrics.proxy_rejected_bad_request);
-      co_return co_await fail(Outcome::rejected, http::status::bad_request, "bad_request",
-                              "malformed request body: " + ec.message(), false);
-    }
+    if (ec) co_return co_await body_failed(ec);
     const std::size_t n = kRelayBufferSize - parser.get().body().size;
     if (n == 0 && !parser.is_done()) continue;
-    if (call.tee_bodies && !call.ctx.omit_request) append_tee(call.result.request_body, call.tee_limit, buf, n);
-    else call.result.request_body.size += n;
-    upreq.body().data = n ? buf : nullptr;
-    upreq.body().size = n;
-    upreq.body().more = !parser.is_done();
+    tee_request(n);
+    WirePiece piece({}, chunked_up, buf, n, parser.is_done());
+    if (piece.empty()) continue;
     ul.expires_after(ucfg.idle_timeout);
-    co_await http::async_write(up, sr, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec == http::error::need_buffer) ec = {};
+    co_await asio::async_write(up, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       co_return co_await fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
                               "upstream '" + ucfg.name + "' closed while receiving the request body: " + ec.message(),
@@ -585,7 +618,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
                                   std::to_string(ucfg.timeout.count()) + " ms",
                               client_keep_alive);
     }
-    if (retry_allowed && !request_had_body && (ec == http::error::end_of_stream || ec == asio::error::eof ||
+    if (retry_allowed && request_resendable && (ec == http::error::end_of_stream || ec == asio::error::eof ||
                                                ec == asio::error::connection_reset)) {
       co_return Relay::retry_on_fresh_connection;
     }
@@ -596,7 +629,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
 
   // 4. Client response header: upstream's status and headers, minus hop-by-hop.
   const auto& ur = rp.get();
-  http::response<http::buffer_body> res;
+  http::response<http::empty_body> res;
   res.result(ur.result_int());
   res.reason(ur.reason());
   res.version(11);
@@ -625,11 +658,12 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   call.result.is_stream = call.result.response_content_type.rfind("text/event-stream", 0) == 0;
 
   // 5. Response body, relayed as it arrives. Each piece is written to the
-  // client before the tee looks at it, so logging never delays a token.
-  http::response_serializer<http::buffer_body> csr{res};
-  res.body().data = nullptr;
-  res.body().size = 0;
-  res.body().more = !rp.is_done();
+  // client before the tee looks at it, so logging never delays a token. The
+  // head goes out with the first piece (or alone, when no body byte is here).
+  const bool chunked_out = res.chunked();
+  head_.clear();
+  append_response_head(head_, res.result_int(), res.reason(), res);
+  std::string_view pending_head = head_;
   SseTap tap;
   const bool tee_response = call.tee_bodies && !call.ctx.omit_response;
   bool header_sent = false;
@@ -643,11 +677,10 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
       if (strict) co_await finish_durably(call);
     }
     cl.expires_after(limits.idle_timeout);
-    if (rp.is_done()) {
-      co_await http::async_write(s_, csr, asio::redirect_error(asio::use_awaitable, ec));
-    } else {
-      co_await http::async_write_header(s_, csr, asio::redirect_error(asio::use_awaitable, ec));
-    }
+    // A message without a body (HEAD, 204, 304) is the head alone, even when
+    // its header announces chunked framing.
+    co_await asio::async_write(s_, asio::buffer(pending_head), asio::redirect_error(asio::use_awaitable, ec));
+    pending_head = {};
     if (ec) {
       finish(call, Outcome::client_cancelled, -3, "client went away: " + ec.message());
       keep_alive = false;
@@ -689,12 +722,12 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
       upstream_reusable = rp.keep_alive();
       co_await finish_durably(call);
     }
-    res.body().data = n ? buf : nullptr;
-    res.body().size = n;
-    res.body().more = !rp.is_done();
-    cl.expires_after(limits.idle_timeout);
-    co_await http::async_write(s_, csr, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec == http::error::need_buffer) ec = {};
+    WirePiece piece(pending_head, chunked_out, buf, n, rp.is_done());
+    pending_head = {};
+    if (!piece.empty()) {
+      cl.expires_after(limits.idle_timeout);
+      co_await asio::async_write(s_, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec) {
       // Dropping `conn` (not returned to the pool) closes the upstream
       // connection, which cancels the provider's work on this call.

@@ -352,6 +352,26 @@ TEST_F(ProxyTest, ReusesUpstreamConnections) {
   EXPECT_EQ(upstream_->connections_accepted(), 1u);
 }
 
+TEST_F(ProxyTest, ResendsARequestWithItsBodyWhenAPooledConnectionTurnsOutDead) {
+  start({.threads = 1});
+  auto c = client();
+  const Headers json_type{{"Content-Type", "application/json"}};
+  ASSERT_EQ(c.request("POST", "/v1/chat/completions", auth(json_type), chat_body()).status, 200);
+  // The pooled connection is taken again; the upstream drops it on reading the request, as a
+  // server closing an idle keep-alive connection does. The body arrived whole with the header,
+  // so the gateway still has it and resends the request on a fresh connection.
+  auto res = c.request("POST", "/v1/chat/completions", auth({{"Content-Type", "application/json"},
+                                                                 {"x-fake-close", "if-reused"}}),
+                       chat_body());
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(json::parse(res.body)["object"], "chat.completion");
+  EXPECT_EQ(upstream_->connections_accepted(), 2u);
+  const auto seen = upstream_->requests();
+  ASSERT_EQ(seen.size(), 3u);  // the first call, the dropped attempt, the resent one
+  EXPECT_EQ(seen[2].body_prefix, chat_body());
+  EXPECT_EQ(seen[1].body_prefix, chat_body());
+}
+
 TEST_F(ProxyTest, SpeaksTlsOnBothLegs) {
   const auto cert = make_self_signed_cert();
   write_file(dir_.path() / "cert.pem", cert.cert_pem);

@@ -890,7 +890,7 @@ template <class Stream>
 asio::awaitable<void> FakeUpstream::Impl::serve(Stream& stream) {
   beast::flat_buffer buffer;
   std::unique_ptr<char[]> scratch;  // only for bodies beyond the kept prefix
-  for (;;) {
+  for (unsigned served = 0;; ++served) {
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(kBodyLimit);
@@ -963,6 +963,9 @@ asio::awaitable<void> FakeUpstream::Impl::serve(Stream& stream) {
     if (sha) body.sha256_hex = sha->hex_digest();
     if (body.tail.size() > kPrefixLimit) body.tail.erase(0, body.tail.size() - kPrefixLimit);
     ResponsePlan plan = make_plan(req, route, body, opts_);
+    // A keep-alive connection that the server dropped while the client was reusing it.
+    if (served > 0 && beast::iequals(trim(req["x-fake-close"]), "if-reused"))
+      plan.action = ResponsePlan::Action::close_immediately;
     const bool keep_alive = req.keep_alive();
     // Recorded before the response is written, so a client that has its answer sees its request.
     record(req, std::move(body.prefix), body.size, std::move(body.sha256_hex), parser.chunked());

@@ -33,6 +33,8 @@
 //   x-fake-hang: 1                  read the request, never answer
 //   x-fake-close: immediately       read the request, close without answering
 //   x-fake-close: after-headers     send the header (with Content-Length), then close
+//   x-fake-close: if-reused         like immediately, but only when the connection already
+//                                   served a request (a pooled connection gone stale)
 //
 // Paths match on their suffix, so `/openai/v1/chat/completions` behaves like
 // `/v1/chat/completions`. Request bodies (up to 64 MiB) are streamed: only the first 64 KiB are

@@ -1,0 +1,76 @@
+#include "gateway/http_wire.hpp"
+
+#include <boost/beast/http/status.hpp>
+
+namespace arbiter::gateway {
+namespace http = boost::beast::http;
+
+namespace {
+
+void append_fields(std::string& out, const http::fields& fields) {
+  for (const auto& f : fields) {
+    out.append(f.name_string());
+    out.append(": ", 2);
+    out.append(f.value());
+    out.append("\r\n", 2);
+  }
+  out.append("\r\n", 2);
+}
+
+}  // namespace
+
+void append_request_head(std::string& out, std::string_view method, std::string_view target,
+                         const http::fields& fields) {
+  out.append(method);
+  out.push_back(' ');
+  out.append(target);
+  out.append(" HTTP/1.1\r\n", 11);
+  append_fields(out, fields);
+}
+
+void append_response_head(std::string& out, unsigned code, std::string_view reason, const http::fields& fields) {
+  char status[4] = {static_cast<char>('0' + code / 100 % 10), static_cast<char>('0' + code / 10 % 10),
+                    static_cast<char>('0' + code % 10), ' '};
+  out.append("HTTP/1.1 ", 9);
+  out.append(status, 4);
+  if (reason.empty()) {
+    const auto standard = http::obsolete_reason(static_cast<http::status>(code));
+    out.append(standard.data(), standard.size());
+  } else {
+    out.append(reason);
+  }
+  out.append("\r\n", 2);
+  append_fields(out, fields);
+}
+
+WirePiece::WirePiece(std::string_view head, bool chunked, const char* data, std::size_t n, bool last) {
+  static constexpr std::string_view kCrlf = "\r\n";
+  static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+  add(head.data(), head.size());
+  if (!chunked) {
+    add(data, n);
+    return;
+  }
+  if (n > 0) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    char digits[16];
+    std::size_t d = 0;
+    for (std::size_t v = n; v != 0; v >>= 4) digits[d++] = kHex[v & 0xf];
+    std::size_t i = 0;
+    while (d > 0) size_line_[i++] = digits[--d];
+    size_line_[i++] = '\r';
+    size_line_[i++] = '\n';
+    add(size_line_, i);
+    add(data, n);
+    add(kCrlf.data(), kCrlf.size());
+  }
+  if (last) add(kLastChunk.data(), kLastChunk.size());
+}
+
+std::size_t WirePiece::size() const {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < count_; ++i) total += bufs_[i].size();
+  return total;
+}
+
+}  // namespace arbiter::gateway
