@@ -60,7 +60,9 @@ class ApiRouter {
   void add_async(boost::beast::http::verb method, std::string pattern, bool authenticated, AsyncHandler handler);
 
   // Routes the request; respond runs exactly once (on this thread for plain
-  // handlers and errors, maybe later on another thread for async ones).
+  // handlers and errors, maybe later on another thread for async ones). An
+  // exception out of a handler becomes internal_error(): the client never
+  // sees its text.
   void handle_async(const ApiRequest& request, Respond respond) const;
   // Blocking form (tests): waits for the response.
   ApiResponse handle(const ApiRequest& request) const;

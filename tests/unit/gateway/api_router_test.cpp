@@ -313,12 +313,15 @@ TEST_F(ApiRouterTest, InvalidUtf8InPathStillGivesValidJson) {
   expect_error_envelope(res, 404);
 }
 
-TEST_F(ApiRouterTest, HandlerExceptionsAreNotSwallowed) {
-  // Documented: the router has no catch; the session boundary handles exceptions.
+TEST_F(ApiRouterTest, HandlerExceptionsBecomeAGeneric500) {
+  // The router is the catch boundary: an exception's text never reaches the client.
   router_.add(http::verb::get, "/v1/throws", false, [](const ApiCall&) -> ApiResponse {
     throw std::runtime_error("boom");
   });
-  EXPECT_THROW(handle(http::verb::get, "/v1/throws"), std::runtime_error);
+  ApiResponse res;
+  ASSERT_NO_THROW(res = handle(http::verb::get, "/v1/throws"));
+  expect_error_envelope(res, 500);
+  EXPECT_EQ(res.body().find("boom"), std::string::npos);
 }
 
 TEST_F(ApiRouterTest, FirstRegisteredRouteWins) {
