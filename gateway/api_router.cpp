@@ -1,12 +1,16 @@
 #include "gateway/api_router.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "gateway/auth.hpp"
+#include "gateway/log.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/request_context.hpp"
+#include "scoring/json_limits.hpp"
 
 namespace arbiter::gateway {
 namespace http = boost::beast::http;
@@ -51,28 +55,6 @@ std::string percent_decode(std::string_view in) {
   return out;
 }
 
-// Nesting deeper than this is refused before it can exhaust the stack.
-constexpr int kMaxJsonDepth = 64;
-
-bool json_too_deep(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 std::optional<std::string> ApiCall::query(std::string_view name) const {
@@ -99,14 +81,21 @@ std::optional<nlohmann::json> ApiCall::json_body(ApiResponse& error) const {
     error = ApiRouter::error(400, "request body must be a JSON object");
     return std::nullopt;
   }
-  if (json_too_deep(body)) {
-    error = ApiRouter::error(400, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  if (scoring::json_too_deep(body)) {
+    error = ApiRouter::error(400, "request body: JSON nested deeper than " + std::to_string(scoring::kMaxJsonDepth) +
+                                      " levels");
     return std::nullopt;
   }
   try {
     return nlohmann::json::parse(body);
   } catch (const nlohmann::json::parse_error& e) {
-    error = ApiRouter::error(400, std::string("malformed JSON: ") + e.what());
+    // what() is "[json.exception.parse_error.101] parse error at ...": the
+    // bracketed library tag means nothing to a client.
+    std::string_view what = e.what();
+    if (const auto tag_end = what.find("] "); what.rfind("[json.exception.", 0) == 0 && tag_end != what.npos) {
+      what.remove_prefix(tag_end + 2);
+    }
+    error = ApiRouter::error(400, "request body: malformed JSON: " + std::string(what));
     return std::nullopt;
   }
 }
@@ -151,6 +140,17 @@ void ApiRouter::add_async(http::verb method, std::string pattern, bool authentic
   routes_.push_back(std::move(r));
 }
 
+std::vector<ApiRouter::RouteInfo> ApiRouter::routes() const {
+  std::vector<RouteInfo> out;
+  out.reserve(routes_.size());
+  for (const auto& r : routes_) {
+    std::string pattern;
+    for (const auto& seg : r.segments) pattern += "/" + seg;
+    out.push_back({std::string(http::to_string(r.method)), pattern.empty() ? "/" : pattern, r.authenticated});
+  }
+  return out;
+}
+
 ApiResponse ApiRouter::json(unsigned status, const nlohmann::json& body, unsigned version) {
   ApiResponse res{static_cast<http::status>(status), version};
   res.set(http::field::content_type, "application/json");
@@ -165,6 +165,19 @@ ApiResponse ApiRouter::ok(const nlohmann::json& data, unsigned status) {
 
 ApiResponse ApiRouter::error(unsigned status, std::string_view message) {
   return json(status, {{"data", nullptr}, {"error", message}});
+}
+
+ApiResponse ApiRouter::from_error(const scoring::Error& e) {
+  if (e.code == scoring::ErrorCode::kStorage) return internal_error("storage error", e.message);
+  return error(static_cast<unsigned>(scoring::http_status(e.code)), e.message);
+}
+
+ApiResponse ApiRouter::internal_error(std::string_view what, std::string_view detail) {
+  const std::string id = new_request_id();
+  log::error("api internal error", {{"request_id", id}, {"what", std::string(what)}, {"error", std::string(detail)}});
+  ApiResponse res = error(500, "internal error (request id " + id + ")");
+  res.set("X-Request-Id", id);
+  return res;
 }
 
 ApiResponse ApiRouter::handle(const ApiRequest& request) const {
@@ -220,8 +233,23 @@ void ApiRouter::handle_async(const ApiRequest& request, Respond respond) const {
       res.version(version);
       respond(std::move(res));
     };
-    if (route.async_handler) return route.async_handler(call, std::move(versioned));
-    return versioned(route.handler(call));
+    // An exception out of a handler is a bug, not a client error: the client
+    // gets a generic 500, never the exception's text (it may name files or
+    // internal state). An async handler that answered and then threw has
+    // answered: `once` drops anything after the first answer.
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto once = [answered, versioned = std::move(versioned)](ApiResponse res) {
+      if (!answered->exchange(true)) versioned(std::move(res));
+    };
+    try {
+      if (route.async_handler) return route.async_handler(call, once);
+      return once(route.handler(call));
+    } catch (const std::exception& e) {
+      if (!answered->load()) once(internal_error("handler threw", e.what()));
+    } catch (...) {
+      if (!answered->load()) once(internal_error("handler threw", "unknown exception"));
+    }
+    return;
   }
   if (path_matched) {
     return respond(error(405, "method " + std::string(request.method_string()) + " not allowed on " + std::string(path)));

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/config.hpp"
+#include "scoring/expected.hpp"
 
 namespace arbiter::gateway {
 
@@ -60,10 +61,22 @@ class ApiRouter {
   void add_async(boost::beast::http::verb method, std::string pattern, bool authenticated, AsyncHandler handler);
 
   // Routes the request; respond runs exactly once (on this thread for plain
-  // handlers and errors, maybe later on another thread for async ones).
+  // handlers and errors, maybe later on another thread for async ones). An
+  // exception out of a handler becomes internal_error(): the client never
+  // sees its text.
   void handle_async(const ApiRequest& request, Respond respond) const;
   // Blocking form (tests): waits for the response.
   ApiResponse handle(const ApiRequest& request) const;
+
+  // What the router serves, in registration order: one entry per route, with
+  // its method ("GET"), pattern ("/v1/request/{}") and whether it needs a
+  // project key. Tests walk it so that no endpoint escapes the isolation matrix.
+  struct RouteInfo {
+    std::string method;
+    std::string pattern;
+    bool authenticated = false;
+  };
+  std::vector<RouteInfo> routes() const;
 
   // Adds Prometheus text to GET /metrics (e.g. the request log's counters).
   // Not thread-safe: register before serving. `source` must be thread-safe.
@@ -84,6 +97,14 @@ class ApiRouter {
   static ApiResponse json(unsigned status, const nlohmann::json& body, unsigned version = 11);
   static ApiResponse ok(const nlohmann::json& data, unsigned status = 200);
   static ApiResponse error(unsigned status, std::string_view message);
+  // A scoring error as a response: the caller's mistakes (4xx, 503) keep
+  // their message, which names the field; storage failures become a generic
+  // 500 (see internal_error), since RocksDB's messages carry file paths.
+  static ApiResponse from_error(const scoring::Error& e);
+  // A generic 500 that shows nothing of the cause: the cause is logged with
+  // a fresh incident id, and the id (in the message and the X-Request-Id
+  // header) is all the client gets, so an operator can find the log line.
+  static ApiResponse internal_error(std::string_view what, std::string_view detail);
 
  private:
   struct Route {

@@ -91,8 +91,9 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
               try {
                 shared.api->handle_async(*req, answer);
               } catch (const std::exception& e) {
-                log::error("api handler failed", {{"target", std::string(req->target())}, {"error", e.what()}});
-                answer(ApiRouter::error(500, "internal error"));
+                answer(ApiRouter::internal_error("api handler failed", e.what()));
+              } catch (...) {
+                answer(ApiRouter::internal_error("api handler failed", "unknown exception"));
               }
             });
           };
@@ -136,10 +137,11 @@ asio::awaitable<void> run_api_session(Worker& worker, beast::tcp_stream stream) 
   }
 }
 
-asio::awaitable<void> run_api_session_tls(Worker& worker, beast::tcp_stream stream, asio::ssl::context& tls) {
+asio::awaitable<void> run_api_session_tls(Worker& worker, beast::tcp_stream stream,
+                                            std::shared_ptr<asio::ssl::context> tls) {
   ApiSessionCount count(worker.shared);
   try {
-    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), tls);
+    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), *tls);
     error_code ec;
     beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
     co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));

@@ -7,19 +7,9 @@
 namespace arbiter::gateway {
 namespace http = boost::beast::http;
 
-namespace {
-
-using nlohmann::json;
-
-ApiResponse from_error(const scoring::Error& e) {
-  return ApiRouter::error(static_cast<unsigned>(scoring::http_status(e.code)), e.message);
-}
-
-}  // namespace
-
 void register_evaluator_routes(ApiRouter& router, scoring::EvaluatorRuntime& runtime) {
   router.add(http::verb::get, "/v1/evaluators", true,
-             [&runtime](const ApiCall&) { return ApiRouter::ok(runtime.describe()); });
+             [&runtime](const ApiCall& call) { return ApiRouter::ok(runtime.describe(call.project->name)); });
 
   router.add(http::verb::get, "/v1/evaluators/runs", true, [&runtime](const ApiCall& call) {
     const auto id = call.query("request_id");
@@ -28,7 +18,7 @@ void register_evaluator_routes(ApiRouter& router, scoring::EvaluatorRuntime& run
       return ApiRouter::error(400, "request_id must be 1-128 printable ASCII characters");
     }
     auto runs = runtime.runs_json(call.project->name, *id);
-    if (!runs) return from_error(runs.error());
+    if (!runs) return ApiRouter::from_error(runs.error());
     return ApiRouter::ok(*runs);
   });
 
@@ -58,7 +48,7 @@ void register_evaluator_routes(ApiRouter& router, scoring::EvaluatorRuntime& run
       store = s->get<bool>();
     }
     auto run = runtime.run_now(call.project->name, name, id->get<std::string>(), store);
-    if (!run) return from_error(run.error());
+    if (!run) return ApiRouter::from_error(run.error());
     return ApiRouter::ok(*run, store ? 201 : 200);
   });
 

@@ -10,7 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/credentials.hpp"
 #include "gateway/request_context.hpp"
+#include "scoring/json_limits.hpp"
 
 namespace arbiter::gateway {
 namespace http = boost::beast::http;
@@ -22,11 +24,7 @@ namespace {
 
 constexpr std::string_view kDefaultPath = "/v1/chat/completions";
 constexpr std::string_view kAnthropicDefaultPath = "/v1/messages";
-constexpr std::string_view kRedacted = "[REDACTED]";
 constexpr std::size_t kMaxPathBytes = 8192;
-// Shorter header values ("true", "1") are not secrets, and replacing them
-// everywhere would mangle bodies.
-constexpr std::size_t kMinSecretBytes = 8;
 // beast::http::fields refuses names/values near 64 KiB; meta entries are
 // header-sized anyway.
 constexpr std::size_t kMaxMetaNameBytes = 256;
@@ -52,10 +50,6 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-bool contains(std::string_view s, std::string_view part) {
-  return s.find(part) != std::string_view::npos;
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())) != 0) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())) != 0) s.remove_suffix(1);
@@ -68,90 +62,6 @@ const json* member(const json& object, const char* key) {
   auto it = object.find(key);
   if (it == object.end() || it->is_null()) return nullptr;
   return &*it;
-}
-
-// --- secrets -------------------------------------------------------------------
-
-// Values of credential-carrying headers seen anywhere in the call (HTTP
-// headers, providerRequest.meta, providerResponse.headers). None of them is
-// ever copied into the record; redact() also removes them from what is.
-class Secrets {
- public:
-  void consider(std::string_view name, std::string_view value) {
-    if (!is_credential_header(lower(name))) return;
-    value = trim(value);
-    add(value);
-    // The credential without its scheme, as it would appear elsewhere.
-    for (const std::string_view scheme : {"bearer ", "basic "}) {
-      if (lower(value.substr(0, scheme.size())) == scheme) add(trim(value.substr(scheme.size())));
-    }
-  }
-
-  void redact(std::string& s) const {
-    for (const auto& secret : values_) {
-      for (std::size_t pos = s.find(secret); pos != std::string::npos;
-           pos = s.find(secret, pos + kRedacted.size())) {
-        s.replace(pos, secret.size(), kRedacted);
-      }
-    }
-  }
-
-  // Longest first, so that a key that contains another is removed whole.
-  void finish() {
-    std::sort(values_.begin(), values_.end(),
-              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-    values_.erase(std::unique(values_.begin(), values_.end()), values_.end());
-  }
-
- private:
-  static bool is_credential_header(const std::string& name) {
-    // Helicone's data headers are stored on purpose, whatever their name says.
-    if (starts_with(name, "helicone-property-") || starts_with(name, "helicone-session-") ||
-        starts_with(name, "helicone-omit-") || name == "helicone-user-id" ||
-        name == "helicone-request-id" || name == "helicone-upstream") {
-      return false;
-    }
-    return contains(name, "auth") || contains(name, "key") || contains(name, "secret") ||
-           contains(name, "token") || contains(name, "cookie") || contains(name, "password");
-  }
-
-  void add(std::string_view value) {
-    if (value.size() >= kMinSecretBytes) values_.emplace_back(value);
-  }
-
-  std::vector<std::string> values_;
-};
-
-// Query parameters that carry credentials (Google's `?key=`, signed URLs).
-bool is_credential_param(std::string_view name) {
-  const std::string n = lower(name);
-  return n == "key" || n == "api_key" || n == "api-key" || n == "apikey" || n == "access_token" ||
-         n == "token" || n == "secret" || n == "client_secret" || n == "password" || n == "sig" ||
-         n == "signature";
-}
-
-std::string redact_query(std::string path) {
-  const std::size_t q = path.find('?');
-  if (q == std::string::npos) return path;
-  std::string out = path.substr(0, q + 1);
-  std::string_view query = std::string_view(path).substr(q + 1);
-  bool first = true;
-  while (true) {
-    const std::size_t amp = query.find('&');
-    const std::string_view param = query.substr(0, amp);
-    if (!first) out += '&';
-    first = false;
-    const std::size_t eq = param.find('=');
-    if (eq != std::string_view::npos && is_credential_param(param.substr(0, eq))) {
-      out.append(param.substr(0, eq + 1));
-      out.append(kRedacted);
-    } else {
-      out.append(param);
-    }
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return out;
 }
 
 // --- timing ----------------------------------------------------------------------
@@ -305,7 +215,7 @@ void absorb_text(std::string_view text, Extracted& out) {
   const std::string_view t = trim(text);
   if (t.empty()) return;
   if (t.front() == '{' || t.front() == '[') {
-    const json whole = json::parse(t.begin(), t.end(), nullptr, /*allow_exceptions=*/false);
+    const json whole = scoring::parse_json_bounded(t);
     if (whole.is_object()) {
       absorb_event(whole, out);
       return;
@@ -321,7 +231,7 @@ void absorb_text(std::string_view text, Extracted& out) {
     text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     if (starts_with(line, "data:")) line = trim(line.substr(5));
     if (line.empty() || line.front() != '{') continue;
-    const json event = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    const json event = scoring::parse_json_bounded(line);
     absorb_event(event, out);
   }
 }
@@ -348,7 +258,7 @@ struct BodySlot {
   bool& omitted;
 };
 
-void store_body(std::string full, bool omit, const Secrets& secrets, BodySlot slot) {
+void store_body(std::string full, bool omit, const Credentials& secrets, BodySlot slot) {
   slot.size = static_cast<std::int64_t>(full.size());
   if (omit) {
     slot.omitted = true;
@@ -403,7 +313,7 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
     return field_error("provider", "expected a string");
   }
 
-  Secrets secrets;
+  Credentials secrets;
   for (const auto& field : headers) secrets.consider(field.name_string(), field.value());
   if (const json* response_headers = member(*response, "headers")) {
     if (!response_headers->is_object())
@@ -489,6 +399,10 @@ Expected<RequestRecord> parse_manual_log(const json& body, const http::fields& h
   // --- Helicone headers: the call's own headers win over meta ----------------------------
   const HeliconeHeaders from_call = read_helicone_headers(headers);
   const HeliconeHeaders from_meta = read_helicone_headers(meta_fields);
+  if (auto problem = check_helicone_headers(from_call)) return scoring::invalid_argument(std::move(*problem));
+  if (auto problem = check_helicone_headers(from_meta)) {
+    return field_error("providerRequest.meta", *problem);
+  }
   if (from_call.request_id && is_valid_request_id(*from_call.request_id)) {
     record.request_id = lower(*from_call.request_id);
   } else if (from_meta.request_id && is_valid_request_id(*from_meta.request_id)) {

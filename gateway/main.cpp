@@ -11,12 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/api_router.hpp"
+#include "gateway/api_routes.hpp"
 #include "gateway/config.hpp"
-#include "gateway/evaluator_api.hpp"
 #include "gateway/log.hpp"
-#include "gateway/request_api.hpp"
 #include "gateway/request_logger.hpp"
-#include "gateway/score_api.hpp"
 #include "gateway/server.hpp"
 #include "gateway/webhook_api.hpp"
 #include "scoring/evaluator_runtime.hpp"
@@ -32,45 +30,6 @@ constexpr const char* kUsage =
     "  --config FILE   the YAML configuration (see conf/arbiter.yaml)\n"
     "  --check         validate the configuration and exit (0 = valid)\n"
     "  --version       print the version and exit\n";
-
-// /healthz's "storage" section. The RocksDB message names files under
-// storage.path, so only its kind is shown (the log has the whole message).
-arbiter::gateway::ApiRouter::HealthCheck storage_health(const arbiter::scoring::RequestLog& log) {
-  const auto c = log.counters();
-  nlohmann::json detail = {{"ok", c.storage_ok}, {"queue_depth", c.queue_depth}};
-  if (!c.storage_ok) {
-    const bool no_space = c.last_error.find("No space") != std::string::npos ||
-                          c.last_error.find("no space") != std::string::npos ||
-                          c.last_error.find("NoSpace") != std::string::npos;
-    detail["error"] = no_space ? "no space left on device" : "storage write failed";
-  }
-  return {c.storage_ok, std::move(detail)};
-}
-
-std::string log_metrics(const arbiter::scoring::RequestLog& log) {
-  const auto c = log.counters();
-  std::string out;
-  auto add = [&out](const char* name, const char* type, const char* help, std::uint64_t v) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-           std::to_string(v) + "\n";
-  };
-  add("arbiter_log_records_submitted_total", "counter", "Records accepted into the storage queue.", c.submitted);
-  add("arbiter_log_records_written_total", "counter", "Records written to RocksDB.", c.written);
-  add("arbiter_log_records_dropped_total", "counter", "Records dropped because the storage queue was full.", c.dropped);
-  add("arbiter_log_write_errors_total", "counter", "Failed storage writes or WAL syncs.", c.write_errors);
-  add("arbiter_log_records_failed_total", "counter", "Records given up on: storage still failing at shutdown.",
-      c.failed_records);
-  add("arbiter_log_write_retries_total", "counter", "Attempts to write a batch again after a storage error.",
-      c.write_retries);
-  add("arbiter_log_storage_recoveries_total", "counter", "Storage outages ended by a successful write.",
-      c.recoveries);
-  add("arbiter_storage_healthy", "gauge", "1 while storage writes succeed, 0 from a failed write until one succeeds.",
-      c.storage_ok ? 1 : 0);
-  add("arbiter_log_batches_total", "counter", "Storage write batches.", c.batches);
-  add("arbiter_log_queue_depth", "gauge", "Records waiting for the storage thread.", c.queue_depth);
-  add("arbiter_log_retention_deleted_total", "counter", "Records removed by retention.", c.retention_deleted);
-  return out;
-}
 
 // The evaluator runtime takes plain options (scoring/ does not know the
 // gateway's Config).
@@ -179,6 +138,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reload TLS certificates
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -191,9 +151,7 @@ int main(int argc, char** argv) {
     options.queue_capacity = config->storage.queue_capacity;
     options.batch_window = config->storage.batch_window;
     options.retention_days = config->storage.retention_days;
-    options.prepare = [config](arbiter::scoring::RequestRecord& rec) {
-      if (rec.derive_pending) derive_fields(rec, *config);
-    };
+    options.prepare = [config](arbiter::scoring::RequestRecord& rec) { prepare_record(rec, *config); };
     request_log = std::make_unique<arbiter::scoring::RequestLog>(std::move(options));
   } catch (const std::exception& e) {
     // Locked, corrupt or unreadable data directory: say which and stop.
@@ -236,13 +194,7 @@ int main(int argc, char** argv) {
   try {
     RequestLogger logger(*request_log, config);
     Server server(config, config->storage.log_requests ? &logger : nullptr);
-    register_request_routes(server.api(), *request_log, config);
-    register_score_routes(server.api(), *request_log, *score_store);
-    register_evaluator_routes(server.api(), *evaluators);
-    register_webhook_routes(server.api(), *webhooks);
-    server.api().add_metrics_source([&log = *request_log] { return log_metrics(log); });
-    server.api().add_health_check("storage", [&log = *request_log] { return storage_health(log); });
-    server.api().add_metrics_source([&w = *webhooks] { return webhook_metrics(w); });
+    register_api_routes(server.api(), ApiServices{*request_log, *score_store, *evaluators, *webhooks, config});
     webhooks->start();  // resumes deliveries left queued by the previous run
     evaluators->start();  // resumes runs left unfinished by the previous run
     server.start();
@@ -251,7 +203,21 @@ int main(int argc, char** argv) {
     log::info("arbiter started", {{"config", config_path}, {"threads", config->server.threads}});
 
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (;;) {
+      sigwait(&signals, &sig);
+      if (sig != SIGHUP) break;
+      // Certificate rotation without a restart: new connections get the new
+      // files; a listener whose new files do not load keeps the old ones.
+      const auto reload = server.reload_tls();
+      for (const auto& f : reload.failures) {
+        log::error("SIGHUP: TLS reload failed, keeping the current certificate", {{"error", f}});
+      }
+      if (reload.reloaded > 0) {
+        log::info("SIGHUP: TLS certificates reloaded", {{"listeners", reload.reloaded}});
+      } else if (reload.failures.empty()) {
+        log::info("SIGHUP: no TLS listener, nothing to reload");
+      }
+    }
     log::info("signal received, draining", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     server.shutdown();
   } catch (const std::exception& e) {

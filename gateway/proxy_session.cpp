@@ -356,6 +356,13 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
     }
   }
 
+  // Values that could not round-trip through storage and the JSON API
+  // (control bytes, invalid UTF-8, oversized) are refused, not mangled.
+  if (auto problem = check_helicone_headers(hh)) {
+    inc(shared_.metrics.proxy_rejected_bad_request);
+    co_return co_await send_error(http::status::bad_request, "bad_helicone_header", *problem, can_keep_alive_early);
+  }
+
   std::size_t upstream_index = 0;
   if (hh.upstream) {
     auto idx = shared_.upstreams->index_of(*hh.upstream);
@@ -434,6 +441,11 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
     upreq.set(http::field::authorization, "Bearer " + up.api_key);
   }
   if (req.chunked()) upreq.chunked(true);
+  // Whatever credentials go upstream (an upstream may echo them back in its
+  // body) and the gateway key itself are kept out of the log.
+  for (const auto& f : upreq) call.ctx.credentials.consider(f.name_string(), f.value());
+  if (hh.auth_key) call.ctx.credentials.add(*hh.auth_key);
+  if (hh.bearer_key) call.ctx.credentials.add(*hh.bearer_key);
 
   shared_.metrics.proxy_requests_in_flight.fetch_add(1, std::memory_order_relaxed);
   shared_.observer->on_request_start(call.ctx);
@@ -801,10 +813,11 @@ asio::awaitable<void> run_proxy_session(Worker& worker, beast::tcp_stream stream
   }
 }
 
-asio::awaitable<void> run_proxy_session_tls(Worker& worker, beast::tcp_stream stream, asio::ssl::context& tls) {
+asio::awaitable<void> run_proxy_session_tls(Worker& worker, beast::tcp_stream stream,
+                                            std::shared_ptr<asio::ssl::context> tls) {
   SessionCount count(worker.shared);
   try {
-    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), tls);
+    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), *tls);
     error_code ec;
     beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
     co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));

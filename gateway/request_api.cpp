@@ -13,8 +13,6 @@ namespace http = boost::beast::http;
 
 namespace {
 
-ApiResponse from_error(const scoring::Error& e) { return ApiRouter::error(scoring::http_status(e.code), e.message); }
-
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -26,7 +24,7 @@ ApiResponse ingest(const ApiCall& call, scoring::RequestLog& log, const Config& 
   if (!body) return bad;
   if (!body->is_object()) return ApiRouter::error(400, "request body must be a JSON object");
   auto record = parse_manual_log(*body, call.request, call.project->name, kind, now_us());
-  if (!record) return from_error(record.error());
+  if (!record) return ApiRouter::from_error(record.error());
   // The client's own cost wins; otherwise the same price table as proxied calls.
   if (!record->cost_usd) record->cost_usd = cost_for(config, *record);
   const std::string id = record->request_id;
@@ -60,7 +58,7 @@ void register_request_routes(ApiRouter& router, scoring::RequestLog& log, std::s
       return ApiRouter::error(400, "includeBody must be true or false");
     }
     auto rec = log.get_json(call.project->name, call.params.at(0), include && *include == "true");
-    if (!rec) return from_error(rec.error());
+    if (!rec) return ApiRouter::from_error(rec.error());
     if (rec->is_null()) return ApiRouter::error(404, "request " + std::string(call.params.at(0)) + " not found");
     return ApiRouter::ok(*rec);
   });
@@ -69,7 +67,7 @@ void register_request_routes(ApiRouter& router, scoring::RequestLog& log, std::s
     auto body = call.json_body(bad);
     if (!body) return bad;
     auto data = log.query_json(call.project->name, *body);
-    if (!data) return from_error(data.error());
+    if (!data) return ApiRouter::from_error(data.error());
     return ApiRouter::ok(*data);
   });
   // HeliconeManualLogger picks the route from its `provider` argument.

@@ -8,6 +8,9 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <utility>
+
+#include "scoring/request_record.hpp"
 
 namespace arbiter::gateway {
 namespace http = boost::beast::http;
@@ -154,6 +157,47 @@ HeliconeHeaders read_helicone_headers(const http::fields& fields) {
     }
   }
   return h;
+}
+
+namespace {
+
+// nullopt when `value` is storable, else why not.
+std::optional<std::string> value_problem(std::string_view value) {
+  if (value.size() > kMaxHeliconeValueBytes) {
+    return "value longer than " + std::to_string(kMaxHeliconeValueBytes) + " bytes";
+  }
+  for (std::size_t i = 0; i < value.size();) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return std::string("value contains a control character");
+    const std::size_t n = scoring::utf8_sequence_length(value, i);
+    if (n == 0) return std::string("value is not valid UTF-8");
+    i += n;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> check_helicone_headers(const HeliconeHeaders& h) {
+  if (h.properties.size() > kMaxProperties) {
+    return "too many Helicone-Property-* headers (at most " + std::to_string(kMaxProperties) + ")";
+  }
+  for (const auto& [name, value] : h.properties) {
+    // The name is a header token already (the HTTP parser saw to that); only its length is ours.
+    if (name.size() > kMaxPropertyNameBytes) {
+      return "Helicone-Property-" + name.substr(0, 64) + "...: name longer than " +
+             std::to_string(kMaxPropertyNameBytes) + " bytes";
+    }
+    if (auto p = value_problem(value)) return "Helicone-Property-" + name + ": " + *p;
+  }
+  const std::pair<const char*, const std::string*> fields[] = {{"Helicone-User-Id", &h.user_id},
+                                                               {"Helicone-Session-Id", &h.session_id},
+                                                               {"Helicone-Session-Path", &h.session_path},
+                                                               {"Helicone-Session-Name", &h.session_name}};
+  for (const auto& [header, value] : fields) {
+    if (auto p = value_problem(*value)) return std::string(header) + ": " + *p;
+  }
+  return std::nullopt;
 }
 
 void strip_helicone_headers(http::fields& fields) {

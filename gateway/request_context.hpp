@@ -14,6 +14,8 @@
 
 #include <boost/beast/http/fields.hpp>
 
+#include "gateway/credentials.hpp"
+
 namespace arbiter::gateway {
 
 struct ProjectConfig;
@@ -30,6 +32,10 @@ struct RequestContext {
   std::string session_id, session_path, session_name;
   bool omit_request = false;
   bool omit_response = false;
+  // Credential header values sent upstream and the gateway key: the log
+  // removes them from anything it stores (not finish()ed here: the storage
+  // thread does that, off the I/O thread).
+  Credentials credentials;
   std::chrono::system_clock::time_point created_at;
   std::chrono::steady_clock::time_point started;  // for latency
 };
@@ -112,6 +118,22 @@ struct HeliconeHeaders {
 };
 
 HeliconeHeaders read_helicone_headers(const boost::beast::http::fields& fields);
+
+// What the Helicone-* data headers may carry. The header-size limit bounds
+// the total; these keep every stored string and index key small, whatever a
+// client sends.
+inline constexpr std::size_t kMaxProperties = 128;
+inline constexpr std::size_t kMaxPropertyNameBytes = 256;
+inline constexpr std::size_t kMaxHeliconeValueBytes = 8192;
+
+// Why the headers cannot be logged as sent, naming the header (e.g.
+// "Helicone-Property-env: value is not valid UTF-8"), or nullopt when they
+// can: at most kMaxProperties properties, names up to kMaxPropertyNameBytes,
+// values (properties, user, session id/path/name) up to
+// kMaxHeliconeValueBytes of valid UTF-8 without control characters (tab
+// aside). Such a value could never round-trip through the JSON API intact,
+// nor be safely copied into another header.
+std::optional<std::string> check_helicone_headers(const HeliconeHeaders& headers);
 
 // Removes every header whose name starts with "helicone-" (any case).
 void strip_helicone_headers(boost::beast::http::fields& fields);

@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/credentials.hpp"
+#include "scoring/json_limits.hpp"
+
 namespace arbiter::gateway {
 namespace {
 
@@ -13,7 +16,7 @@ std::int64_t unix_us(std::chrono::system_clock::time_point t) {
 // truncated prefix is not JSON.
 nlohmann::json parse_object(const std::string& bytes) {
   if (bytes.empty()) return nullptr;
-  auto j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  auto j = scoring::parse_json_bounded(bytes);
   return j.is_object() ? j : nlohmann::json(nullptr);
 }
 
@@ -92,6 +95,7 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
   rec.session_path = ctx.session_path;
   rec.session_name = ctx.session_name;
   rec.properties = ctx.properties;
+  rec.redact = ctx.credentials.values();
   rec.is_stream = result.is_stream;
   rec.error_message = std::move(result.error);
 
@@ -129,6 +133,26 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
     rec.response_truncated = false;
   }
   return rec;
+}
+
+void redact_credentials(scoring::RequestRecord& rec) {
+  // Credential query parameters are masked whether or not a header carried them.
+  rec.path = redact_query(std::move(rec.path));
+  if (rec.redact.empty()) return;
+  Credentials credentials;
+  for (const auto& v : rec.redact) credentials.add(v);
+  credentials.finish();
+  for (std::string* s : {&rec.path, &rec.request_body, &rec.response_body, &rec.stream_raw, &rec.error_message,
+                         &rec.user_id, &rec.session_id, &rec.session_path, &rec.session_name}) {
+    credentials.redact(*s);
+  }
+  for (auto& [name, value] : rec.properties) credentials.redact(value);
+  rec.redact.clear();
+}
+
+void prepare_record(scoring::RequestRecord& rec, const Config& config) {
+  if (rec.derive_pending) derive_fields(rec, config);
+  redact_credentials(rec);
 }
 
 std::optional<double> cost_for(const Config& config, const scoring::RequestRecord& rec) {

@@ -28,6 +28,15 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
 // record's bodies; clears derive_pending.
 void derive_fields(scoring::RequestRecord& rec, const Config& config);
 
+// Removes the call's credentials (rec.redact: the keys that went upstream and
+// the gateway key) from every text field of the record, masks credential
+// query parameters in its path, and clears rec.redact.
+void redact_credentials(scoring::RequestRecord& rec);
+
+// RequestLogOptions::prepare for the gateway's records, on the storage
+// thread: derive_fields() when pending, then redact_credentials().
+void prepare_record(scoring::RequestRecord& rec, const Config& config);
+
 // USD cost of a record from the pricing table: unknown (nullopt) when the
 // model has no price or a token count is unknown.
 std::optional<double> cost_for(const Config& config, const scoring::RequestRecord& rec);

@@ -14,10 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-ApiResponse from_error(const scoring::Error& e) {
-  return ApiRouter::error(static_cast<unsigned>(scoring::http_status(e.code)), e.message);
-}
-
 // Parses the GET /v1/scores query string. Errors name the parameter.
 scoring::Expected<scoring::ScoreListQuery> list_query(const ApiCall& call) {
   scoring::ScoreListQuery q;
@@ -74,11 +70,11 @@ ApiResponse eval_route(const ApiCall& call, scoring::RequestLog& log, scoring::S
   auto body = call.json_body(bad);
   if (!body) return bad;
   auto q = scoring::parse_eval_query(*body, distribution);
-  if (!q) return from_error(q.error());
+  if (!q) return ApiRouter::from_error(q.error());
   auto data = log.with_store([&](scoring::Store& store) {
     return run(store, call.project->name, *q, &scores.aggregates());
   });
-  if (!data) return from_error(data.error());
+  if (!data) return ApiRouter::from_error(data.error());
   return ApiRouter::ok(*data);
 }
 
@@ -88,7 +84,7 @@ using Respond = ApiRouter::Respond;
 // typed scores, the stored score.
 scoring::ScoreStore::WriteCallback created(Respond respond, bool with_score) {
   return [respond = std::move(respond), with_score](scoring::Expected<std::vector<scoring::Score>> r) {
-    if (!r) return respond(from_error(r.error()));
+    if (!r) return respond(ApiRouter::from_error(r.error()));
     if (with_score && !r->empty()) return respond(ApiRouter::ok(scoring::to_json(r->front()), 201));
     respond(ApiRouter::ok(nullptr, 201));
   };
@@ -120,7 +116,7 @@ void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring:
     auto body = call.json_body(bad);
     if (!body) return respond(std::move(bad));
     auto parsed = scoring::parse_helicone_scores(*body);
-    if (!parsed) return respond(from_error(parsed.error()));
+    if (!parsed) return respond(ApiRouter::from_error(parsed.error()));
     scores->submit_async(call.project->name, call.params.at(0), *parsed, created(std::move(respond), false));
   });
 
@@ -129,7 +125,7 @@ void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring:
     auto body = call.json_body(bad);
     if (!body) return respond(std::move(bad));
     auto parsed = scoring::parse_feedback(*body);
-    if (!parsed) return respond(from_error(parsed.error()));
+    if (!parsed) return respond(ApiRouter::from_error(parsed.error()));
     scores->submit_feedback_async(call.project->name, call.params.at(0), *parsed, created(std::move(respond), false));
   });
 
@@ -138,15 +134,15 @@ void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring:
     auto body = call.json_body(bad);
     if (!body) return respond(std::move(bad));
     auto parsed = scoring::parse_typed_score(*body);
-    if (!parsed) return respond(from_error(parsed.error()));
+    if (!parsed) return respond(ApiRouter::from_error(parsed.error()));
     scores->upsert_async(call.project->name, std::move(*parsed), created(std::move(respond), true));
   });
 
   router.add(http::verb::get, "/v1/scores", true, [scores](const ApiCall& call) {
     auto q = list_query(call);
-    if (!q) return from_error(q.error());
+    if (!q) return ApiRouter::from_error(q.error());
     auto page = scores->list(call.project->name, *q);
-    if (!page) return from_error(page.error());
+    if (!page) return ApiRouter::from_error(page.error());
     json items = json::array();
     for (const auto& s : page->scores) items.push_back(scoring::to_json(s));
     return ApiRouter::ok(
@@ -157,7 +153,7 @@ void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring:
   router.add_async(http::verb::delete_, "/v1/scores/{}", true, [scores](const ApiCall& call, Respond respond) {
     scores->remove_async(call.project->name, call.params.at(0),
                          [respond = std::move(respond)](scoring::Expected<std::vector<scoring::Score>> r) {
-                           respond(r ? ApiRouter::ok(nullptr) : from_error(r.error()));
+                           respond(r ? ApiRouter::ok(nullptr) : ApiRouter::from_error(r.error()));
                          });
   });
 
@@ -166,15 +162,15 @@ void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring:
     auto body = call.json_body(bad);
     if (!body) return bad;
     auto parsed = scoring::parse_score_config(*body);
-    if (!parsed) return from_error(parsed.error());
+    if (!parsed) return ApiRouter::from_error(parsed.error());
     auto stored = scores->create_config(call.project->name, std::move(*parsed));
-    if (!stored) return from_error(stored.error());
+    if (!stored) return ApiRouter::from_error(stored.error());
     return ApiRouter::ok(scoring::to_json(*stored), 201);
   });
 
   router.add(http::verb::get, "/v1/score-configs", true, [scores](const ApiCall& call) {
     auto configs = scores->configs(call.project->name);
-    if (!configs) return from_error(configs.error());
+    if (!configs) return ApiRouter::from_error(configs.error());
     json items = json::array();
     for (const auto& c : *configs) items.push_back(scoring::to_json(c));
     return ApiRouter::ok(items);
@@ -183,7 +179,7 @@ void register_score_routes(ApiRouter& router, scoring::RequestLog& log, scoring:
   router.add(http::verb::get, "/v1/evals/scores", true, [&log](const ApiCall& call) {
     auto names = log.with_store(
         [&](scoring::Store& store) { return scoring::score_names(store, call.project->name); });
-    if (!names) return from_error(names.error());
+    if (!names) return ApiRouter::from_error(names.error());
     json items = json::array();
     for (const auto& n : *names) items.push_back(scoring::sanitize_utf8(n));
     return ApiRouter::ok(items);

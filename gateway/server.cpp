@@ -8,7 +8,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include <mutex>
+#include <optional>
 
 #include "gateway/api_router.hpp"
 #include "gateway/log.hpp"
@@ -26,8 +30,8 @@ namespace {
 class NullObserver final : public ExchangeObserver {};
 NullObserver g_null_observer;
 
-std::unique_ptr<ssl::context> make_server_tls(const TlsConfig& tls, std::string_view listener) {
-  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+std::shared_ptr<ssl::context> make_server_tls(const TlsConfig& tls, std::string_view listener) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression | ssl::context::single_dh_use);
   // TLS 1.2: forward-secret AEAD suites only. TLS 1.3 suites are all modern.
@@ -35,10 +39,16 @@ std::unique_ptr<ssl::context> make_server_tls(const TlsConfig& tls, std::string_
                           "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
-  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // No renegotiation (a client-driven CPU sink and an old attack surface).
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
   error_code ec;
   ctx->use_certificate_chain_file(tls.cert_file, ec);
   if (!ec) ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
+  // A certificate that does not belong to the key would fail every handshake.
+  if (!ec && SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    ec = error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
+    if (!ec) ec = asio::error::invalid_argument;
+  }
   if (ec) {
     throw std::runtime_error(std::string(listener) + " listener: cannot load TLS certificate/key (" + tls.cert_file +
                              ", " + tls.key_file + "): " + ec.message());
@@ -51,9 +61,17 @@ std::unique_ptr<ssl::context> make_server_tls(const TlsConfig& tls, std::string_
 struct Server::Listener {
   enum class Kind { proxy, api };
   Listener(Kind k, asio::io_context& ioc) : kind(k), acceptor(ioc) {}
+  const char* name() const { return kind == Kind::proxy ? "proxy" : "api"; }
+  // The context new connections get; replaced by reload_tls() from another thread.
+  std::shared_ptr<ssl::context> current_tls() const {
+    std::lock_guard lk(tls_mu);
+    return tls;
+  }
   Kind kind;
   tcp::acceptor acceptor;
-  std::unique_ptr<ssl::context> tls;
+  std::optional<TlsConfig> tls_config;
+  mutable std::mutex tls_mu;
+  std::shared_ptr<ssl::context> tls;  // guarded by tls_mu; null for plain listeners
   tcp::endpoint endpoint;
   std::size_t next_worker = 0;
 };
@@ -105,7 +123,10 @@ void Server::start() {
   auto open = [&](Listener::Kind kind, const ListenerConfig& lc) {
     const char* name = kind == Listener::Kind::proxy ? "proxy" : "api";
     auto l = std::make_unique<Listener>(kind, acceptor_ioc);
-    if (lc.tls) l->tls = make_server_tls(*lc.tls, name);
+    if (lc.tls) {
+      l->tls_config = *lc.tls;
+      l->tls = make_server_tls(*lc.tls, name);
+    }
     error_code ec;
     const auto addr = asio::ip::make_address(lc.host, ec);
     if (ec) throw std::runtime_error(std::string(name) + " listener: bad address " + lc.host);
@@ -170,8 +191,8 @@ asio::awaitable<void> Server::accept_loop(Listener& l) {
         continue;
       }
       beast::tcp_stream stream(std::move(sock));
-      if (l.tls) {
-        asio::co_spawn(target.ioc, run_proxy_session_tls(target, std::move(stream), *l.tls), asio::detached);
+      if (auto tls = l.current_tls()) {
+        asio::co_spawn(target.ioc, run_proxy_session_tls(target, std::move(stream), std::move(tls)), asio::detached);
       } else {
         asio::co_spawn(target.ioc, run_proxy_session(target, std::move(stream)), asio::detached);
       }
@@ -181,13 +202,29 @@ asio::awaitable<void> Server::accept_loop(Listener& l) {
         continue;
       }
       beast::tcp_stream stream(std::move(sock));
-      if (l.tls) {
-        asio::co_spawn(target.ioc, run_api_session_tls(target, std::move(stream), *l.tls), asio::detached);
+      if (auto tls = l.current_tls()) {
+        asio::co_spawn(target.ioc, run_api_session_tls(target, std::move(stream), std::move(tls)), asio::detached);
       } else {
         asio::co_spawn(target.ioc, run_api_session(target, std::move(stream)), asio::detached);
       }
     }
   }
+}
+
+Server::TlsReload Server::reload_tls() {
+  TlsReload out;
+  for (Listener* l : {proxy_.get(), apil_.get()}) {
+    if (l == nullptr || !l->tls_config) continue;
+    try {
+      auto fresh = make_server_tls(*l->tls_config, l->name());
+      std::lock_guard lk(l->tls_mu);
+      l->tls = std::move(fresh);
+      ++out.reloaded;
+    } catch (const std::exception& e) {
+      out.failures.emplace_back(e.what());
+    }
+  }
+  return out;
 }
 
 void Server::shutdown() {

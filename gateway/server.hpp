@@ -7,6 +7,7 @@
 // thread, once or many times.
 
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,17 @@ class Server {
   void shutdown();
 
   const Metrics& metrics() const;
+
+  // Loads every TLS listener's certificate and key again from the configured
+  // files (SIGHUP). New connections get the new certificate; connections
+  // already open keep the one they were accepted with. A listener whose new
+  // files do not load keeps its current certificate. Thread-safe; call after
+  // start().
+  struct TlsReload {
+    std::size_t reloaded = 0;           // listeners now serving the new files
+    std::vector<std::string> failures;  // one message per listener that kept its old certificate
+  };
+  TlsReload reload_tls();
 
  private:
   struct Listener;

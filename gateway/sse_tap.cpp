@@ -1,5 +1,7 @@
 #include "gateway/sse_tap.hpp"
 
+#include "scoring/json_limits.hpp"
+
 namespace arbiter::gateway {
 
 void SseTap::feed(std::string_view bytes) {
@@ -83,7 +85,7 @@ void SseTap::on_event(std::string_view data) {
     done_ = true;
     return;
   }
-  auto j = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
+  auto j = scoring::parse_json_bounded(data);
   if (!j.is_object()) return;
 
   auto str = [](const nlohmann::json& o, const char* key) -> const std::string* {

@@ -11,10 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-ApiResponse from_error(const scoring::Error& e) {
-  return ApiRouter::error(static_cast<unsigned>(scoring::http_status(e.code)), e.message);
-}
-
 // The query string may hold a receiver's token: show that there is one, not what.
 std::string shown_url(const std::string& url) {
   const auto q = url.find('?');
@@ -88,7 +84,7 @@ void register_webhook_routes(ApiRouter& router, scoring::WebhookService& service
     for (const auto& w : service.webhooks()) {
       if (!w.applies_to(call.project->name)) continue;
       auto counts = service.counts(call.project->name, w.name);
-      if (!counts) return from_error(counts.error());
+      if (!counts) return ApiRouter::from_error(counts.error());
       items.push_back(hook_json(w, *counts));
     }
     return ApiRouter::ok(items);
@@ -120,7 +116,7 @@ void register_webhook_routes(ApiRouter& router, scoring::WebhookService& service
     }
     q.cursor = call.query("cursor").value_or("");
     auto page = service.deliveries(call.project->name, q);
-    if (!page) return from_error(page.error());
+    if (!page) return ApiRouter::from_error(page.error());
     json items = json::array();
     for (const auto& d : page->deliveries) items.push_back(scoring::to_json(d));
     return ApiRouter::ok(
@@ -130,7 +126,7 @@ void register_webhook_routes(ApiRouter& router, scoring::WebhookService& service
 
   router.add(http::verb::post, "/v1/webhooks/{}/test", true, [&service](const ApiCall& call) {
     auto result = service.send_test(call.project->name, call.params.at(0));
-    if (!result) return from_error(result.error());
+    if (!result) return ApiRouter::from_error(result.error());
     return ApiRouter::ok({{"webhook_id", result->webhook_id},
                           {"ok", result->ok},
                           {"status_code", result->status != 0 ? json(result->status) : json(nullptr)},
@@ -142,7 +138,7 @@ void register_webhook_routes(ApiRouter& router, scoring::WebhookService& service
   router.add(http::verb::post, "/v1/webhooks/deliveries/{}/retry", true,
              [&service](const ApiCall& call) {
                auto d = service.retry(call.project->name, call.params.at(0));
-               if (!d) return from_error(d.error());
+               if (!d) return ApiRouter::from_error(d.error());
                return ApiRouter::ok(scoring::to_json(*d));
              });
 }

@@ -65,10 +65,12 @@ class IdleMark {
 // Session entry points (proxy_session.cpp, api_session.cpp). The stream is
 // already accepted (and, for TLS, not yet handshaken).
 boost::asio::awaitable<void> run_proxy_session(Worker& worker, boost::beast::tcp_stream stream);
+// TLS sessions share ownership of the context they were accepted with, so a
+// certificate reload (SIGHUP) never pulls it from under a live connection.
 boost::asio::awaitable<void> run_proxy_session_tls(Worker& worker, boost::beast::tcp_stream stream,
-                                                   boost::asio::ssl::context& tls);
+                                                   std::shared_ptr<boost::asio::ssl::context> tls);
 boost::asio::awaitable<void> run_api_session(Worker& worker, boost::beast::tcp_stream stream);
 boost::asio::awaitable<void> run_api_session_tls(Worker& worker, boost::beast::tcp_stream stream,
-                                                 boost::asio::ssl::context& tls);
+                                                 std::shared_ptr<boost::asio::ssl::context> tls);
 
 }  // namespace arbiter::gateway

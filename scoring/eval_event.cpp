@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "plugins/event_path.hpp"
+#include "scoring/json_limits.hpp"
 
 namespace arbiter::scoring {
 
@@ -14,7 +15,7 @@ using nlohmann::json;
 // sanitised) text; `empty` when there is none.
 json parse_body(const std::string& body, json empty) {
   if (body.empty()) return empty;
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  json parsed = parse_json_bounded(body);
   if (!parsed.is_discarded()) return parsed;
   return sanitize_utf8(body);
 }

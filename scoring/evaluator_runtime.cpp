@@ -223,6 +223,7 @@ struct EvaluatorRuntime::Evaluator {
 
   mutable std::mutex stats_mu;
   std::string last_error;
+  std::string last_error_project;  // whose run it was; empty for the gateway's own errors
   std::vector<std::int64_t> durations;  // ring of the last kDurationWindow, µs
   std::size_t next_duration = 0;
 };
@@ -363,7 +364,7 @@ void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRec
                     " runs were waiting (server.evaluator_queue_capacity)";
         ev.queue_full.fetch_add(1, std::memory_order_relaxed);
         ev.errors.fetch_add(1, std::memory_order_relaxed);
-        note_error(ev, run.error);
+        note_error(ev, run.error, run.project);
         if (auto ok = put_run(store, batch, run); !ok) note_error(ev, ok.error().message);
         EvaluationEvent event{r->project, r->request_id, ev.options.name, run.id, "error",
                               0, 0, run.error, {}};
@@ -571,9 +572,10 @@ Expected<void> EvaluatorRuntime::write_state(const EvalRun& run) {
   });
 }
 
-void EvaluatorRuntime::note_error(Evaluator& ev, const std::string& message) {
+void EvaluatorRuntime::note_error(Evaluator& ev, const std::string& message, std::string_view project) {
   std::lock_guard lk(ev.stats_mu);
   ev.last_error = message;
+  ev.last_error_project = std::string(project);
 }
 
 void EvaluatorRuntime::record_duration(Evaluator& ev, std::int64_t duration_us) {
@@ -686,7 +688,7 @@ void EvaluatorRuntime::process(const Task& task) {
       run.next_attempt_us = now_us() + std::chrono::duration_cast<std::chrono::microseconds>(backoff).count();
       if (auto ok = write_state(run); !ok) note_error(ev, ok.error().message);
       ev.retries.fetch_add(1, std::memory_order_relaxed);
-      note_error(ev, result.error);
+      note_error(ev, result.error, task.project);
       {
         std::lock_guard lk(mu_);
         delayed_.push(Delayed{Clock::now() + backoff, task});
@@ -802,7 +804,7 @@ bool EvaluatorRuntime::finish_run(Evaluator& ev, EvalRun& run, const plugins::Ev
       ev.completed.fetch_add(1, std::memory_order_relaxed);
     } else {
       ev.errors.fetch_add(1, std::memory_order_relaxed);
-      note_error(ev, run.error);
+      note_error(ev, run.error, run.project);
     }
     record_duration(ev, run.duration_us);
   }
@@ -811,7 +813,7 @@ bool EvaluatorRuntime::finish_run(Evaluator& ev, EvalRun& run, const plugins::Ev
 
 // ---- API ----
 
-json EvaluatorRuntime::describe() const {
+json EvaluatorRuntime::describe(std::string_view project) const {
   json out = json::array();
   for (const auto& ev : evaluators_) {
     const auto& o = ev->options;
@@ -846,7 +848,11 @@ json EvaluatorRuntime::describe() const {
                      {"retries", c.retries},
                      {"queue_full", c.queue_full},
                      {"running", c.running},
-                     {"last_error", c.last_error.empty() ? json(nullptr) : json(sanitize_utf8(c.last_error))},
+                     // An error quotes the run's data (an evaluator's answer
+                     // echoes the event): only its own project sees it.
+                     {"last_error", c.last_error.empty() || c.last_error_project != project
+                                        ? json(nullptr)
+                                        : json(sanitize_utf8(c.last_error))},
                      {"duration_ms", {{"p50", c.duration_p50_ms}, {"p99", c.duration_p99_ms}}}}}});
   }
   return out;
@@ -873,6 +879,7 @@ EvaluatorRuntime::Counters EvaluatorRuntime::counters(std::string_view name) con
   {
     std::lock_guard lk(ev.stats_mu);
     c.last_error = ev.last_error;
+    c.last_error_project = ev.last_error_project;
     durations = ev.durations;
   }
   c.duration_p50_ms = percentile(durations, 0.50);

@@ -160,8 +160,11 @@ class EvaluatorRuntime final : public WriteListener {
   // ---- API (blocking reads: call from a worker, not an I/O thread)
 
   bool has_evaluator(std::string_view name) const;
-  // GET /v1/evaluators: each evaluator's config (secrets redacted) and counters.
-  nlohmann::json describe() const;
+  // GET /v1/evaluators: each evaluator's config (secrets redacted) and
+  // counters. last_error is shown only when it came from one of `project`'s
+  // runs (it may quote that run's data); the gateway's own errors (storage)
+  // are never shown, since they may name files.
+  nlohmann::json describe(std::string_view project) const;
   // GET /v1/evaluators/runs?request_id=: that request's runs in this project.
   Expected<nlohmann::json> runs_json(std::string_view project, std::string_view request_id) const;
   // POST /v1/evaluators/{name}/run: evaluates one stored request now (one
@@ -184,6 +187,7 @@ class EvaluatorRuntime final : public WriteListener {
     std::uint64_t queue_full = 0;  // runs written as errors because the queue was full
     std::int64_t running = 0;
     std::string last_error;
+    std::string last_error_project;  // empty: not a run's error
     double duration_p50_ms = 0;  // over the last kDurationWindow finished runs
     double duration_p99_ms = 0;
   };
@@ -226,7 +230,8 @@ class EvaluatorRuntime final : public WriteListener {
   void release_reservations(std::size_t n);
   void resume_backlog();
   void record_duration(Evaluator& ev, std::int64_t duration_us);
-  void note_error(Evaluator& ev, const std::string& message);
+  // `project` is the run's project, empty for errors that are the gateway's own.
+  void note_error(Evaluator& ev, const std::string& message, std::string_view project = {});
   Expected<void> write_state(const EvalRun& run);
   // Finishes a run: scores (maybe none) + final run entry, durable, with
   // listeners. On a score-config violation the run becomes an error. False

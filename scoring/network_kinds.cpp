@@ -14,6 +14,7 @@
 
 #include "plugins/builtin/judge.hpp"
 #include "plugins/event_path.hpp"
+#include "scoring/json_limits.hpp"
 #include "scoring/outbound_http.hpp"
 #include "scoring/request_record.hpp"
 
@@ -240,7 +241,7 @@ class Caller {
 };
 
 std::optional<json> parse_json_body(const OutboundResponse& res) {
-  json j = json::parse(res.body, nullptr, /*allow_exceptions=*/false);
+  json j = parse_json_bounded(res.body);
   if (j.is_discarded()) return std::nullopt;
   return j;
 }

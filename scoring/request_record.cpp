@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include "scoring/json_limits.hpp"
+
 namespace arbiter::scoring {
 
 namespace {
@@ -393,7 +395,7 @@ nlohmann::json to_json(const RequestRecord& r, bool include_body) {
 // Bodies are almost always JSON, and clients want objects, not escaped strings.
 nlohmann::json body_json(const std::string& body) {
   if (body.empty()) return nullptr;
-  auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  auto parsed = parse_json_bounded(body);
   if (!parsed.is_discarded()) return parsed;
   return sanitize_utf8(body);
 }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "scoring/expected.hpp"
@@ -70,6 +71,10 @@ struct RequestRecord {
   // to be read from the bodies. RequestLogOptions::prepare does that on the
   // storage thread, so no JSON is parsed on an I/O thread.
   bool derive_pending = false;
+  // Not stored: credential values that travelled with the call (provider and
+  // gateway keys). RequestLogOptions::prepare removes every occurrence from
+  // the record's text on the storage thread, then clears this.
+  std::vector<std::string> redact;
   nlohmann::json feedback = nlohmann::json::object();  // fields posted later (feedback.*)
   // Not stored with the record: the request-level scores (name → true/false,
   // number or label), filled from the score store when a record is read for

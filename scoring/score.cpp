@@ -318,6 +318,9 @@ Expected<ScoreConfig> parse_score_config(const json& body) {
       if (v.is_null()) continue;
       if (!v.is_string()) return invalid_argument("'description' must be a string");
       c.description = v.get<std::string>();
+      if (c.description.size() > kMaxScoreTextBytes) {
+        return invalid_argument("'description' is longer than " + std::to_string(kMaxScoreTextBytes) + " bytes");
+      }
     } else {
       return invalid_argument("unknown field " + label_of(key) + " in score config");
     }
@@ -412,6 +415,10 @@ Expected<std::vector<HeliconeScore>> parse_helicone_scores(const json& body) {
   }
   const auto it = body.find("scores");
   if (it == body.end()) return invalid_argument("missing \"scores\"");
+  if (it->is_object() && it->size() > kMaxScoresPerSubmission) {
+    return invalid_argument("\"scores\" holds " + std::to_string(it->size()) + " names; at most " +
+                            std::to_string(kMaxScoresPerSubmission) + " per submission");
+  }
   if (!it->is_object()) {
     return invalid_argument("\"scores\" must be an object of name: integer or boolean");
   }
@@ -452,11 +459,23 @@ Expected<Feedback> parse_feedback(const json& body) {
   if (!it->is_boolean())
     return invalid_argument("\"rating\" must be true or false, got " +
                             std::string(it->type_name()));
+  if (body.size() > kMaxFeedbackFields + 1) {
+    return invalid_argument("feedback has " + std::to_string(body.size() - 1) + " fields; at most " +
+                            std::to_string(kMaxFeedbackFields));
+  }
   Feedback f;
   f.rating = it->get<bool>();
   for (const auto& [key, v] : body.items()) {
     if (key == "rating") continue;
     if (key.empty()) return invalid_argument("feedback field names must not be empty");
+    if (key.size() > kMaxScoreNameBytes) {
+      return invalid_argument("feedback field " + label_of(std::string_view(key).substr(0, 40)) +
+                              "... has a name longer than " + std::to_string(kMaxScoreNameBytes) + " bytes");
+    }
+    if (v.dump().size() > kMaxScoreTextBytes) {
+      return invalid_argument("feedback field " + label_of(key) + " is longer than " +
+                              std::to_string(kMaxScoreTextBytes) + " bytes");
+    }
     f.fields[key] = v;
   }
   return f;
@@ -500,6 +519,15 @@ Expected<Score> parse_typed_score(const json& body) {
   }
   if (s.session_id.size() > 1024 || s.observation_id.size() > 1024) {
     return invalid_argument("'session_id' and 'observation_id' are limited to 1024 bytes");
+  }
+  if (s.comment.size() > kMaxScoreTextBytes) {
+    return invalid_argument("'comment' is longer than " + std::to_string(kMaxScoreTextBytes) + " bytes");
+  }
+  if (s.author.size() > kMaxAuthorBytes) {
+    return invalid_argument("'author' is longer than " + std::to_string(kMaxAuthorBytes) + " bytes");
+  }
+  if (!s.config_id.empty() && !valid_request_id(s.config_id)) {
+    return invalid_argument("'config_id' must be 1-128 printable ASCII characters");
   }
 
   std::optional<ScoreDataType> declared;
@@ -550,6 +578,9 @@ Expected<Score> parse_typed_score(const json& body) {
   }
   if (const auto m = body.find("metadata"); m != body.end() && !m->is_null()) {
     if (!m->is_object()) return invalid_argument("'metadata' must be a JSON object");
+    if (m->dump().size() > kMaxScoreTextBytes) {
+      return invalid_argument("'metadata' is longer than " + std::to_string(kMaxScoreTextBytes) + " bytes");
+    }
     s.metadata = *m;
   }
   if (const auto ts = body.find("timestamp"); ts != body.end() && !ts->is_null()) {

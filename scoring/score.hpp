@@ -37,6 +37,14 @@ std::optional<ScoreDataType> parse_data_type(std::string_view s);
 std::optional<ScoreSource> parse_source(std::string_view s);
 
 inline constexpr std::size_t kMaxScoreNameBytes = 255;
+// Bounds on the free-form parts of a submission, far beyond any real use, so
+// that one call cannot grow a stored score (or a feedback record) without
+// limit: comment, metadata (serialised), a config's description, each
+// feedback field (serialised); author; scores in one Helicone submission.
+inline constexpr std::size_t kMaxScoreTextBytes = 64 * 1024;
+inline constexpr std::size_t kMaxAuthorBytes = 1024;
+inline constexpr std::size_t kMaxScoresPerSubmission = 1000;
+inline constexpr std::size_t kMaxFeedbackFields = 100;
 // The Helicone feedback endpoint's score name.
 inline constexpr std::string_view kFeedbackScoreName = "helicone-score-feedback";
 

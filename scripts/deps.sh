@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages arbiter needs to build, run and test, skipping
-# any that are already installed. Usage: scripts/deps.sh [build|test|bench]
+# any that are already installed. Usage: scripts/deps.sh [build|test|bench|security]
 set -euo pipefail
 
 want=(cmake ninja-build g++ pkg-config ca-certificates openssl
@@ -10,7 +10,8 @@ case "${1:-build}" in
   build) ;;
   test) want+=(libgtest-dev libgmock-dev curl python3) ;;
   bench) want+=(libgtest-dev libgmock-dev libbenchmark-dev nginx-light wrk curl) ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  security) want+=(testssl.sh) ;;  # scripts/testssl (not the test suite)
+  *) echo "usage: $0 [build|test|bench|security]" >&2; exit 2 ;;
 esac
 command -v ccache >/dev/null 2>&1 || want+=(ccache)
 if [ "${1:-build}" != build ] && ! command -v node >/dev/null 2>&1; then

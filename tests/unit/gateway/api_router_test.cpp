@@ -16,6 +16,7 @@
 
 #include "gateway/config.hpp"
 #include "gateway/metrics.hpp"
+#include "scoring/expected.hpp"
 
 namespace arbiter::gateway {
 namespace {
@@ -327,12 +328,15 @@ TEST_F(ApiRouterTest, InvalidUtf8InPathStillGivesValidJson) {
   expect_error_envelope(res, 404);
 }
 
-TEST_F(ApiRouterTest, HandlerExceptionsAreNotSwallowed) {
-  // Documented: the router has no catch; the session boundary handles exceptions.
+TEST_F(ApiRouterTest, HandlerExceptionsBecomeAGeneric500) {
+  // The router is the catch boundary: an exception's text never reaches the client.
   router_.add(http::verb::get, "/v1/throws", false, [](const ApiCall&) -> ApiResponse {
     throw std::runtime_error("boom");
   });
-  EXPECT_THROW(handle(http::verb::get, "/v1/throws"), std::runtime_error);
+  ApiResponse res;
+  ASSERT_NO_THROW(res = handle(http::verb::get, "/v1/throws"));
+  expect_error_envelope(res, 500);
+  EXPECT_EQ(res.body().find("boom"), std::string::npos);
 }
 
 TEST_F(ApiRouterTest, FirstRegisteredRouteWins) {
@@ -357,6 +361,82 @@ TEST(ApiRouterHelpersTest, OkWithStatus) {
   const auto res = ApiRouter::ok(nullptr, 201);
   EXPECT_EQ(res.result_int(), 201u);
   EXPECT_EQ(res.body(), R"({"data":null,"error":null})");
+}
+
+// --- failures inside handlers ------------------------------------------------------
+
+TEST_F(ApiRouterTest, AHandlerThatThrowsGetsAGeneric500WithAnIncidentId) {
+  router_.add(http::verb::get, "/v1/boom", true, [](const ApiCall&) -> ApiResponse {
+    throw std::runtime_error("vector::at at /work/src/gateway/secret_file.cpp:42");
+  });
+  router_.add(http::verb::get, "/v1/boom-int", true, [](const ApiCall&) -> ApiResponse { throw 42; });
+  router_.add_async(http::verb::get, "/v1/boom-async", true, [](const ApiCall&, ApiRouter::Respond) {
+    throw std::logic_error("std::logic_error in score_store.hpp");
+  });
+  for (const char* target : {"/v1/boom", "/v1/boom-int", "/v1/boom-async"}) {
+    SCOPED_TRACE(target);
+    const auto res = handle(http::verb::get, target, "Bearer key-a");
+    expect_error_envelope(res, 500);
+    const std::string id(res["X-Request-Id"]);
+    EXPECT_EQ(id.size(), 36u);
+    EXPECT_EQ(body_json(res)["error"], "internal error (request id " + id + ")");
+    for (const char* leak : {"/work", ".cpp", ".hpp", "vector::at", "logic_error", "42"}) {
+      EXPECT_EQ(res.body().find(leak), std::string::npos) << leak;
+    }
+  }
+}
+
+TEST_F(ApiRouterTest, AnAsyncHandlerThatAnsweredThenThrewAnswersOnce) {
+  router_.add_async(http::verb::get, "/v1/late-throw", true, [](const ApiCall&, ApiRouter::Respond respond) {
+    respond(ApiRouter::ok("fine"));
+    throw std::runtime_error("after the answer");
+  });
+  int answers = 0;
+  ApiResponse got;
+  router_.handle_async(request(http::verb::get, "/v1/late-throw", "Bearer key-a"), [&](ApiResponse r) {
+    ++answers;
+    got = std::move(r);
+  });
+  EXPECT_EQ(answers, 1);
+  EXPECT_EQ(got.result_int(), 200u);
+}
+
+TEST_F(ApiRouterTest, StorageErrorsAreGenericAndCallerErrorsKeepTheirMessage) {
+  const auto storage = ApiRouter::from_error(scoring::storage_error("IO error: /var/lib/arbiter/000012.sst: EIO"));
+  expect_error_envelope(storage, 500);
+  EXPECT_EQ(storage.body().find("/var/lib"), std::string::npos);
+  EXPECT_EQ(storage.body().find("IO error"), std::string::npos);
+  const auto invalid = ApiRouter::from_error(scoring::invalid_argument("'comment' is longer than 65536 bytes"));
+  expect_error_envelope(invalid, 400);
+  EXPECT_EQ(body_json(invalid)["error"], "'comment' is longer than 65536 bytes");
+  expect_error_envelope(ApiRouter::from_error(scoring::not_found("request x not found")), 404);
+  expect_error_envelope(ApiRouter::from_error(scoring::conflict("not dead")), 409);
+  expect_error_envelope(ApiRouter::from_error(scoring::unavailable("closing")), 503);
+}
+
+TEST_F(ApiRouterTest, MalformedJsonErrorsCarryNoLibraryTag) {
+  router_.add(http::verb::post, "/v1/json", true, [](const ApiCall& call) {
+    ApiResponse bad;
+    auto body = call.json_body(bad);
+    if (!body) return bad;
+    return ApiRouter::ok(*body);
+  });
+  ApiRequest req = request(http::verb::post, "/v1/json", "Bearer key-a", "{\"a\": tru}");
+  const auto res = router_.handle(req);
+  expect_error_envelope(res, 400);
+  const std::string error = body_json(res)["error"];
+  EXPECT_EQ(error.rfind("request body: malformed JSON: parse error at line 1", 0), 0u) << error;
+  EXPECT_EQ(error.find("json.exception"), std::string::npos) << error;
+}
+
+TEST_F(ApiRouterTest, RoutesListsEveryRegisteredRoute) {
+  const auto routes = router_.routes();
+  std::vector<std::string> listed;
+  for (const auto& r : routes) listed.push_back(r.method + " " + r.pattern + (r.authenticated ? " auth" : ""));
+  const std::vector<std::string> expected = {"GET /healthz",           "GET /metrics",
+                                             "GET /v1/things/{} auth", "POST /v1/things/{}/parts/{} auth",
+                                             "GET /v1/public",         "DELETE /v1/public"};
+  EXPECT_EQ(listed, expected);
 }
 
 TEST(ApiRouterHelpersTest, ErrorEnvelope) {

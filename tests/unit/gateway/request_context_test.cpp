@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -496,6 +497,57 @@ TEST(StripHeliconeHeadersTest, StrippedFieldsAreNotFoundByLookup) {
   // The reader sees nothing left to read.
   const auto h = read_helicone_headers(f);
   EXPECT_FALSE(h.auth_key.has_value());
+}
+
+}  // namespace
+}  // namespace arbiter::gateway
+
+namespace arbiter::gateway {
+namespace {
+
+// --- check_helicone_headers ---------------------------------------------------
+
+std::optional<std::string> check(const std::vector<std::pair<std::string, std::string>>& items) {
+  http::fields f;
+  for (const auto& [name, value] : items) f.insert(name, value);
+  return check_helicone_headers(read_helicone_headers(f));
+}
+
+TEST(CheckHeliconeHeadersTest, AcceptsOrdinaryAndUnicodeValues) {
+  EXPECT_EQ(check({}), std::nullopt);
+  EXPECT_EQ(check({{"Helicone-Property-Env", "prod"}, {"Helicone-User-Id", "u@example.com"}}), std::nullopt);
+  EXPECT_EQ(check({{"Helicone-Property-City", "Z\xc3\xbcrich \xe6\x9d\xb1\xe4\xba\xac \xf0\x9f\x9a\x80\tx"}}),
+            std::nullopt);
+  EXPECT_EQ(check({{"Helicone-Session-Path", std::string(kMaxHeliconeValueBytes, 'p')}}), std::nullopt);
+  // Not a data header: not ours to check.
+  EXPECT_EQ(check({{"X-Other", "\x01"}}), std::nullopt);
+}
+
+TEST(CheckHeliconeHeadersTest, RefusesWhatCannotRoundTripNamingTheHeader) {
+  const std::vector<std::pair<std::pair<std::string, std::string>, std::string>> cases = {
+      {{"Helicone-Property-Env", "a\r\nX-Injected: 1"}, "Helicone-Property-env: value contains a control character"},
+      {{"Helicone-Property-Env", std::string("a\0b", 3)}, "Helicone-Property-env: value contains a control character"},
+      {{"Helicone-Property-Env", "a\x7f"}, "Helicone-Property-env: value contains a control character"},
+      {{"Helicone-Property-Env", "\xc3\x28"}, "Helicone-Property-env: value is not valid UTF-8"},
+      {{"Helicone-Property-Env", "\xed\xa0\x80"}, "Helicone-Property-env: value is not valid UTF-8"},
+      {{"Helicone-Property-Env", "\xc0\xaf"}, "Helicone-Property-env: value is not valid UTF-8"},
+      {{"Helicone-Property-Env", "\xe2\x82"}, "Helicone-Property-env: value is not valid UTF-8"},
+      {{"Helicone-User-Id", "\xff"}, "Helicone-User-Id: value is not valid UTF-8"},
+      {{"Helicone-Session-Id", "a\nb"}, "Helicone-Session-Id: value contains a control character"},
+      {{"Helicone-Session-Name", std::string(kMaxHeliconeValueBytes + 1, 'n')},
+       "Helicone-Session-Name: value longer than 8192 bytes"},
+  };
+  for (const auto& [header, message] : cases) {
+    EXPECT_EQ(check({header}), message) << header.first;
+  }
+  const auto long_name = check({{"Helicone-Property-" + std::string(kMaxPropertyNameBytes + 1, 'n'), "v"}});
+  ASSERT_TRUE(long_name);
+  EXPECT_NE(long_name->find("name longer than 256 bytes"), std::string::npos) << *long_name;
+  std::vector<std::pair<std::string, std::string>> many;
+  for (std::size_t i = 0; i <= kMaxProperties; ++i) many.emplace_back("Helicone-Property-P" + std::to_string(i), "v");
+  EXPECT_EQ(check(many), "too many Helicone-Property-* headers (at most 128)");
+  many.pop_back();
+  EXPECT_EQ(check(many), std::nullopt);
 }
 
 }  // namespace

@@ -844,7 +844,7 @@ TEST(EvaluatorRuntime, DescribeRedactsSecretsAndShowsCounters) {
   f.open({hook});
   f.submit(chat_record(1));
   ASSERT_TRUE(f.runtime->wait_idle(10s));
-  const json d = f.runtime->describe();
+  const json d = f.runtime->describe("alpha");
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d[0]["params"]["url"], "https://x");
   EXPECT_EQ(d[0]["params"]["headers"]["Authorization"], "<redacted>");

@@ -1,0 +1,102 @@
+#include "gateway/credentials.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace arbiter::gateway {
+
+namespace {
+
+constexpr std::size_t kMinSecretBytes = 8;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())) != 0) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())) != 0) s.remove_suffix(1);
+  return s;
+}
+
+// Query parameters that carry credentials (Google's `?key=`, signed URLs).
+bool is_credential_param(std::string_view name) {
+  const std::string n = lower(name);
+  return n == "key" || n == "api_key" || n == "api-key" || n == "apikey" || n == "access_token" ||
+         n == "token" || n == "secret" || n == "client_secret" || n == "password" || n == "sig" ||
+         n == "signature";
+}
+
+}  // namespace
+
+bool Credentials::is_credential_header(std::string_view header) {
+  const std::string name = lower(header);
+  // Helicone's data headers are stored on purpose, whatever their name says.
+  if (starts_with(name, "helicone-property-") || starts_with(name, "helicone-session-") ||
+      starts_with(name, "helicone-omit-") || name == "helicone-user-id" || name == "helicone-request-id" ||
+      name == "helicone-upstream") {
+    return false;
+  }
+  return contains(name, "auth") || contains(name, "key") || contains(name, "secret") || contains(name, "token") ||
+         contains(name, "cookie") || contains(name, "password");
+}
+
+void Credentials::consider(std::string_view name, std::string_view value) {
+  if (!is_credential_header(name)) return;
+  value = trim(value);
+  add(value);
+  // The credential without its scheme, as it would appear elsewhere.
+  for (const std::string_view scheme : {"bearer ", "basic "}) {
+    if (lower(value.substr(0, scheme.size())) == scheme) add(trim(value.substr(scheme.size())));
+  }
+}
+
+void Credentials::add(std::string_view value) {
+  if (value.size() >= kMinSecretBytes) values_.emplace_back(value);
+}
+
+void Credentials::finish() {
+  std::sort(values_.begin(), values_.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size() || (a.size() == b.size() && a < b); });
+  values_.erase(std::unique(values_.begin(), values_.end()), values_.end());
+}
+
+void Credentials::redact(std::string& s) const {
+  for (const auto& secret : values_) {
+    for (std::size_t pos = s.find(secret); pos != std::string::npos; pos = s.find(secret, pos + kRedacted.size())) {
+      s.replace(pos, secret.size(), kRedacted);
+    }
+  }
+}
+
+std::string redact_query(std::string path) {
+  const std::size_t q = path.find('?');
+  if (q == std::string::npos) return path;
+  std::string out = path.substr(0, q + 1);
+  std::string_view query = std::string_view(path).substr(q + 1);
+  bool first = true;
+  while (true) {
+    const std::size_t amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    if (!first) out += '&';
+    first = false;
+    const std::size_t eq = param.find('=');
+    if (eq != std::string_view::npos && is_credential_param(param.substr(0, eq))) {
+      out.append(param.substr(0, eq + 1));
+      out.append(kRedacted);
+    } else {
+      out.append(param);
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+}  // namespace arbiter::gateway
