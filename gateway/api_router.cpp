@@ -7,6 +7,7 @@
 
 #include "gateway/auth.hpp"
 #include "gateway/metrics.hpp"
+#include "scoring/json_depth.hpp"
 
 namespace arbiter::gateway {
 namespace http = boost::beast::http;
@@ -51,28 +52,6 @@ std::string percent_decode(std::string_view in) {
   return out;
 }
 
-// Nesting deeper than this is refused before it can exhaust the stack.
-constexpr int kMaxJsonDepth = 64;
-
-bool json_too_deep(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return true;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 std::optional<std::string> ApiCall::query(std::string_view name) const {
@@ -99,8 +78,9 @@ std::optional<nlohmann::json> ApiCall::json_body(ApiResponse& error) const {
     error = ApiRouter::error(400, "request body must be a JSON object");
     return std::nullopt;
   }
-  if (json_too_deep(body)) {
-    error = ApiRouter::error(400, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  // Refused before it can exhaust the stack (scoring/json_depth.hpp).
+  if (scoring::json_nesting_exceeds(body)) {
+    error = ApiRouter::error(400, "JSON nested deeper than " + std::to_string(scoring::kMaxJsonDepth) + " levels");
     return std::nullopt;
   }
   try {
