@@ -8,7 +8,8 @@ want=(cmake ninja-build g++ pkg-config ca-certificates openssl
       libvalijson-dev libpg-query-dev)
 case "${1:-build}" in
   build) ;;
-  test) want+=(libgtest-dev libgmock-dev curl) ;;
+  # clang + its runtime (libFuzzer) and llvm-symbolizer: the fuzz targets (scripts/fuzz).
+  test) want+=(libgtest-dev libgmock-dev curl clang libclang-rt-14-dev llvm) ;;
   bench) want+=(libgtest-dev libgmock-dev libbenchmark-dev nginx-light wrk curl) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
