@@ -1,5 +1,6 @@
 #include "gateway/proxy_request.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 #include <boost/asio/error.hpp>
@@ -9,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/auth.hpp"
-#include "gateway/upstream_pool.hpp"
 
 namespace arbiter::gateway {
 namespace asio = boost::asio;
@@ -59,8 +59,8 @@ bool is_client_gone(const error_code& ec) {
          ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated;
 }
 
-PreparedProxyRequest prepare_proxy_request(const Config& cfg, const UpstreamSet& upstreams, const ProxyRequest& req,
-                                           bool wants_bodies) {
+PreparedProxyRequest prepare_proxy_request(const Config& cfg, const std::vector<UpstreamConfig>& upstreams,
+                                           const ProxyRequest& req, bool wants_bodies) {
   PreparedProxyRequest out;
   HeliconeHeaders hh = read_helicone_headers(req);
 
@@ -69,6 +69,9 @@ PreparedProxyRequest prepare_proxy_request(const Config& cfg, const UpstreamSet&
   bool authorization_is_arbiter_key = false;
   if (hh.auth_key) {
     project = find_project_by_key(cfg, *hh.auth_key);
+    // An arbiter key in Authorization as well (the same one, or another
+    // project's) is still not a provider key: it must not reach the upstream.
+    authorization_is_arbiter_key = hh.bearer_key && find_project_by_key(cfg, *hh.bearer_key) != nullptr;
   } else if (hh.bearer_key) {
     project = find_project_by_key(cfg, *hh.bearer_key);
     authorization_is_arbiter_key = project != nullptr;
@@ -87,13 +90,14 @@ PreparedProxyRequest prepare_proxy_request(const Config& cfg, const UpstreamSet&
 
   std::size_t upstream_index = 0;
   if (hh.upstream) {
-    auto idx = upstreams.index_of(*hh.upstream);
-    if (!idx) {
+    const auto it = std::find_if(upstreams.begin(), upstreams.end(),
+                                 [&](const UpstreamConfig& u) { return u.name == *hh.upstream; });
+    if (it == upstreams.end()) {
       out.rejection = reject(http::status::bad_request, "unknown_upstream",
                              "Helicone-Upstream names no configured upstream", ProxyRejection::Counter::kBadRequest);
       return out;
     }
-    upstream_index = *idx;
+    upstream_index = static_cast<std::size_t>(it - upstreams.begin());
   }
   const UpstreamConfig& up = upstreams.at(upstream_index);
 

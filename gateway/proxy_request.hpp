@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
@@ -22,8 +23,6 @@
 #include "gateway/request_context.hpp"
 
 namespace arbiter::gateway {
-
-class UpstreamSet;
 
 using ProxyRequest = boost::beast::http::request<boost::beast::http::buffer_body>;
 
@@ -54,9 +53,10 @@ struct PreparedProxyRequest {
 };
 
 // Decides what to do with a request whose header has been parsed.
-// `wants_bodies`: the observer tees bodies, so the upstream is asked for an
-// identity encoding.
-PreparedProxyRequest prepare_proxy_request(const Config& config, const UpstreamSet& upstreams,
+// `upstreams`: the configured upstreams in order (Config::upstreams, which
+// UpstreamSet indexes the same way); the first is the default. `wants_bodies`: the observer tees bodies, so the
+// upstream is asked for an identity encoding.
+PreparedProxyRequest prepare_proxy_request(const Config& config, const std::vector<UpstreamConfig>& upstreams,
                                            const ProxyRequest& request, bool wants_bodies);
 
 // The rejection for a failed header read (limits, malformed HTTP), or nullopt

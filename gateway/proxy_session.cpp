@@ -274,7 +274,7 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
   // connection: the unread body would otherwise be parsed as the next request.
   const bool can_keep_alive_early = !body_pending && req.keep_alive();
 
-  PreparedProxyRequest prep = prepare_proxy_request(cfg_, *shared_.upstreams, req, shared_.observer->wants_bodies());
+  PreparedProxyRequest prep = prepare_proxy_request(cfg_, cfg_.upstreams, req, shared_.observer->wants_bodies());
   if (prep.rejection) {
     count(*prep.rejection);
     co_return co_await send_error(prep.rejection->status, prep.rejection->code, prep.rejection->message,

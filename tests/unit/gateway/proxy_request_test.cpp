@@ -11,7 +11,6 @@
 #include <utility>
 #include <vector>
 
-#include "gateway/upstream_pool.hpp"
 
 namespace arbiter::gateway {
 namespace {
@@ -49,7 +48,6 @@ class ProxyRequestTest : public ::testing::Test {
  protected:
   void use(const char* yaml) {
     config_ = load_config_from_string(yaml, "proxy_request_test.yaml");
-    upstreams_ = std::make_unique<UpstreamSet>(*config_);
   }
 
   PreparedProxyRequest prepare(const std::vector<std::pair<std::string, std::string>>& headers,
@@ -57,7 +55,7 @@ class ProxyRequestTest : public ::testing::Test {
                                std::string target = "/chat/completions") {
     ProxyRequest req{method, target, 11};
     for (const auto& [name, value] : headers) req.insert(name, value);
-    return prepare_proxy_request(*config_, *upstreams_, req, wants_bodies);
+    return prepare_proxy_request(*config_, config_->upstreams, req, wants_bodies);
   }
 
   static std::vector<std::string> names(const ProxyRequest& r) {
@@ -67,7 +65,6 @@ class ProxyRequestTest : public ::testing::Test {
   }
 
   std::shared_ptr<const Config> config_;
-  std::unique_ptr<UpstreamSet> upstreams_;
 };
 
 TEST_F(ProxyRequestTest, MissingOrWrongKeyIsRejectedWith401) {
