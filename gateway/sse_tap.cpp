@@ -1,5 +1,7 @@
 #include "gateway/sse_tap.hpp"
 
+#include "scoring/json_depth.hpp"
+
 namespace arbiter::gateway {
 
 void SseTap::feed(std::string_view bytes) {
@@ -83,6 +85,10 @@ void SseTap::on_event(std::string_view data) {
     done_ = true;
     return;
   }
+  // An LLM delta is a few levels deep. A deeper event is not one, and its
+  // `usage` would be kept and later copied and dumped, which recurses once
+  // per level: half a million levels fit in one kMaxLine event.
+  if (scoring::json_nesting_exceeds(data)) return;
   auto j = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return;
 

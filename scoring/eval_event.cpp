@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "plugins/event_path.hpp"
+#include "scoring/json_depth.hpp"
 
 namespace arbiter::scoring {
 
@@ -14,6 +15,8 @@ using nlohmann::json;
 // sanitised) text; `empty` when there is none.
 json parse_body(const std::string& body, json empty) {
   if (body.empty()) return empty;
+  // Too deep to walk, copy or hand to a plugin as a value (json_depth.hpp).
+  if (json_nesting_exceeds(body)) return sanitize_utf8(body);
   json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_discarded()) return parsed;
   return sanitize_utf8(body);

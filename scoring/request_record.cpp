@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include "scoring/json_depth.hpp"
+
 namespace arbiter::scoring {
 
 namespace {
@@ -393,6 +395,9 @@ nlohmann::json to_json(const RequestRecord& r, bool include_body) {
 // Bodies are almost always JSON, and clients want objects, not escaped strings.
 nlohmann::json body_json(const std::string& body) {
   if (body.empty()) return nullptr;
+  // A body nested deeper than any API would send stays text: as a value, the
+  // API's dump() would recurse once per level (a stack overflow at ~100k).
+  if (json_nesting_exceeds(body)) return sanitize_utf8(body);
   auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_discarded()) return parsed;
   return sanitize_utf8(body);
