@@ -85,7 +85,9 @@ std::optional<nlohmann::json> ApiCall::json_body(ApiResponse& error) const {
   }
   try {
     return nlohmann::json::parse(body);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number beyond double ("1e400"):
+    // found by the manual_logger fuzz target, it escaped as an exception.
     error = ApiRouter::error(400, std::string("malformed JSON: ") + e.what());
     return std::nullopt;
   }

@@ -370,7 +370,57 @@ Entry MapReader::require(std::string_view key) const {
   return *entry;
 }
 
+// yaml-cpp 0.7 never returns from LoadAll on a document whose root starts
+// with an anchor or tag followed by ',' ("&a," or "!t ,": found by the
+// config_loader fuzz target). Such a root is not valid YAML anyway; refuse it
+// before the parser sees it. Returns the 1-based line, or 0.
+int hanging_root_property(std::string_view yaml) {
+  std::size_t i = 0;
+  int line = 1;
+  for (;;) {  // skip blank lines, comments, directives and "---" at the top
+    while (i < yaml.size() && (yaml[i] == ' ' || yaml[i] == '\t' || yaml[i] == '\r')) ++i;
+    if (i < yaml.size() && yaml[i] == '\n') {
+      ++i;
+      ++line;
+      continue;
+    }
+    const bool skip_line = i < yaml.size() && (yaml[i] == '#' || yaml[i] == '%' || yaml.substr(i, 3) == "---");
+    if (!skip_line) break;
+    if (yaml.substr(i, 3) == "---" && i + 3 < yaml.size() && yaml[i + 3] != '\n' && yaml[i + 3] != '\r') {
+      i += 3;  // "--- &a," : the root follows on the same line
+      continue;
+    }
+    while (i < yaml.size() && yaml[i] != '\n') ++i;
+  }
+  bool property = false;
+  while (i < yaml.size() && (yaml[i] == '&' || yaml[i] == '!')) {
+    property = true;
+    while (i < yaml.size() && yaml[i] != ' ' && yaml[i] != '\t' && yaml[i] != '\n' && yaml[i] != ',') ++i;
+    while (i < yaml.size() && (yaml[i] == ' ' || yaml[i] == '\t')) ++i;
+  }
+  return property && i < yaml.size() && yaml[i] == ',' ? line : 0;
+}
+
 Config Loader::load(const std::string& yaml) const {
+  // Every document's root: the first, and each one a "---" line starts.
+  int doc_line = 1;
+  for (std::size_t at = 0; at != std::string::npos;) {
+    if (const int line = hanging_root_property(std::string_view(yaml).substr(at))) {
+      fail(doc_line + line - 1, "", "invalid YAML: an anchor or tag at the top level must not be followed by ','");
+    }
+    std::size_t next = at;
+    for (;;) {
+      const std::size_t nl = yaml.find('\n', next);
+      if (nl == std::string::npos) {
+        next = std::string::npos;
+        break;
+      }
+      ++doc_line;
+      next = nl + 1;
+      if (yaml.compare(next, 3, "---") == 0) break;
+    }
+    at = next;
+  }
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(yaml);

@@ -1284,5 +1284,18 @@ TEST(ConfigTest, StorageTuningKeys) {
   EXPECT_THROW(load_config_from_string("server:\n  api_workers: 0\n", "w.yaml"), ConfigError);
 }
 
+// Found by the config_loader fuzz target: yaml-cpp 0.7 never returns on a
+// document root that is an anchor or tag followed by ','. The loader refuses
+// it first, with the line.
+TEST(ConfigYaml, AnchorOrTagBeforeACommaAtTheRootIsAnErrorNotAHang) {
+  for (const char* yaml : {"&q,", "!q,", "&q ,", "&q,x", "# c\n\n&a !t ,"}) {
+    EXPECT_NE(error_of(yaml).find("must not be followed by ','"), std::string::npos) << yaml;
+  }
+  EXPECT_EQ(error_of("server: {}\n--- &q,"),
+            "test.yaml:2: invalid YAML: an anchor or tag at the top level must not be followed by ','");
+  // Anchors elsewhere are untouched.
+  EXPECT_EQ(error_of("a: &q,"), "test.yaml:1: unknown key 'a'");
+}
+
 }  // namespace
 }  // namespace arbiter::gateway
