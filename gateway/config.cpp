@@ -370,56 +370,100 @@ Entry MapReader::require(std::string_view key) const {
   return *entry;
 }
 
-// yaml-cpp 0.7 never returns from LoadAll on a document whose root starts
-// with an anchor or tag followed by ',' ("&a," or "!t ,": found by the
-// config_loader fuzz target). Such a root is not valid YAML anyway; refuse it
-// before the parser sees it. Returns the 1-based line, or 0.
-int hanging_root_property(std::string_view yaml) {
-  std::size_t i = 0;
+// yaml-cpp 0.7 never returns from LoadAll (it allocates until it dies) when
+// a ',' starts a token outside a flow collection in a document with a node
+// property (an anchor '&' or a tag '!'). Found by the config_loader fuzz
+// target: "&q,", "!!str a\n,", "- &q a\n,", "&q [1],". Such a ',' is not
+// valid YAML there, so it is refused before yaml-cpp sees it. A line-based
+// scan: quoted scalars, comments, flow collections and block scalars are
+// skipped; a ',' counts when it begins a line's content or follows a
+// property, a closed flow collection or a quoted scalar. Returns the 1-based
+// line of the first such ',' when the text has a property, else 0.
+int stray_flow_entry_line(std::string_view y) {
+  bool has_property = false;
+  int first_stray = 0;
   int line = 1;
-  for (;;) {  // skip blank lines, comments, directives and "---" at the top
-    while (i < yaml.size() && (yaml[i] == ' ' || yaml[i] == '\t' || yaml[i] == '\r')) ++i;
-    if (i < yaml.size() && yaml[i] == '\n') {
+  int flow_depth = 0;
+  int block_scalar_indent = -1;  // > -1: skipping a block scalar's content lines
+  std::size_t i = 0;
+  while (i < y.size()) {
+    // Start of a line: indentation, then maybe still inside a block scalar.
+    int indent = 0;
+    while (i < y.size() && y[i] == ' ') {
       ++i;
+      ++indent;
+    }
+    const bool blank = i >= y.size() || y[i] == '\n' || y[i] == '\r';
+    if (block_scalar_indent >= 0 && (blank || indent > block_scalar_indent)) {
+      while (i < y.size() && y[i] != '\n') ++i;
+    } else {
+      block_scalar_indent = -1;
+      bool token_start = true;
+      while (i < y.size() && y[i] != '\n') {
+        const char c = y[i];
+        if (c == ' ' || c == '\t' || c == '\r') {
+          ++i;
+          continue;
+        }
+        if (c == '#' && (token_start || y[i - 1] == ' ' || y[i - 1] == '\t')) {
+          while (i < y.size() && y[i] != '\n') ++i;
+          break;
+        }
+        if (token_start && (c == '&' || c == '!')) {
+          has_property = true;
+          while (i < y.size() && y[i] != ' ' && y[i] != '\t' && y[i] != '\n' && y[i] != ',' && y[i] != '[' &&
+                 y[i] != ']' && y[i] != '{' && y[i] != '}')
+            ++i;
+          continue;  // still at a token start
+        }
+        if (token_start && (c == '"' || c == '\'')) {
+          for (++i; i < y.size(); ++i) {
+            if (y[i] == '\n') ++line;
+            if (c == '"' && y[i] == '\\') {
+              if (i + 1 < y.size() && y[i + 1] == '\n') ++line;
+              ++i;
+            } else if (y[i] == c) {
+              if (c == '\'' && i + 1 < y.size() && y[i + 1] == '\'') {
+                ++i;
+              } else {
+                break;
+              }
+            }
+          }
+          ++i;
+          continue;  // a ',' right after a quoted scalar starts a token
+        }
+        if ((c == '[' || c == '{') && (token_start || flow_depth > 0)) {
+          ++flow_depth;
+        } else if ((c == ']' || c == '}') && flow_depth > 0) {
+          --flow_depth;
+          ++i;
+          token_start = true;  // so does one after a closed flow collection
+          continue;
+        } else if (c == ',' && token_start && flow_depth == 0) {
+          if (first_stray == 0) first_stray = line;
+        } else if (token_start && flow_depth == 0 && (c == '|' || c == '>')) {
+          std::size_t j = i + 1;
+          while (j < y.size() && (y[j] == '+' || y[j] == '-' || (y[j] >= '0' && y[j] <= '9'))) ++j;
+          while (j < y.size() && (y[j] == ' ' || y[j] == '\t' || y[j] == '\r')) ++j;
+          if (j >= y.size() || y[j] == '\n' || y[j] == '#') block_scalar_indent = indent;
+        }
+        token_start = (c == '-' || c == '?' || c == ':') && (i + 1 >= y.size() || y[i + 1] == ' ' || y[i + 1] == '\n');
+        if (c == '[' || c == '{' || c == ',') token_start = flow_depth > 0;
+        ++i;
+      }
+    }
+    if (i < y.size()) {
+      ++i;  // '\n'
       ++line;
-      continue;
     }
-    const bool skip_line = i < yaml.size() && (yaml[i] == '#' || yaml[i] == '%' || yaml.substr(i, 3) == "---");
-    if (!skip_line) break;
-    if (yaml.substr(i, 3) == "---" && i + 3 < yaml.size() && yaml[i + 3] != '\n' && yaml[i + 3] != '\r') {
-      i += 3;  // "--- &a," : the root follows on the same line
-      continue;
-    }
-    while (i < yaml.size() && yaml[i] != '\n') ++i;
   }
-  bool property = false;
-  while (i < yaml.size() && (yaml[i] == '&' || yaml[i] == '!')) {
-    property = true;
-    while (i < yaml.size() && yaml[i] != ' ' && yaml[i] != '\t' && yaml[i] != '\n' && yaml[i] != ',') ++i;
-    while (i < yaml.size() && (yaml[i] == ' ' || yaml[i] == '\t')) ++i;
-  }
-  return property && i < yaml.size() && yaml[i] == ',' ? line : 0;
+  return has_property ? first_stray : 0;
 }
 
 Config Loader::load(const std::string& yaml) const {
-  // Every document's root: the first, and each one a "---" line starts.
-  int doc_line = 1;
-  for (std::size_t at = 0; at != std::string::npos;) {
-    if (const int line = hanging_root_property(std::string_view(yaml).substr(at))) {
-      fail(doc_line + line - 1, "", "invalid YAML: an anchor or tag at the top level must not be followed by ','");
-    }
-    std::size_t next = at;
-    for (;;) {
-      const std::size_t nl = yaml.find('\n', next);
-      if (nl == std::string::npos) {
-        next = std::string::npos;
-        break;
-      }
-      ++doc_line;
-      next = nl + 1;
-      if (yaml.compare(next, 3, "---") == 0) break;
-    }
-    at = next;
+  if (const int line = stray_flow_entry_line(yaml)) {
+    fail(line, "", "invalid YAML: ',' outside a flow collection ([...] or {...}); quote the value if it is text");
   }
   std::vector<YAML::Node> documents;
   try {
