@@ -370,17 +370,16 @@ Entry MapReader::require(std::string_view key) const {
   return *entry;
 }
 
-// yaml-cpp 0.7 never returns from LoadAll (it allocates until it dies) when
-// a ',' starts a token outside a flow collection in a document with a node
-// property (an anchor '&' or a tag '!'). Found by the config_loader fuzz
-// target: "&q,", "!!str a\n,", "- &q a\n,", "&q [1],". Such a ',' is not
-// valid YAML there, so it is refused before yaml-cpp sees it. A line-based
-// scan: quoted scalars, comments, flow collections and block scalars are
-// skipped; a ',' counts when it begins a line's content or follows a
-// property, a closed flow collection or a quoted scalar. Returns the 1-based
-// line of the first such ',' when the text has a property, else 0.
+// yaml-cpp 0.7 never returns from LoadAll (it allocates until it dies) on
+// many documents where a ',' starts a token outside a flow collection. Found
+// by the config_loader fuzz target: ",q", "&q,", "!!str a\n,", "- a\n,q",
+// "[1],q", "\"a\",q". Such a ',' is not valid YAML there (except as the first
+// character of a plain scalar's continuation line, which must then be
+// quoted), so it is refused before yaml-cpp sees it. A line-based scan:
+// quoted scalars, comments, flow collections and block scalars are skipped;
+// a ',' counts when it begins a line's content or follows a property, a
+// closed flow collection or a quoted scalar. Returns its 1-based line, or 0.
 int stray_flow_entry_line(std::string_view y) {
-  bool has_property = false;
   int first_stray = 0;
   int line = 1;
   int flow_depth = 0;
@@ -410,7 +409,6 @@ int stray_flow_entry_line(std::string_view y) {
           break;
         }
         if (token_start && (c == '&' || c == '!')) {
-          has_property = true;
           while (i < y.size() && y[i] != ' ' && y[i] != '\t' && y[i] != '\n' && y[i] != ',' && y[i] != '[' &&
                  y[i] != ']' && y[i] != '{' && y[i] != '}')
             ++i;
@@ -458,7 +456,7 @@ int stray_flow_entry_line(std::string_view y) {
       ++line;
     }
   }
-  return has_property ? first_stray : 0;
+  return first_stray;
 }
 
 Config Loader::load(const std::string& yaml) const {

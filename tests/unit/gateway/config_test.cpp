@@ -1284,10 +1284,10 @@ TEST(ConfigTest, StorageTuningKeys) {
   EXPECT_THROW(load_config_from_string("server:\n  api_workers: 0\n", "w.yaml"), ConfigError);
 }
 
-// Found by the config_loader fuzz target: yaml-cpp 0.7 never returns when a
-// ',' starts a token outside a flow collection in a document with an anchor
-// or a tag. The loader refuses such a ',' first, with the line.
-TEST(ConfigYaml, StrayCommaNextToAnchorsOrTagsIsAnErrorNotAHang) {
+// Found by the config_loader fuzz target: yaml-cpp 0.7 never returns on many
+// documents where a ',' starts a token outside a flow collection. The loader
+// refuses such a ',' first, with the line.
+TEST(ConfigYaml, StrayCommaIsAnErrorNotAHang) {
   for (const char* yaml : {"&q,", "!q,", "&q ,", "&q,x", "# c\n\n&a !t ,", "!!str a\n,", "- &q a\n,", "&q [1],",
                            "&q {a: 1},", "!!str &qserver:\n  proxy_listen: x\n,  allow_anonymous: false\n"}) {
     EXPECT_NE(error_of(yaml).find("',' outside a flow collection"), std::string::npos) << yaml;
@@ -1295,8 +1295,9 @@ TEST(ConfigYaml, StrayCommaNextToAnchorsOrTagsIsAnErrorNotAHang) {
   EXPECT_EQ(error_of("server: {}\n--- &q\n,"),
             "test.yaml:3: invalid YAML: ',' outside a flow collection ([...] or {...}); quote the value if it is "
             "text");
-  // Without a property yaml-cpp reports it itself.
-  EXPECT_EQ(error_of("a: 1\n,").find("',' outside"), std::string::npos);
+  for (const char* yaml : {",", ",q", ", q", "- a\n,q", "[1]\n,q", "[1],q", "\"a\",q", "a: 1\n,"}) {
+    EXPECT_NE(error_of(yaml).find("',' outside a flow collection"), std::string::npos) << yaml;
+  }
 }
 
 TEST(ConfigYaml, CommasInScalarsFlowCollectionsCommentsAndBlockScalarsAreFine) {
