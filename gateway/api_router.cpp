@@ -88,9 +88,11 @@ std::optional<nlohmann::json> ApiCall::json_body(ApiResponse& error) const {
   }
   try {
     return nlohmann::json::parse(body);
-  } catch (const nlohmann::json::parse_error& e) {
-    // what() is "[json.exception.parse_error.101] parse error at ...": the
-    // bracketed library tag means nothing to a client.
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number beyond double ("1e400",
+    // found by the manual_logger fuzz target). what() is
+    // "[json.exception.parse_error.101] parse error at ...": the bracketed
+    // library tag means nothing to a client.
     std::string_view what = e.what();
     if (const auto tag_end = what.find("] "); what.rfind("[json.exception.", 0) == 0 && tag_end != what.npos) {
       what.remove_prefix(tag_end + 2);

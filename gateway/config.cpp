@@ -370,7 +370,99 @@ Entry MapReader::require(std::string_view key) const {
   return *entry;
 }
 
+// yaml-cpp 0.7 never returns from LoadAll (it allocates until it dies) on
+// many documents where a ',' starts a token outside a flow collection. Found
+// by the config_loader fuzz target: ",q", "&q,", "!!str a\n,", "- a\n,q",
+// "[1],q", "\"a\",q". Such a ',' is not valid YAML there (except as the first
+// character of a plain scalar's continuation line, which must then be
+// quoted), so it is refused before yaml-cpp sees it. A line-based scan:
+// quoted scalars, comments, flow collections and block scalars are skipped;
+// a ',' counts when it begins a line's content or follows a property, a
+// closed flow collection or a quoted scalar. Returns its 1-based line, or 0.
+int stray_flow_entry_line(std::string_view y) {
+  int first_stray = 0;
+  int line = 1;
+  int flow_depth = 0;
+  int block_scalar_indent = -1;  // > -1: skipping a block scalar's content lines
+  std::size_t i = 0;
+  while (i < y.size()) {
+    // Start of a line: indentation, then maybe still inside a block scalar.
+    int indent = 0;
+    while (i < y.size() && y[i] == ' ') {
+      ++i;
+      ++indent;
+    }
+    const bool blank = i >= y.size() || y[i] == '\n' || y[i] == '\r';
+    if (block_scalar_indent >= 0 && (blank || indent > block_scalar_indent)) {
+      while (i < y.size() && y[i] != '\n') ++i;
+    } else {
+      block_scalar_indent = -1;
+      bool token_start = true;
+      while (i < y.size() && y[i] != '\n') {
+        const char c = y[i];
+        if (c == ' ' || c == '\t' || c == '\r') {
+          ++i;
+          continue;
+        }
+        if (c == '#' && (token_start || y[i - 1] == ' ' || y[i - 1] == '\t')) {
+          while (i < y.size() && y[i] != '\n') ++i;
+          break;
+        }
+        if (token_start && (c == '&' || c == '!')) {
+          while (i < y.size() && y[i] != ' ' && y[i] != '\t' && y[i] != '\n' && y[i] != ',' && y[i] != '[' &&
+                 y[i] != ']' && y[i] != '{' && y[i] != '}')
+            ++i;
+          continue;  // still at a token start
+        }
+        if (token_start && (c == '"' || c == '\'')) {
+          for (++i; i < y.size(); ++i) {
+            if (y[i] == '\n') ++line;
+            if (c == '"' && y[i] == '\\') {
+              if (i + 1 < y.size() && y[i + 1] == '\n') ++line;
+              ++i;
+            } else if (y[i] == c) {
+              if (c == '\'' && i + 1 < y.size() && y[i + 1] == '\'') {
+                ++i;
+              } else {
+                break;
+              }
+            }
+          }
+          ++i;
+          continue;  // a ',' right after a quoted scalar starts a token
+        }
+        if ((c == '[' || c == '{') && (token_start || flow_depth > 0)) {
+          ++flow_depth;
+        } else if ((c == ']' || c == '}') && flow_depth > 0) {
+          --flow_depth;
+          ++i;
+          token_start = true;  // so does one after a closed flow collection
+          continue;
+        } else if (c == ',' && token_start && flow_depth == 0) {
+          if (first_stray == 0) first_stray = line;
+        } else if (token_start && flow_depth == 0 && (c == '|' || c == '>')) {
+          std::size_t j = i + 1;
+          while (j < y.size() && (y[j] == '+' || y[j] == '-' || (y[j] >= '0' && y[j] <= '9'))) ++j;
+          while (j < y.size() && (y[j] == ' ' || y[j] == '\t' || y[j] == '\r')) ++j;
+          if (j >= y.size() || y[j] == '\n' || y[j] == '#') block_scalar_indent = indent;
+        }
+        token_start = (c == '-' || c == '?' || c == ':') && (i + 1 >= y.size() || y[i + 1] == ' ' || y[i + 1] == '\n');
+        if (c == '[' || c == '{' || c == ',') token_start = flow_depth > 0;
+        ++i;
+      }
+    }
+    if (i < y.size()) {
+      ++i;  // '\n'
+      ++line;
+    }
+  }
+  return first_stray;
+}
+
 Config Loader::load(const std::string& yaml) const {
+  if (const int line = stray_flow_entry_line(yaml)) {
+    fail(line, "", "invalid YAML: ',' outside a flow collection ([...] or {...}); quote the value if it is text");
+  }
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(yaml);

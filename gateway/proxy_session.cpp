@@ -31,6 +31,7 @@
 #include "gateway/auth.hpp"
 #include "gateway/http_wire.hpp"
 #include "gateway/log.hpp"
+#include "gateway/proxy_request.hpp"
 #include "gateway/sse_tap.hpp"
 #include "gateway/worker.hpp"
 
@@ -44,45 +45,6 @@ namespace {
 
 constexpr std::size_t kRelayBufferSize = 16 * 1024;
 constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
-
-std::string error_json(std::string_view code, std::string_view message) {
-  nlohmann::json j = {{"error", {{"message", message}, {"type", "gateway_error"}, {"code", code}}}};
-  return j.dump();
-}
-
-bool is_hop_by_hop(http::field f) {
-  switch (f) {
-    case http::field::connection:
-    case http::field::keep_alive:
-    case http::field::proxy_connection:
-    case http::field::te:
-    case http::field::trailer:
-    case http::field::upgrade:
-    case http::field::transfer_encoding:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_client_gone(const error_code& ec) {
-  return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
-         ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
-         ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string host_header(const UpstreamConfig& up) {
-  std::string host = up.host.find(':') != std::string::npos ? "[" + up.host + "]" : up.host;
-  const bool default_port = (up.tls && up.port == "443") || (!up.tls && up.port == "80");
-  if (!default_port) host += ":" + up.port;
-  return host;
-}
 
 void append_tee(BodyTee& tee, std::size_t limit, const char* data, std::size_t n) {
   tee.size += n;
@@ -203,6 +165,13 @@ class ProxySession {
                                    bool keep_alive, const std::string* request_id = nullptr);
   void finish(Call& call, Outcome outcome, int status, std::string error = {},
               ExchangeObserver::DurableCallback on_durable = {});
+  void count(const ProxyRejection& rejection) {
+    switch (rejection.counter) {
+      case ProxyRejection::Counter::kUnauthorized: inc(shared_.metrics.proxy_rejected_unauthorized); break;
+      case ProxyRejection::Counter::kBadRequest: inc(shared_.metrics.proxy_rejected_bad_request); break;
+      case ProxyRejection::Counter::kTooLarge: inc(shared_.metrics.proxy_rejected_too_large); break;
+    }
+  }
   // storage.durability: strict — finish, then wait (bounded) until the
   // observer reports the record durable, before the client sees the end.
   asio::awaitable<void> finish_durably(Call& call);
@@ -242,24 +211,9 @@ asio::awaitable<void> ProxySession<Stream>::run() {
     cl.expires_after(limits.header_timeout);
     co_await http::async_read_header(s_, buf_, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      if (ec == http::error::header_limit) {
-        inc(shared_.metrics.proxy_rejected_too_large);
-        co_await send_error(http::status::request_header_fields_too_large, "header_too_large",
-                            "request header exceeds server.limits.max_header_bytes (" +
-                                std::to_string(limits.max_header_bytes) + " bytes)",
-                            false);
-      } else if (ec == http::error::body_limit) {
-        inc(shared_.metrics.proxy_rejected_too_large);
-        co_await send_error(http::status::payload_too_large, "body_too_large",
-                            "request body exceeds server.limits.max_body_bytes (" +
-                                std::to_string(limits.max_body_bytes) + " bytes)",
-                            false);
-      } else if (ec == beast::error::timeout) {
-        // tcp_stream has already closed the socket: a slow client just loses the connection.
-      } else if (!is_client_gone(ec)) {
-        inc(shared_.metrics.proxy_rejected_bad_request);
-        co_await send_error(http::status::bad_request, "bad_request", "malformed HTTP request: " + ec.message(),
-                            false);
+      if (auto rejection = rejection_for_read_error(ec, limits)) {
+        count(*rejection);
+        co_await send_error(rejection->status, rejection->code, rejection->message, false);
       }
       break;
     }
@@ -332,120 +286,25 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
   // connection: the unread body would otherwise be parsed as the next request.
   const bool can_keep_alive_early = !body_pending && req.keep_alive();
 
-  HeliconeHeaders hh = read_helicone_headers(req);
-
-  // Gateway auth: Helicone-Auth first; Authorization only when it holds an arbiter key.
-  const ProjectConfig* project = nullptr;
-  bool authorization_is_arbiter_key = false;
-  if (hh.auth_key) {
-    project = find_project_by_key(cfg_, *hh.auth_key);
-  } else if (hh.bearer_key) {
-    project = find_project_by_key(cfg_, *hh.bearer_key);
-    authorization_is_arbiter_key = project != nullptr;
+  PreparedProxyRequest prep = prepare_proxy_request(cfg_, cfg_.upstreams, req, shared_.observer->wants_bodies());
+  if (prep.rejection) {
+    count(*prep.rejection);
+    co_return co_await send_error(prep.rejection->status, prep.rejection->code, prep.rejection->message,
+                                  can_keep_alive_early);
   }
-  if (project == nullptr) {
-    if (cfg_.server.allow_anonymous && !hh.auth_key) {
-      project = &cfg_.projects.front();
-    } else {
-      inc(shared_.metrics.proxy_rejected_unauthorized);
-      co_return co_await send_error(
-          http::status::unauthorized, "unauthorized",
-          hh.auth_key ? "invalid gateway key in Helicone-Auth"
-                      : "missing gateway key: send Helicone-Auth: Bearer <arbiter api key>",
-          can_keep_alive_early);
-    }
-  }
-
-  // Values that could not round-trip through storage and the JSON API
-  // (control bytes, invalid UTF-8, oversized) are refused, not mangled.
-  if (auto problem = check_helicone_headers(hh)) {
-    inc(shared_.metrics.proxy_rejected_bad_request);
-    co_return co_await send_error(http::status::bad_request, "bad_helicone_header", *problem, can_keep_alive_early);
-  }
-
-  std::size_t upstream_index = 0;
-  if (hh.upstream) {
-    auto idx = shared_.upstreams->index_of(*hh.upstream);
-    if (!idx) {
-      inc(shared_.metrics.proxy_rejected_bad_request);
-      co_return co_await send_error(http::status::bad_request, "unknown_upstream",
-                                    "Helicone-Upstream names no configured upstream", can_keep_alive_early);
-    }
-    upstream_index = *idx;
-  }
+  const std::size_t upstream_index = prep.upstream_index;
   const UpstreamConfig& up = shared_.upstreams->at(upstream_index);
+  const bool expect_continue = prep.expect_continue;
+  http::request<http::buffer_body>& upreq = prep.upstream_request;
 
   Call call;
   call.upstream_index = upstream_index;
   call.request_has_body = body_pending;
-  call.ctx.request_id_from_client = hh.request_id && is_valid_request_id(*hh.request_id);
-  call.ctx.request_id = call.ctx.request_id_from_client ? lower(*hh.request_id) : new_request_id();
-  call.ctx.project = project->name;
-  call.ctx.upstream = up.name;
-  call.ctx.method = std::string(req.method_string());
-  call.ctx.target = std::string(req.target());
-  call.ctx.properties = std::move(hh.properties);
-  call.ctx.user_id = std::move(hh.user_id);
-  call.ctx.session_id = std::move(hh.session_id);
-  call.ctx.session_path = std::move(hh.session_path);
-  call.ctx.session_name = std::move(hh.session_name);
-  call.ctx.omit_request = hh.omit_request;
-  call.ctx.omit_response = hh.omit_response;
+  call.ctx = std::move(prep.ctx);
   call.ctx.created_at = std::chrono::system_clock::now();
   call.ctx.started = std::chrono::steady_clock::now();
   call.tee_bodies = shared_.observer->wants_bodies();
   call.tee_limit = shared_.observer->body_tee_limit();
-
-  // The upstream request: same method, target (after the upstream's base
-  // path), headers and body framing; minus hop-by-hop and helicone-* headers.
-  http::request<http::buffer_body> upreq;
-  if (req.method() == http::verb::unknown) {
-    upreq.method_string(req.method_string());
-  } else {
-    upreq.method(req.method());
-  }
-  if (up.base_path.empty()) {
-    upreq.target(req.target());
-  } else {
-    std::string target = up.base_path;
-    target.append(req.target());
-    upreq.target(target);
-  }
-  upreq.version(11);
-  bool expect_continue = false;
-  for (const auto& f : req) {
-    const auto name = f.name();
-    if (is_hop_by_hop(name) || name == http::field::host) continue;
-    if (name == http::field::expect) {
-      // We answer 100-continue ourselves and stream the body; the upstream never waits.
-      expect_continue = beast::iequals(f.value(), "100-continue");
-      continue;
-    }
-    if (name == http::field::authorization && authorization_is_arbiter_key) continue;
-    if (name == http::field::unknown) {
-      const auto ns = f.name_string();
-      if (ns.size() >= 9 && beast::iequals(ns.substr(0, 9), "helicone-")) continue;
-      upreq.insert(ns, f.value());
-    } else {
-      upreq.insert(name, f.value());
-    }
-  }
-  upreq.set(http::field::host, host_header(up));
-  if (shared_.observer->wants_bodies()) {
-    // Logged bodies must be readable by queries and evaluators; compression
-    // only saves bytes on the provider leg, so ask for identity there.
-    upreq.set(http::field::accept_encoding, "identity");
-  }
-  const bool client_sent_provider_key = (hh.has_authorization && !authorization_is_arbiter_key) || hh.has_api_key_header;
-  if (!client_sent_provider_key && !up.api_key.empty()) {
-    upreq.set(http::field::authorization, "Bearer " + up.api_key);
-  }
-  if (req.chunked()) upreq.chunked(true);
-  // Whatever credentials go upstream (an upstream may echo them back in its
-  // body) and the gateway key itself are kept out of the log.
-  for (const auto& f : upreq) call.ctx.credentials.consider(f.name_string(), f.value());
-  if (hh.auth_key) call.ctx.credentials.add(*hh.auth_key);
-  if (hh.bearer_key) call.ctx.credentials.add(*hh.bearer_key);
 
   shared_.metrics.proxy_requests_in_flight.fetch_add(1, std::memory_order_relaxed);
   shared_.observer->on_request_start(call.ctx);
@@ -764,16 +623,8 @@ template <class Stream>
 asio::awaitable<bool> ProxySession<Stream>::send_error(http::status status, std::string_view code,
                                                        std::string_view message, bool keep_alive,
                                                        const std::string* request_id) {
-  http::response<http::string_body> res{status, 11};
-  res.set(http::field::content_type, "application/json");
-  if (request_id) {
-    res.set("Helicone-Id", *request_id);
-    res.set("Helicone-Status", "failed");
-  }
-  res.body() = error_json(code, message);
   keep_alive = keep_alive && !shared_.stopping.load(std::memory_order_relaxed);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
+  auto res = proxy_error_response(status, code, message, keep_alive, request_id);
   error_code ec;
   client_lowest().expires_after(cfg_.server.limits.idle_timeout);
   co_await http::async_write(s_, res, asio::redirect_error(asio::use_awaitable, ec));

@@ -180,8 +180,9 @@ Expected<void> parse_ops(std::string_view label, FieldType type, FilterLeaf base
   if (ops.empty())
     return invalid_argument("filter on '" + std::string(label) + "' has no operator");
   for (const auto& [op_name, value] : ops.items()) {
+    // Init-captures below: clang 14 (the fuzz build) cannot capture a structured binding.
     const auto spec =
-        std::find_if(kOps.begin(), kOps.end(), [&](const OpSpec& o) { return o.name == op_name; });
+        std::find_if(kOps.begin(), kOps.end(), [&op = op_name](const OpSpec& o) { return o.name == op; });
     if (spec == kOps.end() || !op_allowed(type, spec->op)) {
       return invalid_argument("unsupported operator '" + sanitize_utf8(op_name) + "' for field '" +
                               std::string(label) + "'");
@@ -289,7 +290,7 @@ Expected<FilterNode> parse_node(const nlohmann::json& j, std::size_t depth) {
                         std::string_view(name).substr(7), ops, leaves);
       } else {
         const auto spec = std::find_if(kFields.begin(), kFields.end(),
-                                       [&](const FieldSpec& f) { return f.name == name; });
+                                       [&field = name](const FieldSpec& f) { return f.name == field; });
         if (spec == kFields.end()) {
           return invalid_argument("unknown filter field '" + sanitize_utf8(name) + "'");
         }
@@ -784,7 +785,7 @@ Expected<RequestQuery> parse_request_query(const nlohmann::json& body) {
             {"total_tokens", SortKey::kTotalTokens},
         }};
         const auto it = std::find_if(kSorts.begin(), kSorts.end(),
-                                     [&](const auto& s) { return s.first == sort_key; });
+                                     [&key = sort_key](const auto& s) { return s.first == key; });
         const bool by_score = sort_key.starts_with("scores.") && sort_key.size() > 7;
         if (it == kSorts.end() && !by_score) {
           return invalid_argument("unsupported sort key '" + sanitize_utf8(sort_key) +

@@ -111,7 +111,8 @@ nlohmann::json to_json(const RequestRecord& record, bool include_body);
 
 // A body as the API and webhooks show it: the parsed JSON value when the
 // bytes parse (objects, not escaped strings), null when empty, else the text
-// (invalid UTF-8 replaced).
+// (invalid UTF-8 replaced). Bodies nested deeper than kMaxJsonDepth
+// (json_limits.hpp) stay text too.
 nlohmann::json body_json(const std::string& body);
 
 // "2024-05-01T12:00:00.123Z" (UTC, millisecond precision).

@@ -411,8 +411,9 @@ void ScoreStore::warm_up() {
   if (!listed.ok()) return;
   for (const auto& [project, name] : names) {
     if (warm_stop_.load(std::memory_order_relaxed)) return;
-    (void)log_.with_store([&](Store& store) -> Expected<bool> {
-      return aggregates_.with_name(store, project, name, [](const NameHistograms&) {});
+    // Init-captures: clang 14 (the fuzz build) cannot capture a structured binding.
+    (void)log_.with_store([this, &p = project, &n = name](Store& store) -> Expected<bool> {
+      return aggregates_.with_name(store, p, n, [](const NameHistograms&) {});
     });
     warmed_.fetch_add(1, std::memory_order_relaxed);
   }

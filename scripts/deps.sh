@@ -8,7 +8,8 @@ want=(cmake ninja-build g++ pkg-config ca-certificates openssl
       libvalijson-dev libpg-query-dev)
 case "${1:-build}" in
   build) ;;
-  test) want+=(libgtest-dev libgmock-dev curl python3) ;;
+  # clang + its runtime (libFuzzer) and llvm-symbolizer: the fuzz targets (scripts/fuzz).
+  test) want+=(libgtest-dev libgmock-dev curl clang libclang-rt-14-dev llvm python3) ;;
   bench) want+=(libgtest-dev libgmock-dev libbenchmark-dev nginx-light wrk curl) ;;
   security) want+=(testssl.sh) ;;  # scripts/testssl (not the test suite)
   *) echo "usage: $0 [build|test|bench|security]" >&2; exit 2 ;;

@@ -124,7 +124,9 @@ class JsonSchemaKernel : public Kernel {
     json doc;
     try {
       doc = json::parse(*output);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+      // parse_error, or out_of_range for a number beyond double ("1e400"):
+      // the class the fuzzers found in the API's json_body.
       return score(false, "output is not JSON: " + strip_exception_prefix(e.what()));
     }
     if (depth_exceeds(doc, kMaxDepth)) {

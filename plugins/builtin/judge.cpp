@@ -142,10 +142,14 @@ std::optional<double> parse_rating_number(std::string_view s) {
 std::vector<Marker> find_markers(std::string_view text) {
   std::vector<Marker> out;
   std::size_t at = 0;
+  // The first "]]" after an opening is shared by every later opening before
+  // it: remember it, so that a run of "[[[[..." costs one scan, not one per
+  // bracket (quadratic on a long judge answer).
+  std::size_t close = std::string_view::npos;
   for (;;) {
     const std::size_t open = text.find("[[", at);
     if (open == std::string_view::npos) break;
-    const std::size_t close = text.find("]]", open + 2);
+    if (close == std::string_view::npos || close < open + 2) close = text.find("]]", open + 2);
     if (close == std::string_view::npos) break;
     const std::string_view inner = trim(text.substr(open + 2, close - open - 2), is_blank);
     if (auto v = parse_rating_number(inner)) out.push_back({open, close + 2, *v});

@@ -465,5 +465,22 @@ TEST(ApiRouterHelpersTest, JsonWithVersion) {
   EXPECT_EQ(res.body(), "[1,2]");
 }
 
+// Found by the manual_logger fuzz target: a number beyond double's range
+// made nlohmann throw out_of_range, which json_body did not catch.
+TEST(ApiCallJsonBody, HostileBodiesAreA400NamingTheProblem) {
+  const auto error_for = [](std::string body) {
+    ApiRequest req = request(http::verb::post, "/x", std::nullopt, std::move(body));
+    const ApiCall call{req, "/x", {}, nullptr};
+    ApiResponse error;
+    EXPECT_FALSE(call.json_body(error).has_value());
+    EXPECT_EQ(error.result_int(), 400u);
+    return body_json(error)["error"].get<std::string>();
+  };
+  EXPECT_NE(error_for(R"({"providerResponse": {"status": 2e308}})").find("number overflow"), std::string::npos);
+  EXPECT_NE(error_for(R"({"a": -1e400})").find("malformed JSON"), std::string::npos);
+  EXPECT_NE(error_for(std::string(65, '[') + std::string(65, ']')).find("nested deeper than 64"), std::string::npos);
+  EXPECT_NE(error_for(R"({"a": )").find("malformed JSON"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace arbiter::gateway

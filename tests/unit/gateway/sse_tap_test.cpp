@@ -785,3 +785,28 @@ TEST(SseTapTest, OverlongMultiLineEventOverflows) {
 
 }  // namespace
 }  // namespace arbiter::gateway
+
+namespace arbiter::gateway {
+namespace {
+
+// Found while writing the sse_tee fuzz target: an event nested half a million
+// levels deep (within kMaxLine) had its `usage` kept, and the proxy's
+// reassembled().dump() recursed through every level: a stack overflow on an
+// I/O thread, from a hostile upstream. Such events are now ignored.
+TEST(SseTapTest, EventsNestedTooDeepAreIgnored) {
+  const std::size_t depth = 300'000;
+  const std::string deep_usage = R"({"choices":[],"usage":{"prompt_tokens":)" + std::string(depth, '[') + "1" +
+                                 std::string(depth, ']') + "}}";
+  ASSERT_LT(deep_usage.size(), SseTap::kMaxLine);
+  SseTap tap;
+  tap.feed(events({chunk(R"({"content":"ok"})"), deep_usage, kUsageChunk, "[DONE]"}));
+  tap.finish();
+  EXPECT_EQ(tap.events(), 4u);
+  EXPECT_EQ(tap.content(), "ok");
+  ASSERT_TRUE(tap.usage());
+  EXPECT_EQ((*tap.usage())["total_tokens"], 18);
+  EXPECT_FALSE(tap.reassembled().dump().empty());
+}
+
+}  // namespace
+}  // namespace arbiter::gateway

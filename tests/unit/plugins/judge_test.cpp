@@ -213,5 +213,21 @@ TEST(ParseJudgeRating, LongOutputWithoutMarkerIsQuotedTruncatedOnACharacterBound
   EXPECT_NO_THROW((void)json(r.error).dump());
 }
 
+// Markers are found in one pass even after long runs of brackets (the
+// closing "]]" is looked up once per run, not once per bracket); which
+// marker counts must not change.
+TEST(JudgeRating, LongBracketRunsKeepTheSameMarkers) {
+  const std::string run(20000, '[');
+  Rating r = parse_judge_rating(run + "3]] and again [[3]]");
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.value, 3);
+  r = parse_judge_rating("[[2]] " + run + "4]]");
+  EXPECT_FALSE(r.ok);
+  EXPECT_THAT(r.error, HasSubstr("conflicting ratings [[2]] and [[4]]"));
+  r = parse_judge_rating(run + "x]] [[5]]" + run);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.value, 5);
+}
+
 }  // namespace
 }  // namespace arbiter::plugins::builtin

@@ -102,7 +102,7 @@ TEST(JsonSchemaKind, OutputNotJsonIsFalseWithReason) {
   const auto instance = make("json_schema", {{"schema", kPersonSchema}});
   for (const char* output : {"", "Sure! Here it is: {\"name\": \"Ada\"}",
                              "```json\n{\"name\": \"Ada\", \"age\": 1}\n```",
-                             "{\"name\": \"Ada\", \"age\": 1} trailing"}) {
+                             "{\"name\": \"Ada\", \"age\": 1} trailing", "{\"name\": \"Ada\", \"age\": 1e400}"}) {
     const EvalScore s = only_score(instance->evaluate(output_event(output).dump()));
     EXPECT_EQ(s.value, json(false)) << output;
     EXPECT_THAT(s.comment, StartsWith("output is not JSON: ")) << output;

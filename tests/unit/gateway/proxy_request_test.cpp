@@ -1,0 +1,231 @@
+#include "gateway/proxy_request.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/core/error.hpp>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace arbiter::gateway {
+namespace {
+
+namespace http = boost::beast::http;
+
+// Two projects; the default upstream injects a provider key and has a base
+// path, the second one neither.
+constexpr const char* kYaml = R"(
+upstreams:
+  - name: openai
+    base_url: https://api.openai.example/v1
+    api_key: sk-provider-secret
+  - name: local
+    base_url: http://127.0.0.1:9000
+projects:
+  - name: alpha
+    api_keys: [ "ak-alpha" ]
+  - name: beta
+    api_keys: [ "ak-beta" ]
+)";
+
+constexpr const char* kAnonymousYaml = R"(
+server:
+  allow_anonymous: true
+upstreams:
+  - name: openai
+    base_url: http://127.0.0.1:9000
+projects:
+  - name: open
+    api_keys: [ "ak-open" ]
+)";
+
+class ProxyRequestTest : public ::testing::Test {
+ protected:
+  void use(const char* yaml) {
+    config_ = load_config_from_string(yaml, "proxy_request_test.yaml");
+  }
+
+  PreparedProxyRequest prepare(const std::vector<std::pair<std::string, std::string>>& headers,
+                               bool wants_bodies = false, http::verb method = http::verb::post,
+                               std::string target = "/chat/completions") {
+    ProxyRequest req{method, target, 11};
+    for (const auto& [name, value] : headers) req.insert(name, value);
+    return prepare_proxy_request(*config_, config_->upstreams, req, wants_bodies);
+  }
+
+  static std::vector<std::string> names(const ProxyRequest& r) {
+    std::vector<std::string> out;
+    for (const auto& f : r) out.emplace_back(f.name_string());
+    return out;
+  }
+
+  std::shared_ptr<const Config> config_;
+};
+
+TEST_F(ProxyRequestTest, MissingOrWrongKeyIsRejectedWith401) {
+  use(kYaml);
+  auto p = prepare({{"Host", "x"}});
+  ASSERT_TRUE(p.rejection);
+  EXPECT_EQ(p.rejection->status, http::status::unauthorized);
+  EXPECT_EQ(p.rejection->counter, ProxyRejection::Counter::kUnauthorized);
+  EXPECT_NE(p.rejection->message.find("Helicone-Auth"), std::string::npos);
+
+  p = prepare({{"Helicone-Auth", "Bearer ak-wrong"}});
+  ASSERT_TRUE(p.rejection);
+  EXPECT_EQ(p.rejection->message, "invalid gateway key in Helicone-Auth");
+  EXPECT_EQ(p.rejection->message.find("ak-wrong"), std::string::npos);  // the key is never echoed
+}
+
+TEST_F(ProxyRequestTest, UnknownUpstreamIsA400) {
+  use(kYaml);
+  auto p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"Helicone-Upstream", "nope"}});
+  ASSERT_TRUE(p.rejection);
+  EXPECT_EQ(p.rejection->status, http::status::bad_request);
+  EXPECT_EQ(p.rejection->code, "unknown_upstream");
+}
+
+TEST_F(ProxyRequestTest, RewritesTheHeaderForTheUpstream) {
+  use(kYaml);
+  auto p = prepare({{"Host", "gateway.local"},
+                    {"Helicone-Auth", "Bearer ak-beta"},
+                    {"Helicone-Property-Env", "prod"},
+                    {"helicone-user-id", "alice"},
+                    {"Connection", "keep-alive"},
+                    {"Keep-Alive", "timeout=5"},
+                    {"TE", "trailers"},
+                    {"Expect", "100-continue"},
+                    {"Content-Type", "application/json"},
+                    {"X-Custom", "kept"}},
+                   /*wants_bodies=*/true);
+  ASSERT_FALSE(p.rejection);
+  EXPECT_EQ(p.project->name, "beta");
+  EXPECT_EQ(p.ctx.project, "beta");
+  EXPECT_EQ(p.ctx.upstream, "openai");
+  EXPECT_EQ(p.ctx.properties.at("env"), "prod");
+  EXPECT_EQ(p.ctx.user_id, "alice");
+  EXPECT_TRUE(p.expect_continue);
+  EXPECT_TRUE(is_valid_request_id(p.ctx.request_id));
+
+  const auto& up = p.upstream_request;
+  EXPECT_EQ(up.target(), "/v1/chat/completions");
+  EXPECT_EQ(up[http::field::host], "api.openai.example");
+  EXPECT_EQ(up[http::field::accept_encoding], "identity");
+  EXPECT_EQ(up[http::field::authorization], "Bearer sk-provider-secret");  // no client key: injected
+  EXPECT_EQ(up["X-Custom"], "kept");
+  EXPECT_EQ(names(up), (std::vector<std::string>{"Content-Type", "X-Custom", "Host", "Accept-Encoding",
+                                                 "Authorization"}));
+}
+
+TEST_F(ProxyRequestTest, ClientProviderKeyIsForwardedAndNotReplaced) {
+  use(kYaml);
+  auto p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"Authorization", "Bearer sk-client"}});
+  ASSERT_FALSE(p.rejection);
+  EXPECT_EQ(p.upstream_request[http::field::authorization], "Bearer sk-client");
+
+  p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"x-api-key", "anthropic-client"}});
+  ASSERT_FALSE(p.rejection);
+  EXPECT_EQ(p.upstream_request["x-api-key"], "anthropic-client");
+  EXPECT_EQ(p.upstream_request.count(http::field::authorization), 0u);
+}
+
+TEST_F(ProxyRequestTest, ArbiterKeyInAuthorizationNeverReachesTheUpstream) {
+  use(kYaml);
+  // The key as the only credential: it authorises and is dropped.
+  auto p = prepare({{"Authorization", "Bearer ak-alpha"}});
+  ASSERT_FALSE(p.rejection);
+  EXPECT_EQ(p.ctx.project, "alpha");
+  EXPECT_EQ(p.upstream_request[http::field::authorization], "Bearer sk-provider-secret");
+
+  // Found by the proxy_request fuzzer: with Helicone-Auth present, an arbiter
+  // key in Authorization (the same one, or another project's) was forwarded
+  // to the provider as if it were a provider key.
+  for (const char* key : {"Bearer ak-alpha", "Bearer ak-beta", "bearer  ak-beta "}) {
+    p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"Authorization", key}});
+    ASSERT_FALSE(p.rejection) << key;
+    EXPECT_EQ(p.ctx.project, "alpha") << key;
+    EXPECT_EQ(p.upstream_request[http::field::authorization], "Bearer sk-provider-secret") << key;
+  }
+}
+
+TEST_F(ProxyRequestTest, HeliconeUpstreamPicksTheUpstreamAndItsBasePath) {
+  use(kYaml);
+  auto p = prepare({{"Helicone-Auth", "ak-alpha"}, {"Helicone-Upstream", "local"}}, false, http::verb::get,
+                   "/models?limit=2");
+  ASSERT_FALSE(p.rejection);
+  EXPECT_EQ(p.upstream_index, 1u);
+  EXPECT_EQ(p.upstream_request.target(), "/models?limit=2");
+  EXPECT_EQ(p.upstream_request[http::field::host], "127.0.0.1:9000");
+  EXPECT_EQ(p.upstream_request.method(), http::verb::get);
+  EXPECT_EQ(p.upstream_request.count(http::field::authorization), 0u);  // nothing to inject
+  EXPECT_EQ(p.ctx.method, "GET");
+  EXPECT_EQ(p.ctx.target, "/models?limit=2");
+}
+
+TEST_F(ProxyRequestTest, ClientRequestIdIsKeptLowerCasedAndABadOneReplaced) {
+  use(kYaml);
+  auto p = prepare({{"Helicone-Auth", "Bearer ak-alpha"},
+                    {"Helicone-Request-Id", "0B6C2F3E-8F1D-4C1A-9A6E-2F4B1C3D5E7F"}});
+  ASSERT_FALSE(p.rejection);
+  EXPECT_TRUE(p.ctx.request_id_from_client);
+  EXPECT_EQ(p.ctx.request_id, "0b6c2f3e-8f1d-4c1a-9a6e-2f4b1c3d5e7f");
+
+  p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"Helicone-Request-Id", "../../etc/passwd"}});
+  ASSERT_FALSE(p.rejection);
+  EXPECT_FALSE(p.ctx.request_id_from_client);
+  EXPECT_TRUE(is_valid_request_id(p.ctx.request_id));
+}
+
+TEST_F(ProxyRequestTest, AnonymousAccessUsesTheFirstProjectButNotWithABadKey) {
+  use(kAnonymousYaml);
+  auto p = prepare({});
+  ASSERT_FALSE(p.rejection);
+  EXPECT_EQ(p.ctx.project, "open");
+  p = prepare({{"Helicone-Auth", "Bearer ak-wrong"}});
+  ASSERT_TRUE(p.rejection);
+  EXPECT_EQ(p.rejection->status, http::status::unauthorized);
+}
+
+TEST(ProxyReadErrorTest, LimitsAndMalformedRequestsGetAnAnswerTimeoutsAndHangUpsDoNot) {
+  LimitsConfig limits;
+  limits.max_header_bytes = 1024;
+  limits.max_body_bytes = 2048;
+  auto r = rejection_for_read_error(http::error::header_limit, limits);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, http::status::request_header_fields_too_large);
+  EXPECT_NE(r->message.find("max_header_bytes (1024 bytes)"), std::string::npos);
+  r = rejection_for_read_error(http::error::body_limit, limits);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, http::status::payload_too_large);
+  EXPECT_NE(r->message.find("max_body_bytes (2048 bytes)"), std::string::npos);
+  r = rejection_for_read_error(http::error::bad_field, limits);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, http::status::bad_request);
+  EXPECT_EQ(r->counter, ProxyRejection::Counter::kBadRequest);
+  EXPECT_FALSE(rejection_for_read_error(boost::beast::error::timeout, limits));
+  EXPECT_FALSE(rejection_for_read_error(http::error::end_of_stream, limits));
+}
+
+TEST(ProxyErrorResponseTest, IsJsonWithTheCallsIdWhenItHasOne) {
+  const std::string id = "0b6c2f3e-8f1d-4c1a-9a6e-2f4b1c3d5e7f";
+  auto res = proxy_error_response(http::status::bad_gateway, "upstream_unreachable", "it is down", true, &id);
+  EXPECT_EQ(res.result(), http::status::bad_gateway);
+  EXPECT_EQ(res["Helicone-Id"], id);
+  EXPECT_EQ(res["Helicone-Status"], "failed");
+  EXPECT_TRUE(res.keep_alive());
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["error"]["code"], "upstream_unreachable");
+  EXPECT_EQ(body["error"]["message"], "it is down");
+  EXPECT_EQ(res[http::field::content_length], std::to_string(res.body().size()));
+
+  res = proxy_error_response(http::status::unauthorized, "unauthorized", "no", false);
+  EXPECT_EQ(res.count("Helicone-Id"), 0u);
+  EXPECT_FALSE(res.keep_alive());
+}
+
+}  // namespace
+}  // namespace arbiter::gateway
