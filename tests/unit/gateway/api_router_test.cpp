@@ -17,6 +17,7 @@
 #include "gateway/config.hpp"
 #include "gateway/metrics.hpp"
 #include "scoring/expected.hpp"
+#include "scoring/json_limits.hpp"
 
 namespace arbiter::gateway {
 namespace {
@@ -478,7 +479,10 @@ TEST(ApiCallJsonBody, HostileBodiesAreA400NamingTheProblem) {
   };
   EXPECT_NE(error_for(R"({"providerResponse": {"status": 2e308}})").find("number overflow"), std::string::npos);
   EXPECT_NE(error_for(R"({"a": -1e400})").find("malformed JSON"), std::string::npos);
-  EXPECT_NE(error_for(std::string(65, '[') + std::string(65, ']')).find("nested deeper than 64"), std::string::npos);
+  const std::size_t deep = scoring::kMaxJsonDepth + 1;
+  EXPECT_NE(error_for(std::string(deep, '[') + std::string(deep, ']'))
+                .find("nested deeper than " + std::to_string(scoring::kMaxJsonDepth)),
+            std::string::npos);
   EXPECT_NE(error_for(R"({"a": )").find("malformed JSON"), std::string::npos);
 }
 

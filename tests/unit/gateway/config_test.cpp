@@ -1300,6 +1300,20 @@ TEST(ConfigYaml, StrayCommaIsAnErrorNotAHang) {
   }
 }
 
+// Also from the fuzz target: an anchor name holding control bytes and invalid
+// UTF-8 before nested brackets sends yaml-cpp into an endless loop. Control
+// characters and invalid UTF-8 are refused, with the line, before it sees them.
+TEST(ConfigYaml, ControlBytesAndInvalidUtf8AreAnErrorNotAHang) {
+  const std::string hang = std::string("&\0\0\xcc\t&\0\xff\xff\0![[[[ttp") + std::string(60, '\x97') + ",\0\0N4YAML";
+  EXPECT_NE(error_of(hang).find("control character or invalid UTF-8"), std::string::npos);
+  EXPECT_EQ(error_of("server: {}\nprojects: [ a\x01 ]\n"),
+            "test.yaml:2: invalid text: a control character or invalid UTF-8 (a config file is UTF-8 text)");
+  EXPECT_NE(error_of("a: \"\xc3\x28\"\n").find("invalid UTF-8"), std::string::npos);
+  // Tabs, CR LF line ends and real UTF-8 are text.
+  const auto config = load(kUpstream + "# caf\xc3\xa9 \xe2\x9c\x93\r\nprojects: [ { name: p,\tapi_keys: [ k ] } ]\r\n");
+  EXPECT_EQ(config->projects.at(0).name, "p");
+}
+
 TEST(ConfigYaml, CommasInScalarsFlowCollectionsCommentsAndBlockScalarsAreFine) {
   const auto config = load(kUpstream + lines({
       "projects:",
