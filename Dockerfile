@@ -25,6 +25,8 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
     && mkdir -p /etc/arbiter /var/lib/arbiter && chown arbiter:arbiter /var/lib/arbiter
 COPY --from=build /src/build/release/arbiter /usr/local/bin/arbiter
 COPY conf/docker.yaml /etc/arbiter/arbiter.yaml
+# LLM-judge templates, for `template_file: /etc/arbiter/judges/<name>.txt`
+COPY conf/judges /etc/arbiter/judges
 USER arbiter
 VOLUME /var/lib/arbiter
 EXPOSE 8787 8585
