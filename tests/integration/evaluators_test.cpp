@@ -16,6 +16,7 @@
 
 #include "scoring/evaluator_runtime.hpp"
 #include "tests/support/gateway_harness.hpp"
+#include "tests/support/manual_log_body.hpp"
 #include "tests/support/webhook_receiver.hpp"
 
 namespace arbiter::testing {
@@ -51,23 +52,7 @@ std::string call(GatewayHarness& h, Headers extra = {}) {
 // token counts and latency exactly.
 std::string manual_log(GatewayHarness& h, const std::string& output, Headers extra = {},
                        std::int64_t completion_tokens = 5, std::int64_t latency_ms = 1000) {
-  const std::int64_t start_ms = 1'714'564'800'000;
-  const std::int64_t end_ms = start_ms + latency_ms;
-  json body = {
-      {"providerRequest",
-       {{"url", "/v1/chat/completions"},
-        {"json", {{"model", "gpt-4o-mini"}, {"messages", {{{"role", "user"}, {"content", "Question?"}}}}}},
-        {"meta", json::object()}}},
-      {"providerResponse",
-       {{"status", 200},
-        {"headers", json::object()},
-        {"json",
-         {{"model", "gpt-4o-mini"},
-          {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", output}}}}}},
-          {"usage", {{"prompt_tokens", 3}, {"completion_tokens", completion_tokens}}}}}}},
-      {"timing",
-       {{"startTime", {{"seconds", start_ms / 1000}, {"milliseconds", start_ms % 1000}}},
-        {"endTime", {{"seconds", end_ms / 1000}, {"milliseconds", end_ms % 1000}}}}}};
+  json body = manual_log_body(output, completion_tokens, latency_ms);
   Headers headers = {{"Authorization", std::string("Bearer ") + kKeyA}, {"Content-Type", "application/json"}};
   for (auto& e : extra) headers.push_back(std::move(e));
   auto res = h.api_client().request("POST", "/custom/v1/log", headers, body.dump());

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "tests/support/gateway_harness.hpp"
+#include "tests/support/manual_log_body.hpp"
 
 namespace arbiter::testing::security {
 
@@ -40,26 +41,6 @@ inline HttpResponse proxy_call(const GatewayHarness& h, Headers extra = {}, cons
   extra.emplace_back("Content-Type", "application/json");
   return h.proxy_client().request("POST", "/v1/chat/completions", GatewayHarness::auth(std::move(extra), key),
                                   std::move(body));
-}
-
-// The body HeliconeManualLogger sends for one chat call answering `output`.
-inline json manual_log_body(const std::string& output) {
-  const std::int64_t start_ms = 1'714'564'800'000;
-  const std::int64_t end_ms = start_ms + 1000;
-  return {{"providerRequest",
-           {{"url", "/v1/chat/completions"},
-            {"json", {{"model", "gpt-4o-mini"}, {"messages", {{{"role", "user"}, {"content", "Question?"}}}}}},
-            {"meta", json::object()}}},
-          {"providerResponse",
-           {{"status", 200},
-            {"headers", json::object()},
-            {"json",
-             {{"model", "gpt-4o-mini"},
-              {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", output}}}}}},
-              {"usage", {{"prompt_tokens", 3}, {"completion_tokens", 5}}}}}}},
-          {"timing",
-           {{"startTime", {{"seconds", start_ms / 1000}, {"milliseconds", start_ms % 1000}}},
-            {"endTime", {{"seconds", end_ms / 1000}, {"milliseconds", end_ms % 1000}}}}}};
 }
 
 }  // namespace arbiter::testing::security
