@@ -64,6 +64,14 @@ PreparedProxyRequest prepare_proxy_request(const Config& cfg, const std::vector<
   PreparedProxyRequest out;
   HeliconeHeaders hh = read_helicone_headers(req);
 
+  // Authorization is a single-valued field. With two, the gateway would read
+  // one as the key and forward the other, which may be an arbiter key.
+  if (hh.authorization_headers > 1) {
+    out.rejection = reject(http::status::bad_request, "duplicate_header",
+                           "more than one Authorization header: send one", ProxyRejection::Counter::kBadRequest);
+    return out;
+  }
+
   // Gateway auth: Helicone-Auth first; Authorization only when it holds an arbiter key.
   const ProjectConfig* project = nullptr;
   bool authorization_is_arbiter_key = false;

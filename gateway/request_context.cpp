@@ -123,6 +123,7 @@ HeliconeHeaders read_helicone_headers(const http::fields& fields) {
     const std::string_view value = f.value();
     if (f.name() == http::field::authorization) {
       h.has_authorization = true;
+      ++h.authorization_headers;
       if (!h.bearer_key) h.bearer_key = bearer_token(value);
       continue;
     }

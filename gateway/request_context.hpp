@@ -114,6 +114,7 @@ struct HeliconeHeaders {
   std::string user_id, session_id, session_path, session_name;
   bool omit_request = false, omit_response = false;
   bool has_authorization = false;             // an Authorization header is present
+  int authorization_headers = 0;              // how many: more than one is refused (which one is the key?)
   bool has_api_key_header = false;            // api-key or x-api-key (Azure, Anthropic style) present
 };
 

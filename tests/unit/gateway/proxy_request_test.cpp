@@ -152,6 +152,22 @@ TEST_F(ProxyRequestTest, ArbiterKeyInAuthorizationNeverReachesTheUpstream) {
   }
 }
 
+// Found by the proxy_request fuzzer in CI: with two Authorization headers
+// the gateway read the first and forwarded the second, an arbiter key.
+TEST_F(ProxyRequestTest, MoreThanOneAuthorizationHeaderIsA400) {
+  use(kYaml);
+  for (const auto& headers : std::vector<std::vector<std::pair<std::string, std::string>>>{
+           {{"Helicone-Auth", "Bearer ak-alpha"}, {"Authorization", "Bearer sk-client"}, {"Authorization", "Bearer ak-beta"}},
+           {{"Authorization", "Bearer ak-alpha"}, {"authorization", "Bearer ak-alpha"}},
+           {{"Authorization", "Bearer sk-client"}, {"Authorization", "Bearer ak-alpha"}}}) {
+    auto p = prepare(headers);
+    ASSERT_TRUE(p.rejection);
+    EXPECT_EQ(p.rejection->status, http::status::bad_request);
+    EXPECT_EQ(p.rejection->code, "duplicate_header");
+    EXPECT_NE(p.rejection->message.find("Authorization"), std::string::npos);
+  }
+}
+
 TEST_F(ProxyRequestTest, HeliconeUpstreamPicksTheUpstreamAndItsBasePath) {
   use(kYaml);
   auto p = prepare({{"Helicone-Auth", "ak-alpha"}, {"Helicone-Upstream", "local"}}, false, http::verb::get,
