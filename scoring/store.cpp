@@ -140,6 +140,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
   db_options.write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_total_bytes);
   db_options.keep_log_file_num = 4;
+  db_options.max_open_files = options.max_open_files;
   if (options.env) db_options.env = options.env.get();
 
   const auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -149,6 +150,12 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
     rocksdb::ColumnFamilyOptions o;
     rocksdb::BlockBasedTableOptions t;
     t.block_cache = cache;
+    // Index and filter blocks are charged to the (bounded) block cache
+    // instead of living with each open table reader; level-0 ones, hit by
+    // every lookup, stay pinned, and all of them are evicted last.
+    t.cache_index_and_filter_blocks = true;
+    t.cache_index_and_filter_blocks_with_high_priority = true;
+    t.pin_l0_filter_and_index_blocks_in_cache = true;
     if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
     o.compression = compression;

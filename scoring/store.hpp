@@ -77,6 +77,12 @@ struct StoreOptions {
   std::size_t write_buffer_bytes = 4u << 20;         // per column family
   std::size_t bodies_write_buffer_bytes = 8u << 20;  // bodies are the bulk of the bytes
   int max_background_jobs = 2;
+  // Table and blob file readers kept open (RocksDB's table cache). Unbounded
+  // (-1), every SST and blob file the log ever wrote stays open with its
+  // reader: the 10-minute soak showed fds 93 → 320 and RSS climbing with
+  // them. Index and filter blocks live in the block cache, so a closed
+  // reader costs a reopen, not memory.
+  int max_open_files = 128;
   // The environment RocksDB does its file I/O through; null = the default.
   // A test seam: tests install a fault-injecting FileSystem (full disk, I/O
   // errors) to prove the gateway survives and recovers. Must outlive the Store.
