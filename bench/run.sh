@@ -485,20 +485,27 @@ evaluator_apis=()
 [ "$evaluator" = 1 ] && evaluator_apis+=("$arbiter_api")
 [ -n "$arbiter_ev_pid" ] && evaluator_apis+=("$arbiter_ev_api")
 drain_evaluators() {
-  local deadline=$((SECONDS + 120)) busy api
+  # Every run a record scheduled is finished: queued, running and deferred runs (the ones that found
+  # the queue full wait in storage for the backlog scan) all count as busy.
+  local deadline=$((SECONDS + 300)) start=$SECONDS busy api
   for api in "$@"; do
     while :; do
       busy=$("$CURL" -sS --max-time 5 "http://$api/metrics" 2>/dev/null |
              awk '$1 == "arbiter_evaluator_queue_depth" || index($1, "arbiter_evaluator_running{") == 1 { s += $2 }
+                  index($1, "arbiter_evaluator_matched_total{") == 1 { s += $2 }
+                  index($1, "arbiter_evaluator_sampled_out_total{") == 1 ||
+                  index($1, "arbiter_evaluator_completed_total{") == 1 ||
+                  index($1, "arbiter_evaluator_errors_total{") == 1 { s -= $2 }
                   END { printf "%d", s }')
-      [ "${busy:-1}" -eq 0 ] && break
+      [ "${busy:-1}" -le 0 ] && break
       if [ "$SECONDS" -ge "$deadline" ]; then
-        log "warning: the evaluators behind $api are still busy after 120 s"
+        log "warning: the evaluators behind $api are still busy after 300 s ($busy runs)"
         break
       fi
       sleep 0.2
     done
   done
+  drained_after=$((SECONDS - start))
 }
 
 # run_wrk TARGET LABEL THREADS CONNS SECONDS: runs wrk, checks for errors, sets R[TARGET.LABEL.*]
@@ -550,6 +557,16 @@ run_wrk() {
   [ "$reqs" -gt 0 ] && R[$t.$label.upstream_cpu_us]=$(awk -v d=$((u1 - u0)) -v hz="$clk_tck" \
                          -v n="$reqs" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
   R[$t.$label.foreign_cpu_pct]=$foreign
+  # Evaluations are asynchronous: under full load they fall behind (deferred runs wait in storage)
+  # and finish after the run. Their CPU is part of a request's cost, so also measure arbiter's CPU
+  # until every run is finished, and how long that took.
+  if [ "$t" = arbiter ] && [ "$label" = c64 ] && [ "$evaluator" = 1 ] && [ -n "$p" ] && [ "$reqs" -gt 0 ]; then
+    drain_evaluators "$arbiter_api"
+    a_ev_drain_s=$drained_after
+    R[$t.$label.cpu_with_evaluations_us]=$(awk -v d=$(( $(cpu_ticks $p) - c0 )) -v hz="$clk_tck" -v n="$reqs" \
+                                              'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+    log "arbiter's evaluations finished ${a_ev_drain_s}s after the c64 run; CPU per request with them: ${R[$t.$label.cpu_with_evaluations_us]}us"
+  fi
   check_errors "$t" "$label" "$f"
   log "$(printf '%-10s %-4s rps=%-10s p50=%sus p99=%sus  (other work: %s%% CPU)' \
            "$t" "$label" "$rps" "$p50" "$p99" "$foreign")"
@@ -585,19 +602,19 @@ ev_metric() {  # ev_metric API NAME: sum of an arbiter_evaluator_* counter over 
   "$CURL" -sS --max-time 5 "http://$1/metrics" 2>/dev/null |
     awk -v m="$2" 'index($1, m "{") == 1 { s += $2 } END { printf "%d", s }'
 }
-# ev_counters API: "matched completed errors queue_full"
+# ev_counters API: "matched completed errors deferred"
 ev_counters() {
   echo "$(ev_metric "$1" arbiter_evaluator_matched_total) $(ev_metric "$1" arbiter_evaluator_completed_total)" \
-       "$(ev_metric "$1" arbiter_evaluator_errors_total) $(ev_metric "$1" arbiter_evaluator_queue_full_total)"
+       "$(ev_metric "$1" arbiter_evaluator_errors_total) $(ev_metric "$1" arbiter_evaluator_deferred_total)"
 }
 if [ -n "$arbiter_ev_pid" ]; then
   kill -0 "$arbiter_ev_pid" 2>/dev/null || { show_logs; die "arbiter with evaluators died during the run"; }
-  read -r ev_matched ev_completed ev_errors ev_queue_full <<<"$(ev_counters "$arbiter_ev_api")"
+  read -r ev_matched ev_completed ev_errors ev_deferred <<<"$(ev_counters "$arbiter_ev_api")"
   ev_rss_after=$(rss_kib "$arbiter_ev_pid")
 fi
 if [ "$evaluator" = 1 ]; then
   drain_evaluators "$arbiter_api"
-  read -r a_ev_matched a_ev_completed a_ev_errors a_ev_queue_full <<<"$(ev_counters "$arbiter_api")"
+  read -r a_ev_matched a_ev_completed a_ev_errors a_ev_deferred <<<"$(ev_counters "$arbiter_api")"
 fi
 
 arbiter_rss_after=$(rss_kib "$arbiter_pid")
@@ -735,7 +752,7 @@ if [ "$soak" -gt 0 ]; then
   soak_requests=$(bench_field "$f" requests)
   soak_rps=$(bench_field "$f" rps)
   drain_evaluators "$arbiter_soak_api"
-  read -r soak_ev_matched soak_ev_completed soak_ev_errors soak_ev_queue_full <<<"$(ev_counters "$arbiter_soak_api")"
+  read -r soak_ev_matched soak_ev_completed soak_ev_errors soak_ev_deferred <<<"$(ev_counters "$arbiter_soak_api")"
   soak_metric() { "$CURL" -sS --max-time 5 "http://$arbiter_soak_api/metrics" 2>/dev/null |
                   awk -v m="$1" '$1 == m && !seen { print $2; seen = 1 }'; }
   soak_wh_enqueued=$(soak_metric 'arbiter_webhook_enqueued_total{webhook="bench"}')
@@ -828,10 +845,10 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
     echo "arbiter_ev: the same arbiter with $evaluators evaluators configured (sampling $evaluator_sampling%)"
     echo "arbiter_ev added p50 vs arbiter: $(calc %d "${R[arbiter_ev.c1.p50]} - ${R[arbiter.c1.p50]}") us, added p99: $(calc %d "${R[arbiter_ev.c1.p99]} - ${R[arbiter.c1.p99]}") us"
     echo "arbiter_ev rps / arbiter rps : $(calc %.3f "${R[arbiter_ev.c64.rps]} / ${R[arbiter.c64.rps]}")"
-    echo "evaluator runs: matched $ev_matched, completed $ev_completed, errors $ev_errors (of which queue full $ev_queue_full); RSS after $ev_rss_after KiB"
+    echo "evaluator runs: matched $ev_matched, completed $ev_completed, errors $ev_errors (deferred while the queue was full: $ev_deferred); RSS after $ev_rss_after KiB"
   fi
   if [ "$evaluator" = 1 ]; then
-    echo "arbiter's evaluator runs: matched $a_ev_matched, completed $a_ev_completed, errors $a_ev_errors (of which queue full $a_ev_queue_full)"
+    echo "arbiter's evaluator runs: matched $a_ev_matched, completed $a_ev_completed, errors $a_ev_errors (deferred while the queue was full: $a_ev_deferred); after the c64 run the evaluations took ${a_ev_drain_s:-?}s more to finish, CPU per request including them ${R[arbiter.c64.cpu_with_evaluations_us]:-?}us"
   fi
   if [ -n "$portkey_pid" ]; then
     echo
@@ -866,7 +883,7 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
   if [ "$soak" -gt 0 ]; then
     echo
     echo "soak: ${soak}s, a fresh arbiter with request log, evaluator and webhook; wrk -t1 -c$soak_conns, ${soak_delay_ms} ms pause per request per connection"
-    echo "      $soak_requests requests ($soak_rps/s); evaluator runs matched $soak_ev_matched, completed $soak_ev_completed, errors $soak_ev_errors (queue full $soak_ev_queue_full); webhook ${soak_wh_enqueued:-?} enqueued, ${soak_wh_delivered:-?} delivered; log ${soak_log_written:-?} written, ${soak_log_dropped:-?} dropped"
+    echo "      $soak_requests requests ($soak_rps/s); evaluator runs matched $soak_ev_matched, completed $soak_ev_completed, errors $soak_ev_errors (deferred $soak_ev_deferred); webhook ${soak_wh_enqueued:-?} enqueued, ${soak_wh_delivered:-?} delivered; log ${soak_log_written:-?} written, ${soak_log_dropped:-?} dropped"
     printf '  %6s %10s %6s %8s %10s\n' 't s' 'RSS MiB' fds threads requests
     for row in "${soak_series[@]}"; do
       echo "$row" | awk '{ printf "  %6d %10.1f %6d %8d %10d\n", $1, $2 / 1024, $3, $4, $5 }'
@@ -918,7 +935,7 @@ if [ -n "$out" ]; then
     echo "             \"webhook\": $([ "$webhook" = 1 ] && echo true || echo false), \"arbiter_ev_evaluators\": $evaluators, \"portkey\": $([ -n "$portkey_pid" ] && echo "\"${portkey_version:-}\"" || echo null),"
     echo "             \"summary\": \"$config_line\"},"
     if [ "$evaluator" = 1 ]; then
-      echo "  \"arbiter_evaluator\": {\"matched\": $a_ev_matched, \"completed\": $a_ev_completed, \"errors\": $a_ev_errors, \"queue_full\": $a_ev_queue_full},"
+      echo "  \"arbiter_evaluator\": {\"matched\": $a_ev_matched, \"completed\": $a_ev_completed, \"errors\": $a_ev_errors, \"deferred\": $a_ev_deferred, \"drain_s_after_c64\": $(num "${a_ev_drain_s:-}"), \"cpu_us_per_req_c64_with_evaluations\": $(num "${R[arbiter.c64.cpu_with_evaluations_us]:-}")},"
     fi
     if [ "$webhook" = 1 ]; then
       echo "  \"webhook\": {\"enqueued\": $(num "${wh_enqueued:-}"), \"delivered\": $(num "${wh_delivered:-}"), \"failed_attempts\": $(num "${wh_failed:-}")},"
@@ -967,7 +984,7 @@ if [ -n "$out" ]; then
     if [ "$soak" -gt 0 ]; then
       echo "  \"soak\": {\"seconds\": $soak, \"interval_s\": $soak_interval, \"warmup_s\": $soak_warmup, \"conns\": $soak_conns, \"delay_ms\": $soak_delay_ms,"
       echo "    \"requests\": $(num "$soak_requests"), \"rps\": $(num "$soak_rps"), \"errors\": ${R[arbiter_soak.soak.errors]},"
-      echo "    \"evaluator\": {\"matched\": $soak_ev_matched, \"completed\": $soak_ev_completed, \"errors\": $soak_ev_errors, \"queue_full\": $soak_ev_queue_full},"
+      echo "    \"evaluator\": {\"matched\": $soak_ev_matched, \"completed\": $soak_ev_completed, \"errors\": $soak_ev_errors, \"deferred\": $soak_ev_deferred},"
       echo "    \"webhook\": {\"enqueued\": $(num "${soak_wh_enqueued:-}"), \"delivered\": $(num "${soak_wh_delivered:-}")},"
       echo "    \"log\": {\"written\": $(num "${soak_log_written:-}"), \"dropped\": $(num "${soak_log_dropped:-}")},"
       printf '    "series": ['
@@ -987,7 +1004,7 @@ if [ -n "$out" ]; then
       echo "  \"soak\": null,"
     fi
     if [ -n "$arbiter_ev_pid" ]; then
-      echo "  \"evaluators\": {\"configured\": $evaluators, \"sampling\": $evaluator_sampling, \"matched\": $ev_matched, \"completed\": $ev_completed, \"errors\": $ev_errors, \"queue_full\": $ev_queue_full, \"rss_after_kib\": $ev_rss_after},"
+      echo "  \"evaluators\": {\"configured\": $evaluators, \"sampling\": $evaluator_sampling, \"matched\": $ev_matched, \"completed\": $ev_completed, \"errors\": $ev_errors, \"deferred\": $ev_deferred, \"rss_after_kib\": $ev_rss_after},"
     fi
     echo "  \"ratios\": {\"arbiter_rps_over_nginx\": $ratio_rps, \"nginx_rps_over_direct\": $nginx_ratio_rps,"
     echo "             \"arbiter_rps_over_direct\": $arbiter_vs_direct_rps,"

@@ -61,7 +61,7 @@ if (cfg.get("evaluator") or {}).get("kind") != "response_length":
     bad.append(f"config.evaluator = {cfg.get('evaluator')!r}")
 number("arbiter_evaluator.completed", (r.get("arbiter_evaluator") or {}).get("completed"), positive=True)
 ev = r.get("evaluators", {})
-for k in ("matched", "completed", "errors", "queue_full"):
+for k in ("matched", "completed", "errors", "deferred"):
     number(f"evaluators.{k}", ev.get(k))
 if isinstance(ev.get("completed"), int) and ev["completed"] <= 0:
     bad.append("evaluators.completed is not positive: the evaluators never ran")

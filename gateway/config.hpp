@@ -58,8 +58,8 @@ struct ServerConfig {
   // writes; RocksDB merges concurrent syncs into one (group commit).
   unsigned api_workers = 32;
   // The evaluator runtime's own threads (never the I/O threads) and the
-  // bounded queue of runs waiting for one; a run that finds it full is
-  // recorded as an error run ("queue full") and counted.
+  // bounded queue of runs waiting for one; a run that finds it full waits
+  // in storage (deferred, counted) until the queue drains.
   unsigned evaluator_workers = 4;
   std::size_t evaluator_queue_capacity = 10'000;
   // Nice value of the evaluator threads (0-19): under CPU contention they

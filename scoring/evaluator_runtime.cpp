@@ -23,9 +23,6 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// Unfinished runs read from storage per resume step (start-up and after).
-constexpr std::size_t kBacklogChunk = 256;
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
@@ -218,7 +215,7 @@ struct EvaluatorRuntime::Evaluator {
   EvaluatorOptions options;
   std::unique_ptr<EvaluatorKind> kind;
   std::atomic<std::uint64_t> matched{0}, sampled_out{0}, scheduled{0}, waiting{0}, completed{0},
-      errors{0}, retries{0}, queue_full{0};
+      errors{0}, retries{0}, deferred{0};
   unsigned running = 0;  // guarded by the runtime's mu_
 
   mutable std::mutex stats_mu;
@@ -298,6 +295,7 @@ void EvaluatorRuntime::start() {
     stopping_ = false;
     backlog_cursor_.clear();
     backlog_pending_ = true;
+    startup_pass_ = true;
   }
   cancel_.store(false);
   workers_.reserve(options_.workers);
@@ -332,7 +330,7 @@ void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRec
                                   rocksdb::WriteBatch& batch) {
   // A batch whose commit failed never reached records_written: its runs were
   // not written either, so its reservations are void.
-  if (staged_.reserved != 0 || !staged_.runs.empty() || !staged_.finished.empty()) {
+  if (staged_.reserved != 0 || !staged_.runs.empty() || staged_.deferred != 0) {
     release_reservations(staged_.reserved);
     staged_ = Staged{};
   }
@@ -354,34 +352,24 @@ void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRec
         ev.sampled_out.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      // Not started (or stopping): the run is written pending and resumes
-      // from storage at the next start.
-      if (accepting && staged_.reserved >= room) {
-        EvalRun run = pending_run(r->project, r->request_id, ev.options.name, now);
-        run.state = RunState::kError;
-        run.finished_us = now;
-        run.error = "queue full: " + std::to_string(options_.queue_capacity) +
-                    " runs were waiting (server.evaluator_queue_capacity)";
-        ev.queue_full.fetch_add(1, std::memory_order_relaxed);
-        ev.errors.fetch_add(1, std::memory_order_relaxed);
-        note_error(ev, run.error, run.project);
-        if (auto ok = put_run(store, batch, run); !ok) note_error(ev, ok.error().message);
-        EvaluationEvent event{r->project, r->request_id, ev.options.name, run.id, "error",
-                              0, 0, run.error, {}};
-        for (auto* l : log_.listeners()) l->on_evaluation(store, event, batch);
-        staged_.finished.push_back(std::move(event));
-        continue;
-      }
       // Just the unfinished marker: the run entry itself is written by the
       // worker that takes it (this is the storage thread's hot loop).
       if (auto ok = put_pending(store, batch, r->project, r->request_id, ev.options.name, now); !ok) {
         note_error(ev, ok.error().message);
         continue;
       }
-      if (accepting) {
-        staged_.runs.push_back(Task{r->project, r->request_id, i});
-        ++staged_.reserved;
+      // Not started (or stopping): the run resumes from storage at the next
+      // start. No room in the queue: it is deferred — pending in storage,
+      // where the workers' backlog scan picks it up once the queue drains.
+      // Either way nothing is lost and the storage thread does no more.
+      if (!accepting) continue;
+      if (staged_.reserved >= room) {
+        ev.deferred.fetch_add(1, std::memory_order_relaxed);
+        ++staged_.deferred;
+        continue;
       }
+      staged_.runs.push_back(Task{r->project, r->request_id, i});
+      ++staged_.reserved;
     }
   }
   if (staged_.reserved != 0) {
@@ -391,12 +379,19 @@ void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRec
 }
 
 void EvaluatorRuntime::records_written(std::span<const RequestRecord* const>) {
-  if (staged_.reserved == 0 && staged_.runs.empty() && staged_.finished.empty()) return;
+  if (staged_.reserved == 0 && staged_.runs.empty() && staged_.deferred == 0) return;
   Staged staged = std::move(staged_);
   staged_ = Staged{};
   {
     std::lock_guard lk(mu_);
     reserved_ -= std::min(reserved_, staged.reserved);
+    if (staged.deferred != 0) {
+      // Committed now, so any backlog pass that starts from here sees the
+      // markers; one already under way may have passed their keys, so it is
+      // followed by another.
+      deferred_since_pass_ = true;
+      backlog_pending_ = true;
+    }
     if (!stopping_) {
       for (auto& task : staged.runs) {
         Evaluator& ev = *evaluators_[task.evaluator];
@@ -413,9 +408,6 @@ void EvaluatorRuntime::records_written(std::span<const RequestRecord* const>) {
     }
   }
   work_cv_.notify_all();
-  for (const auto& event : staged.finished) {
-    for (auto* l : log_.listeners()) l->evaluation_written(event);
-  }
 }
 
 void EvaluatorRuntime::feedback_written(std::string_view project, std::string_view request_id,
@@ -431,7 +423,7 @@ void EvaluatorRuntime::release_reservations(std::size_t n) {
   reserved_ -= std::min(reserved_, n);
 }
 
-bool EvaluatorRuntime::enqueue(Task task, bool force) {
+bool EvaluatorRuntime::enqueue(Task task, bool force, bool recheck_active) {
   Evaluator& ev = *evaluators_[task.evaluator];
   std::string key = run_keys::run(task.project, task.request_id, ev.options.name);
   {
@@ -439,6 +431,7 @@ bool EvaluatorRuntime::enqueue(Task task, bool force) {
     if (!started_ || stopping_) return false;
     auto it = active_.find(key);
     if (it != active_.end()) {
+      if (!recheck_active) return false;
       it->second = true;  // the worker that has it looks again before it lets go
       return true;
     }
@@ -536,12 +529,15 @@ bool EvaluatorRuntime::next_task(Task& task) {
 
 void EvaluatorRuntime::resume_backlog() {
   std::string cursor;
+  bool startup = false;
   {
     std::lock_guard lk(mu_);
     cursor = backlog_cursor_;
+    if (cursor.empty()) deferred_since_pass_ = false;  // a new pass sees every marker committed so far
+    startup = startup_pass_;
   }
   auto refs = log_.with_store(
-      [&](Store& store) { return scan_active(store, cursor, kBacklogChunk); });
+      [&](Store& store) { return scan_active(store, cursor, std::max<std::size_t>(options_.backlog_chunk, 1)); });
   if (!refs.ok()) {
     // Storage unavailable (closing) or failing: retried on the next refill.
     std::lock_guard lk(mu_);
@@ -551,13 +547,17 @@ void EvaluatorRuntime::resume_backlog() {
   for (auto& ref : *refs) {
     const std::size_t i = find(ref.evaluator);
     if (i == evaluators_.size()) continue;  // no longer configured: left as it is
-    if (enqueue(Task{std::move(ref.project), std::move(ref.request_id), i}, true)) {
+    // A run already queued or running (scheduled by on_records) is left to it.
+    if (enqueue(Task{std::move(ref.project), std::move(ref.request_id), i, /*skip_waiting=*/!startup}, true,
+                /*recheck_active=*/false)) {
       evaluators_[i]->scheduled.fetch_add(1, std::memory_order_relaxed);
     }
   }
   std::lock_guard lk(mu_);
   backlog_cursor_ = cursor;
-  backlog_pending_ = !cursor.empty();
+  // At the end of a pass, runs deferred meanwhile may sit behind it: again.
+  backlog_pending_ = !cursor.empty() || deferred_since_pass_;
+  if (cursor.empty()) startup_pass_ = false;
 }
 
 Expected<void> EvaluatorRuntime::write_state(const EvalRun& run) {
@@ -591,6 +591,7 @@ void EvaluatorRuntime::record_duration(Evaluator& ev, std::int64_t duration_us) 
 void EvaluatorRuntime::process(const Task& task) {
   Evaluator& ev = *evaluators_[task.evaluator];
   const std::string key = run_keys::run(task.project, task.request_id, ev.options.name);
+  bool skip_waiting = task.skip_waiting;
   for (;;) {
     auto stored = log_.with_store([&](Store& store) {
       return read_run(store, task.project, task.request_id, ev.options.name);
@@ -604,6 +605,18 @@ void EvaluatorRuntime::process(const Task& task) {
     if (!*stored || is_finished((*stored)->state)) {
       finish_active(key);
       return;
+    }
+    if (skip_waiting && (*stored)->state == RunState::kWaiting) {
+      // Left waiting, unless feedback arrived while this task held the run.
+      std::lock_guard lk(mu_);
+      auto it = active_.find(key);
+      if (it == active_.end() || !it->second || stopping_) {
+        if (it != active_.end()) active_.erase(it);
+        return;
+      }
+      it->second = false;
+      skip_waiting = false;
+      continue;
     }
     EvalRun run = std::move(**stored);
     const std::int64_t now = now_us();
@@ -846,7 +859,7 @@ json EvaluatorRuntime::describe(std::string_view project) const {
                      {"completed", c.completed},
                      {"errors", c.errors},
                      {"retries", c.retries},
-                     {"queue_full", c.queue_full},
+                     {"deferred", c.deferred},
                      {"running", c.running},
                      // An error quotes the run's data (an evaluator's answer
                      // echoes the event): only its own project sees it.
@@ -870,7 +883,7 @@ EvaluatorRuntime::Counters EvaluatorRuntime::counters(std::string_view name) con
   c.completed = ev.completed.load(std::memory_order_relaxed);
   c.errors = ev.errors.load(std::memory_order_relaxed);
   c.retries = ev.retries.load(std::memory_order_relaxed);
-  c.queue_full = ev.queue_full.load(std::memory_order_relaxed);
+  c.deferred = ev.deferred.load(std::memory_order_relaxed);
   {
     std::lock_guard lk(mu_);
     c.running = ev.running;
@@ -976,9 +989,10 @@ std::string EvaluatorRuntime::metrics_text() const {
       {"arbiter_evaluator_scheduled_total", "counter", "Runs queued for the workers (new and resumed)."},
       {"arbiter_evaluator_waiting_total", "counter", "Runs that started waiting for needed fields."},
       {"arbiter_evaluator_completed_total", "counter", "Runs that wrote their scores."},
-      {"arbiter_evaluator_errors_total", "counter", "Runs that ended in an error (queue full included)."},
+      {"arbiter_evaluator_errors_total", "counter", "Runs that ended in an error."},
       {"arbiter_evaluator_retries_total", "counter", "Attempts retried after a transient failure."},
-      {"arbiter_evaluator_queue_full_total", "counter", "Runs recorded as errors because the queue was full."},
+      {"arbiter_evaluator_deferred_total", "counter",
+       "Runs that found the queue full and waited in storage for the backlog scan."},
       {"arbiter_evaluator_running", "gauge", "Runs being evaluated now."},
       {"arbiter_evaluator_duration_p50_ms", "gauge", "Median run duration over the last 1024 runs."},
       {"arbiter_evaluator_duration_p99_ms", "gauge", "99th percentile run duration over the last 1024 runs."},
@@ -994,7 +1008,7 @@ std::string EvaluatorRuntime::metrics_text() const {
       const double values[] = {static_cast<double>(c.matched),   static_cast<double>(c.sampled_out),
                                static_cast<double>(c.scheduled), static_cast<double>(c.waiting),
                                static_cast<double>(c.completed), static_cast<double>(c.errors),
-                               static_cast<double>(c.retries),   static_cast<double>(c.queue_full),
+                               static_cast<double>(c.retries),   static_cast<double>(c.deferred),
                                static_cast<double>(c.running),   c.duration_p50_ms,
                                c.duration_p99_ms};
       char number[64];

@@ -25,8 +25,12 @@
 // which lets webhooks see score.created and evaluation.completed.
 //
 // Bounded. The queue holds at most queue_capacity runs (ready + waiting for
-// a retry). A run that finds it full is not dropped: it is written as an
-// error run ("queue full") in the record's batch and counted.
+// a retry). A run that finds it full is not dropped: it is deferred — its
+// pending marker is in the record's batch like any run's, and it is counted —
+// and the workers' backlog scan of unfinished runs in storage (the same one
+// that resumes runs at start-up) queues it once the queue has drained to
+// half. Under a sustained overload the backlog waits on disk, not in memory,
+// and evaluation catches up when the load falls.
 //
 // Thread-safety: every public member may be called from any thread. The
 // WriteListener calls follow write_listener.hpp's rules.
@@ -105,6 +109,8 @@ struct EvaluatorRuntimeOptions {
   // proxy's I/O threads under contention, so they cannot add proxy latency;
   // what they cannot keep up with fills the queue (counted), never the proxy.
   int worker_nice = 10;
+  // Unfinished runs read from storage per backlog scan step (tests make it small).
+  std::size_t backlog_chunk = 256;
   // Unix µs clock; tests inject their own.
   std::function<std::int64_t()> now_us;
   // Tests: builds an evaluator's kind instead of make_evaluator_kind.
@@ -184,7 +190,7 @@ class EvaluatorRuntime final : public WriteListener {
     std::uint64_t completed = 0;
     std::uint64_t errors = 0;
     std::uint64_t retries = 0;
-    std::uint64_t queue_full = 0;  // runs written as errors because the queue was full
+    std::uint64_t deferred = 0;  // runs that found the queue full and waited in storage
     std::int64_t running = 0;
     std::string last_error;
     std::string last_error_project;  // empty: not a run's error
@@ -206,6 +212,10 @@ class EvaluatorRuntime final : public WriteListener {
     std::string project;
     std::string request_id;
     std::size_t evaluator = 0;
+    // From a backlog pass after start-up's: a run waiting for fields is left
+    // waiting (feedback_written re-checks those), so a pass over deferred
+    // runs does not re-read every waiting one.
+    bool skip_waiting = false;
   };
   struct Delayed {
     std::chrono::steady_clock::time_point due;
@@ -214,7 +224,7 @@ class EvaluatorRuntime final : public WriteListener {
   };
   struct Staged {  // on_records → records_written, storage thread only
     std::vector<Task> runs;
-    std::vector<EvaluationEvent> finished;  // queue-full error runs
+    std::size_t deferred = 0;  // runs left pending in storage: the queue had no room
     std::size_t reserved = 0;
   };
 
@@ -222,9 +232,10 @@ class EvaluatorRuntime final : public WriteListener {
   void worker_loop();
   bool next_task(Task& task);
   void process(const Task& task);
-  // Adds a task unless its run is already active; `force` ignores capacity
-  // (resumed and retried runs were admitted before).
-  bool enqueue(Task task, bool force);
+  // Adds a task unless its run is already active (then, with recheck_active,
+  // asks its worker to look again); `force` ignores capacity (resumed and
+  // retried runs were admitted before).
+  bool enqueue(Task task, bool force, bool recheck_active = true);
   void finish_active(const std::string& key);
   void retry_later(const Task& task);
   void release_reservations(std::size_t n);
@@ -264,6 +275,8 @@ class EvaluatorRuntime final : public WriteListener {
   std::unordered_map<std::string, bool> active_;
   std::string backlog_cursor_;  // resume scan position in 'P'; "" = done
   bool backlog_pending_ = false;
+  bool deferred_since_pass_ = false;  // a run was deferred since the current pass began
+  bool startup_pass_ = false;         // the current pass is start-up's (it re-checks waiting runs)
   bool started_ = false;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

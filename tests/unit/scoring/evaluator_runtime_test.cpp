@@ -142,6 +142,7 @@ struct Fixture {
   std::map<std::string, TestKind::Fn> kinds;  // by evaluator name
 
   unsigned retention_days = 0;
+  std::size_t backlog_chunk = 256;
   // The request log's clock (retention cutoffs): 30 days after the records
   // by default. A test that runs retention itself starts it at kNow, so that
   // the background pass at start-up finds nothing to delete whenever it runs.
@@ -160,6 +161,7 @@ struct Fixture {
     o.evaluators = std::move(evaluators);
     o.workers = workers;
     o.queue_capacity = capacity;
+    o.backlog_chunk = backlog_chunk;
     o.make_kind = [this](const KindSpec& spec) -> std::unique_ptr<EvaluatorKind> {
       auto it = kinds.find(spec.evaluator);
       if (it == kinds.end()) throw EvaluatorSetupError("params: no test kind");
@@ -663,7 +665,7 @@ TEST(EvaluatorRuntime, RespectsPerEvaluatorConcurrency) {
   EXPECT_EQ(peak, 2);
 }
 
-TEST(EvaluatorRuntime, AFullQueueRecordsErrorRunsInsteadOfDropping) {
+TEST(EvaluatorRuntime, AFullQueueDefersRunsToStorageAndTheBacklogFinishesThem) {
   Fixture f;
   std::mutex mu;
   std::condition_variable cv;
@@ -676,27 +678,74 @@ TEST(EvaluatorRuntime, AFullQueueRecordsErrorRunsInsteadOfDropping) {
     return length_of_content(e);
   };
   f.open({evaluator("blocked")}, /*capacity=*/2, /*workers=*/1);
-  // The worker holds the first run; two more fill the queue; the rest overflow.
+  // The worker holds the first run; two more fill the queue; the rest are deferred.
   f.submit(chat_record(0));
   ASSERT_TRUE(f.await_state(id_of(0), "blocked", RunState::kRunning));
-  for (int i = 1; i <= 4; ++i) f.submit(chat_record(i));
-  EXPECT_EQ(f.runtime->counters("blocked").queue_full, 2u);
-  for (int i = 3; i <= 4; ++i) {
+  for (int i = 1; i <= 6; ++i) f.submit(chat_record(i));
+  EXPECT_EQ(f.runtime->counters("blocked").deferred, 4u);
+  EXPECT_EQ(f.runtime->queue_depth(), 2u);
+  for (int i = 3; i <= 6; ++i) {
+    // Waiting in storage, not an error and not in memory.
     auto r = f.run(id_of(i), "blocked");
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->state, RunState::kError);
-    EXPECT_EQ(r->error.rfind("queue full", 0), 0u) << r->error;
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->state, RunState::kPending) << i;
   }
   {
     std::lock_guard lk(mu);
     release = true;
   }
   cv.notify_all();
+  // The backlog scan queues the deferred runs once the queue drains.
   ASSERT_TRUE(f.runtime->wait_idle(10s));
-  for (int i = 0; i <= 2; ++i) EXPECT_EQ(f.run(id_of(i), "blocked")->state, RunState::kCompleted) << i;
-  EXPECT_EQ(f.runtime->counters("blocked").errors, 2u);
+  for (int i = 0; i <= 6; ++i) EXPECT_EQ(f.run(id_of(i), "blocked")->state, RunState::kCompleted) << i;
+  EXPECT_EQ(started.load(), 7);  // each run evaluated once
+  const auto c = f.runtime->counters("blocked");
+  EXPECT_EQ(c.errors, 0u);
+  EXPECT_EQ(c.completed, 7u);
   std::lock_guard lk(f.listener.mu);
-  EXPECT_EQ(f.listener.written.size(), 5u);  // 3 completed + 2 queue-full errors
+  EXPECT_EQ(f.listener.written.size(), 7u);
+}
+
+// A run deferred while a backlog pass is under way may sort before the
+// pass's cursor: the pass is followed by another, so it is not stranded.
+TEST(EvaluatorRuntime, RunsDeferredDuringABacklogPassAreNotStranded) {
+  Fixture f;
+  std::mutex mu;
+  std::condition_variable cv;
+  int allowed = 1;  // runs the kind may finish before it blocks
+  std::atomic<int> started{0};
+  f.kinds["gated"] = [&](const json& e) {
+    ++started;
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return allowed > 0; });
+    --allowed;
+    return length_of_content(e);
+  };
+  f.backlog_chunk = 1;  // a pass takes many steps: deferrals land in the middle of one
+  f.open({evaluator("gated")}, /*capacity=*/1, /*workers=*/1);
+  // Waves of records, each submitted while earlier deferred runs are being
+  // worked through, with ids that sort before the earlier ones (behind the
+  // pass's cursor): every one of them must finish.
+  int next = 0;
+  for (int wave = 0; wave < 5; ++wave) {
+    for (int k = 0; k < 4; ++k, ++next) f.submit(chat_record(1000 - next));
+    {
+      std::lock_guard lk(mu);
+      allowed += 3;
+    }
+    cv.notify_all();
+  }
+  {
+    std::lock_guard lk(mu);
+    allowed = 1 << 20;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(f.runtime->wait_idle(20s));
+  for (int i = 0; i < next; ++i) {
+    EXPECT_EQ(f.run(id_of(1000 - i), "gated")->state, RunState::kCompleted) << i;
+  }
+  EXPECT_GT(f.runtime->counters("gated").deferred, 0u);
+  EXPECT_EQ(f.runtime->counters("gated").completed, static_cast<std::uint64_t>(next));
 }
 
 TEST(EvaluatorRuntime, UnfinishedRunsResumeAfterARestart) {
