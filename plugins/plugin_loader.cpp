@@ -119,6 +119,10 @@ EvalResult parse_evaluator_result(std::string_view json_text, std::string_view /
   json doc = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded())
     return failure("evaluator result is not valid JSON: \"" + quote(json_text) + "\"");
+  return parse_evaluator_document(std::move(doc));
+}
+
+EvalResult parse_evaluator_document(json&& doc) {
   if (!doc.is_object())
     return failure(std::string("evaluator result must be a JSON object, got ") + type_name(doc));
 

@@ -56,6 +56,9 @@ struct EvalResult {
 // unused now.
 // Thread-safety: pure.
 EvalResult parse_evaluator_result(std::string_view json_text, std::string_view default_name = {});
+// The same for a document already parsed (the built-ins' direct path); the
+// document is consumed.
+EvalResult parse_evaluator_document(nlohmann::json&& doc);
 
 // Checks a plugin table the way the loader does: non-NULL, abi_version equal
 // to ARBITER_EVALUATOR_ABI_VERSION, struct_size at least the V1 table, no NULL

@@ -93,9 +93,9 @@ void fill_outputs(const json& raw, json& outputs) {
 
 }  // namespace
 
-json build_eval_event(const RequestRecord& r) {
+json build_eval_event(const RequestRecord& r, bool with_inputs) {
   json event = json::object();
-  event["inputs"] = parse_body(r.request_body, json::object());
+  event["inputs"] = with_inputs ? parse_body(r.request_body, json::object()) : json::object();
   json outputs = json::object();
   const json raw = parse_body(r.response_body, nullptr);
   fill_outputs(raw, outputs);

@@ -31,7 +31,8 @@ namespace arbiter::scoring {
 
 // Precondition: the record was read with its bodies (RequestLog::get with
 // include_bodies) so that feedback and bodies are attached.
-nlohmann::json build_eval_event(const RequestRecord& record);
+// Without `with_inputs`, `inputs` is left {} (the request body is not parsed).
+nlohmann::json build_eval_event(const RequestRecord& record, bool with_inputs = true);
 
 // The `needs` paths that the event lacks, in the order given.
 std::vector<std::string> missing_fields(const nlohmann::json& event,

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "plugins/builtin/registry.hpp"
+#include "scoring/request_record.hpp"
 #include "scoring/network_kinds.hpp"
 
 namespace arbiter::scoring {
@@ -14,22 +15,64 @@ using nlohmann::json;
 constexpr std::string_view kNetworkKinds[] = {"llm_judge", "http", "semantic_similarity",
                                               "moderation"};
 
-// A built-in or a plugin: the same C ABI, in the binary or dlopen()ed.
+// A dlopen()ed plugin, through the C ABI (the built-ins implement the same
+// tables, tested as such, but the runtime calls them directly: BuiltinKind).
 class LocalKind final : public EvaluatorKind {
  public:
-  LocalKind(std::unique_ptr<plugins::PluginInstance> instance, bool plugin)
-      : instance_(std::move(instance)), plugin_(plugin) {}
+  explicit LocalKind(std::unique_ptr<plugins::PluginInstance> instance) : instance_(std::move(instance)) {}
 
   plugins::EvalResult evaluate(const json&, const std::string& event_json,
                                std::chrono::milliseconds) const override {
     return instance_->evaluate(event_json);
   }
-  bool names_own_scores() const override { return plugin_; }
-  bool may_be_slow() const override { return plugin_; }
+  bool names_own_scores() const override { return true; }
 
  private:
   std::unique_ptr<plugins::PluginInstance> instance_;
-  bool plugin_;  // a dlopen()ed plugin (else a built-in)
+};
+
+// A built-in, called directly (plugins::builtin::BuiltinEvaluator): the event
+// object in, the result document out, no JSON text on the way.
+class BuiltinKind final : public EvaluatorKind {
+ public:
+  BuiltinKind(std::unique_ptr<plugins::builtin::BuiltinEvaluator> builtin, const json& params)
+      : builtin_(std::move(builtin)), reads_inputs_(names_inputs(params)) {}
+
+  plugins::EvalResult evaluate(const json& event, const std::string&, std::chrono::milliseconds) const override {
+    plugins::EvalResult result = plugins::parse_evaluator_document(builtin_->evaluate(event));
+    // The text round trip replaced invalid UTF-8 (a comment quoting a cut
+    // of the output, say); without it, do the same here.
+    result.error = sanitize_utf8(result.error);
+    for (auto& score : result.scores) {
+      score.name = sanitize_utf8(score.name);
+      score.comment = sanitize_utf8(score.comment);
+      if (score.value.is_string()) score.value = sanitize_utf8(score.value.get_ref<const std::string&>());
+    }
+    return result;
+  }
+  bool may_be_slow() const override { return false; }
+  bool wants_event_json() const override { return false; }
+  bool reads_inputs() const override { return reads_inputs_; }
+
+ private:
+  // A built-in reads the event only at paths its params give (or their
+  // defaults, none of which is under inputs): any string param naming an
+  // inputs path counts, wherever it sits.
+  static bool names_inputs(const json& params) {
+    if (params.is_string()) {
+      const auto& s = params.get_ref<const std::string&>();
+      return s == "inputs" || s.rfind("inputs.", 0) == 0 || s.rfind("inputs[", 0) == 0;
+    }
+    if (params.is_structured()) {
+      for (const auto& v : params) {
+        if (names_inputs(v)) return true;
+      }
+    }
+    return false;
+  }
+
+  std::unique_ptr<plugins::builtin::BuiltinEvaluator> builtin_;
+  bool reads_inputs_;
 };
 
 std::unique_ptr<EvaluatorKind> make_plugin(const KindSpec& spec) {
@@ -58,7 +101,7 @@ std::unique_ptr<EvaluatorKind> make_plugin(const KindSpec& spec) {
   try {
     const auto* table = library->table();
     auto instance = std::make_unique<plugins::PluginInstance>(table, std::move(library), config);
-    return std::make_unique<LocalKind>(std::move(instance), /*plugin=*/true);
+    return std::make_unique<LocalKind>(std::move(instance));
   } catch (const plugins::PluginError& e) {
     // The plugin refused its config (create failed).
     throw EvaluatorSetupError(std::string("params.config: ") + e.what());
@@ -99,13 +142,12 @@ std::unique_ptr<EvaluatorKind> make_evaluator_kind(const KindSpec& spec, const K
   if (!spec.params.is_object()) throw EvaluatorSetupError("params: expected a mapping");
   if (spec.kind == "plugin") return make_plugin(spec);
   if (is_network_kind(spec.kind)) return make_network_kind(spec, env);
-  if (const auto* table = plugins::builtin::find_builtin(spec.kind)) {
+  if (plugins::builtin::find_builtin(spec.kind) != nullptr) {
     json config = spec.params;
     config["score_name"] = spec.score_name;
     try {
-      auto instance = std::make_unique<plugins::PluginInstance>(table, nullptr, config);
-      return std::make_unique<LocalKind>(std::move(instance), /*plugin=*/false);
-    } catch (const plugins::PluginError& e) {
+      return std::make_unique<BuiltinKind>(plugins::builtin::BuiltinEvaluator::create(spec.kind, config), spec.params);
+    } catch (const plugins::builtin::BuiltinConfigError& e) {
       throw EvaluatorSetupError(params_message(e.what()));
     }
   }

@@ -86,6 +86,16 @@ class EvaluatorKind {
   // Whether an evaluation may take long enough for its `running` state to be
   // worth a write (everything but the built-ins, which take microseconds).
   virtual bool may_be_slow() const { return true; }
+
+  // Whether evaluate() reads `event_json`; when not, the runtime passes an
+  // empty string and spares the serialisation.
+  virtual bool wants_event_json() const { return true; }
+
+  // Whether evaluate() may read the event's `inputs` (the parsed request
+  // body, often the largest part: the whole conversation). When not, and no
+  // `needs` path is under inputs, the runtime leaves it empty and spares the
+  // parse.
+  virtual bool reads_inputs() const { return true; }
 };
 
 // Builds the kind for `spec`. Throws EvaluatorSetupError.

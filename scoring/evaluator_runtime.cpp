@@ -214,6 +214,7 @@ bool any_network_kind(const std::vector<EvaluatorOptions>& evaluators) {
 struct EvaluatorRuntime::Evaluator {
   EvaluatorOptions options;
   std::unique_ptr<EvaluatorKind> kind;
+  bool event_inputs = true;  // build the event's inputs (the kind or a `needs` path reads them)
   std::atomic<std::uint64_t> matched{0}, sampled_out{0}, scheduled{0}, waiting{0}, completed{0},
       errors{0}, retries{0}, deferred{0};
   unsigned running = 0;  // guarded by the runtime's mu_
@@ -254,6 +255,10 @@ void EvaluatorRuntime::build_evaluators(OutboundHttp* http) {
     auto ev = std::make_unique<Evaluator>();
     ev->kind = build_kind(o, env, options_.make_kind, names);
     ev->options = o;
+    ev->event_inputs = ev->kind->reads_inputs() ||
+                       std::any_of(o.needs.begin(), o.needs.end(), [](const std::string& path) {
+                         return path == "inputs" || path.rfind("inputs.", 0) == 0 || path.rfind("inputs[", 0) == 0;
+                       });
     evaluators_.push_back(std::move(ev));
   }
 }
@@ -640,7 +645,7 @@ void EvaluatorRuntime::process(const Task& task) {
       finish_active(key);
       return;
     }
-    const json event = build_eval_event(**record);
+    const json event = build_eval_event(**record, ev.event_inputs);
     auto missing = missing_fields(event, ev.options.needs);
     if (!missing.empty()) {
       if (run.state != RunState::kWaiting || run.missing != missing) {
@@ -671,7 +676,8 @@ void EvaluatorRuntime::process(const Task& task) {
       if (auto ok = write_state(run); !ok) note_error(ev, ok.error().message);
     }
 
-    const std::string event_json = event.dump(-1, ' ', false, json::error_handler_t::replace);
+    const std::string event_json =
+        ev.kind->wants_event_json() ? event.dump(-1, ' ', false, json::error_handler_t::replace) : std::string();
     const auto t0 = Clock::now();
     plugins::EvalResult result = ev.kind->evaluate(event, event_json, ev.options.timeout);
     const auto elapsed = Clock::now() - t0;

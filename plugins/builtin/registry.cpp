@@ -25,20 +25,25 @@ namespace {
 struct Entry {
   std::string_view kind;
   ArbiterEvaluatorPluginV1 table;
+  KernelFactory factory;
 };
 
+#define ARBITER_BUILTIN(kind) {#kind, ARBITER_BUILTIN_TABLE(kind), &make_##kind}
+
 constexpr std::array<Entry, 10> kBuiltins{{
-    {"response_length", ARBITER_BUILTIN_TABLE(response_length)},
-    {"levenshtein", ARBITER_BUILTIN_TABLE(levenshtein)},
-    {"rouge_l", ARBITER_BUILTIN_TABLE(rouge_l)},
-    {"bleu", ARBITER_BUILTIN_TABLE(bleu)},
-    {"flesch_reading_ease", ARBITER_BUILTIN_TABLE(flesch_reading_ease)},
-    {"json_key_coverage", ARBITER_BUILTIN_TABLE(json_key_coverage)},
-    {"tokens_per_second", ARBITER_BUILTIN_TABLE(tokens_per_second)},
-    {"keywords", ARBITER_BUILTIN_TABLE(keywords)},
-    {"json_schema", ARBITER_BUILTIN_TABLE(json_schema)},
-    {"sql_parse", ARBITER_BUILTIN_TABLE(sql_parse)},
+    ARBITER_BUILTIN(response_length),
+    ARBITER_BUILTIN(levenshtein),
+    ARBITER_BUILTIN(rouge_l),
+    ARBITER_BUILTIN(bleu),
+    ARBITER_BUILTIN(flesch_reading_ease),
+    ARBITER_BUILTIN(json_key_coverage),
+    ARBITER_BUILTIN(tokens_per_second),
+    ARBITER_BUILTIN(keywords),
+    ARBITER_BUILTIN(json_schema),
+    ARBITER_BUILTIN(sql_parse),
 }};
+
+#undef ARBITER_BUILTIN
 
 #undef ARBITER_BUILTIN_TABLE
 
@@ -49,6 +54,38 @@ const ArbiterEvaluatorPluginV1* find_builtin(std::string_view kind) {
     if (entry.kind == kind) return &entry.table;
   }
   return nullptr;
+}
+
+std::unique_ptr<BuiltinEvaluator> BuiltinEvaluator::create(std::string_view kind, const nlohmann::json& config) {
+  for (const auto& entry : kBuiltins) {
+    if (entry.kind != kind) continue;
+    try {
+      Params params(config);
+      std::unique_ptr<Kernel> kernel = entry.factory(params);
+      params.finish();
+      return std::unique_ptr<BuiltinEvaluator>(new BuiltinEvaluator(std::move(kernel)));
+    } catch (const ConfigError& e) {
+      throw BuiltinConfigError(e.what());
+    } catch (const std::exception& e) {  // e.g. a schema_file that cannot be read
+      throw BuiltinConfigError(e.what());
+    }
+  }
+  return nullptr;
+}
+
+BuiltinEvaluator::BuiltinEvaluator(std::unique_ptr<Kernel> kernel) : kernel_(std::move(kernel)) {}
+BuiltinEvaluator::~BuiltinEvaluator() = default;
+
+nlohmann::json BuiltinEvaluator::evaluate(const nlohmann::json& event) const {
+  // What evaluate_kernel does, minus the text: the same checks and errors.
+  try {
+    if (!event.is_object()) return error_result("event is not a JSON object");
+    return kernel_->evaluate(event);
+  } catch (const std::exception& e) {
+    return error_result(std::string("built-in evaluator failed: ") + e.what());
+  } catch (...) {
+    return error_result("built-in evaluator failed: unknown error");
+  }
 }
 
 std::vector<std::string_view> builtin_kinds() {

@@ -32,6 +32,9 @@
 // Thread-safety: the tables are immutable statics; every kind's evaluate may
 // run concurrently on one handle (no table sets ARBITER_EVALUATOR_FLAG_SERIAL).
 
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string_view>
 #include <vector>
 
@@ -39,11 +42,41 @@
 
 namespace arbiter::plugins::builtin {
 
+class Kernel;
+
 // The table of a local built-in kind, or nullptr (also for the kinds that
 // need the network: llm_judge, http, semantic_similarity, moderation).
 const ArbiterEvaluatorPluginV1* find_builtin(std::string_view kind);
 
 // Every kind find_builtin knows, in a stable order.
 std::vector<std::string_view> builtin_kinds();
+
+// A param problem found when a built-in is created; what() names the param,
+// as the table's create reports it.
+class BuiltinConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The same kernels as the tables, called directly: the runtime's path for
+// built-ins, which spares the event's serialisation, the kernel's parse of it
+// and the result's text round trip (about 160 k instructions a run, most of
+// a response_length run's cost). Same config, same result documents.
+class BuiltinEvaluator {
+ public:
+  // nullptr for a kind find_builtin does not know. Throws BuiltinConfigError.
+  static std::unique_ptr<BuiltinEvaluator> create(std::string_view kind, const nlohmann::json& config);
+  ~BuiltinEvaluator();
+  BuiltinEvaluator(const BuiltinEvaluator&) = delete;
+  BuiltinEvaluator& operator=(const BuiltinEvaluator&) = delete;
+
+  // The result document (see the table comment above). Never throws: a
+  // failure is {"error": ...}. Thread-safe (kernels are immutable).
+  nlohmann::json evaluate(const nlohmann::json& event) const;
+
+ private:
+  explicit BuiltinEvaluator(std::unique_ptr<Kernel> kernel);
+  std::unique_ptr<Kernel> kernel_;
+};
 
 }  // namespace arbiter::plugins::builtin

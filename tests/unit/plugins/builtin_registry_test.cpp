@@ -106,6 +106,53 @@ TEST_P(BuiltinVector, ReproducesThroughTheAbiTable) {
   }
 }
 
+// The runtime calls built-ins directly (BuiltinEvaluator), not through the
+// table: the same result for every vector, and for the event without the
+// fields the kind reads (its error).
+void expect_same(const EvalResult& direct, const EvalResult& table) {
+  EXPECT_EQ(direct.ok, table.ok);
+  EXPECT_EQ(direct.retryable, table.retryable);
+  EXPECT_EQ(direct.error, table.error);
+  ASSERT_EQ(direct.scores.size(), table.scores.size());
+  for (std::size_t i = 0; i < direct.scores.size(); ++i) {
+    EXPECT_EQ(direct.scores[i].name, table.scores[i].name);
+    EXPECT_EQ(direct.scores[i].value, table.scores[i].value);
+    EXPECT_EQ(direct.scores[i].comment, table.scores[i].comment);
+  }
+}
+
+TEST_P(BuiltinVector, DirectCallGivesWhatTheAbiTableGives) {
+  const json& v = GetParam().data;
+  SCOPED_TRACE(v.dump());
+  const std::string kind = v.at("kind").get<std::string>();
+  const json params = v.value("params", json::object());
+  auto direct = BuiltinEvaluator::create(kind, config_with(params));
+  ASSERT_NE(direct, nullptr);
+  const json event = event_of(v);
+  expect_same(parse_evaluator_document(direct->evaluate(event)), run(kind, params, event));
+  json bare{{"outputs", json::object()}, {"feedback", json::object()}, {"metadata", json::object()}};
+  expect_same(parse_evaluator_document(direct->evaluate(bare)), run(kind, params, bare));
+  EXPECT_FALSE(parse_evaluator_document(direct->evaluate(json::array())).ok);
+}
+
+TEST(BuiltinEvaluator, CreateRefusesWhatTheTableRefusesWithTheSameMessage) {
+  EXPECT_EQ(BuiltinEvaluator::create("llm_judge", config_with(json::object())), nullptr);
+  for (const auto& [kind, config] : std::vector<std::pair<std::string, json>>{
+           {"keywords", config_with({{"keywords", 3}})},
+           {"keywords", config_with({{"keywords", {"a"}}, {"bogus", 1}})},
+           {"response_length", json{{"output", "outputs.content"}}},
+           {"json_schema", config_with({{"schema_file", "/nonexistent/schema.json"}})}}) {
+    std::string message;
+    try {
+      (void)BuiltinEvaluator::create(kind, config);
+    } catch (const BuiltinConfigError& e) {
+      message = e.what();
+    }
+    EXPECT_FALSE(message.empty()) << kind << " " << config;
+    EXPECT_EQ(message, create_error(kind, config)) << kind;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Evaluators, BuiltinVector, ::testing::ValuesIn(vectors()),
                          [](const ::testing::TestParamInfo<Vector>& param_info) {
                            return std::to_string(param_info.param.index) + "_" +

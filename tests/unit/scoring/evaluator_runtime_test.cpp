@@ -143,6 +143,7 @@ struct Fixture {
 
   unsigned retention_days = 0;
   std::size_t backlog_chunk = 256;
+  bool real_kinds = false;  // the kinds named in the options (built-ins), not `kinds`
   // The request log's clock (retention cutoffs): 30 days after the records
   // by default. A test that runs retention itself starts it at kNow, so that
   // the background pass at start-up finds nothing to delete whenever it runs.
@@ -162,11 +163,13 @@ struct Fixture {
     o.workers = workers;
     o.queue_capacity = capacity;
     o.backlog_chunk = backlog_chunk;
-    o.make_kind = [this](const KindSpec& spec) -> std::unique_ptr<EvaluatorKind> {
-      auto it = kinds.find(spec.evaluator);
-      if (it == kinds.end()) throw EvaluatorSetupError("params: no test kind");
-      return std::make_unique<TestKind>(it->second);
-    };
+    if (!real_kinds) {
+      o.make_kind = [this](const KindSpec& spec) -> std::unique_ptr<EvaluatorKind> {
+        auto it = kinds.find(spec.evaluator);
+        if (it == kinds.end()) throw EvaluatorSetupError("params: no test kind");
+        return std::make_unique<TestKind>(it->second);
+      };
+    }
     runtime = std::make_unique<EvaluatorRuntime>(*log, *scores, std::move(o));
     if (start) runtime->start();
   }
@@ -704,6 +707,35 @@ TEST(EvaluatorRuntime, AFullQueueDefersRunsToStorageAndTheBacklogFinishesThem) {
   EXPECT_EQ(c.completed, 7u);
   std::lock_guard lk(f.listener.mu);
   EXPECT_EQ(f.listener.written.size(), 7u);
+}
+
+// The runtime calls built-ins directly and builds the event's inputs only
+// for an evaluator that reads them: both kinds of evaluator score right.
+TEST(EvaluatorRuntime, BuiltInsScoreOutputsAndInputsThroughTheDirectPath) {
+  Fixture f;
+  f.real_kinds = true;
+  auto out_len = evaluator("out_len", "response_length");
+  auto in_len = evaluator("in_len", "response_length");
+  in_len.params = json{{"output", "inputs.messages.0.content"}};
+  auto in_needs = evaluator("in_needs", "keywords");
+  in_needs.params = json{{"keywords", {"France"}}};
+  in_needs.needs = {"inputs.messages.0.content"};
+  f.open({out_len, in_len, in_needs});
+  f.submit(chat_record(1, "Paris is the capital of France."));
+  ASSERT_TRUE(f.runtime->wait_idle(10s));
+  auto list = f.scores->list("alpha", [] {
+    ScoreListQuery q;
+    q.request_id = id_of(1);
+    return q;
+  }());
+  ASSERT_TRUE(list.ok());
+  std::map<std::string, Score> by_name;
+  for (auto& s : list->scores) by_name[s.name] = s;
+  ASSERT_EQ(by_name.size(), 3u);
+  EXPECT_EQ(by_name["out_len"].value, 6.0);  // "Paris is the capital of France."
+  EXPECT_EQ(by_name["in_len"].value, 3.0);   // "Capital of France?"
+  EXPECT_EQ(by_name["in_needs"].value, 1.0);  // keywords over outputs; inputs present for `needs`
+  EXPECT_EQ(f.run(id_of(1), "in_needs")->state, RunState::kCompleted);
 }
 
 // A run deferred while a backlog pass is under way may sort before the
