@@ -194,6 +194,19 @@ struct Fixture {
     ASSERT_TRUE(log->flush());
   }
 
+  // A request's scores in "alpha", by name.
+  std::map<std::string, Score> scores_by_name(const std::string& request_id) {
+    ScoreListQuery q;
+    q.request_id = request_id;
+    auto list = scores->list("alpha", q);
+    EXPECT_TRUE(list.ok());
+    std::map<std::string, Score> out;
+    if (list.ok()) {
+      for (auto& s : list->scores) out[s.name] = s;
+    }
+    return out;
+  }
+
   std::optional<EvalRun> run(const std::string& request_id, const std::string& evaluator) {
     auto r = log->with_store([&](Store& s) { return read_run(s, "alpha", request_id, evaluator); });
     EXPECT_TRUE(r.ok());
@@ -463,14 +476,7 @@ TEST(EvaluatorRuntime, ScoresMatchingRecordsWithTypedEvalScores) {
   EXPECT_EQ(run->id, derived_id({"alpha", id_of(1), "length"}));
   EXPECT_FALSE(f.run(id_of(1), "embeddings_only"));
 
-  auto list = f.scores->list("alpha", [] {
-    ScoreListQuery q;
-    q.request_id = id_of(1);
-    return q;
-  }());
-  ASSERT_TRUE(list.ok());
-  std::map<std::string, Score> by_name;
-  for (auto& s : list->scores) by_name[s.name] = s;
+  std::map<std::string, Score> by_name = f.scores_by_name(id_of(1));
   ASSERT_EQ(by_name.size(), 3u);
   const Score& len = by_name["length"];
   EXPECT_EQ(len.source, ScoreSource::kEval);
@@ -723,14 +729,7 @@ TEST(EvaluatorRuntime, BuiltInsScoreOutputsAndInputsThroughTheDirectPath) {
   f.open({out_len, in_len, in_needs});
   f.submit(chat_record(1, "Paris is the capital of France."));
   ASSERT_TRUE(f.runtime->wait_idle(10s));
-  auto list = f.scores->list("alpha", [] {
-    ScoreListQuery q;
-    q.request_id = id_of(1);
-    return q;
-  }());
-  ASSERT_TRUE(list.ok());
-  std::map<std::string, Score> by_name;
-  for (auto& s : list->scores) by_name[s.name] = s;
+  std::map<std::string, Score> by_name = f.scores_by_name(id_of(1));
   ASSERT_EQ(by_name.size(), 3u);
   EXPECT_EQ(by_name["out_len"].value, 6.0);  // "Paris is the capital of France."
   EXPECT_EQ(by_name["in_len"].value, 3.0);   // "Capital of France?"
