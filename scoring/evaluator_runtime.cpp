@@ -633,7 +633,7 @@ void EvaluatorRuntime::process(const Task& task) {
       return;
     }
 
-    auto record = log_.get(task.project, task.request_id, /*include_bodies=*/true);
+    auto record = log_.get(task.project, task.request_id, /*include_bodies=*/true, /*with_scores=*/false);
     if (!record.ok()) {
       if (record.error().code != ErrorCode::kUnavailable) note_error(ev, record.error().message);
       finish_active(key);
@@ -932,7 +932,7 @@ Expected<json> EvaluatorRuntime::run_now(std::string_view project, std::string_v
   const std::size_t i = find(name);
   if (i == evaluators_.size()) return not_found("evaluator '" + sanitize_utf8(name) + "' not found");
   Evaluator& ev = *evaluators_[i];
-  auto record = log_.get(project, request_id, /*include_bodies=*/true);
+  auto record = log_.get(project, request_id, /*include_bodies=*/true, /*with_scores=*/false);
   if (!record.ok()) return std::move(record).error();
   if (!*record) return not_found("request " + sanitize_utf8(request_id) + " not found");
 

@@ -415,12 +415,13 @@ Expected<bool> RequestLog::known(std::string_view project, std::string_view requ
 
 Expected<std::optional<RequestRecord>> RequestLog::get(std::string_view project,
                                                        std::string_view request_id,
-                                                       bool include_bodies) const {
+                                                       bool include_bodies, bool with_scores) const {
   std::shared_lock lk(store_mu_);
   if (!store_->is_open()) return unavailable("request log is closed");
   auto got = store_->get(project, request_id, include_bodies);
   if (got.ok() && *got) {
-    if (auto ok = attach_score_data(*store_, **got); !ok) return std::move(ok).error();
+    auto ok = with_scores ? attach_score_data(*store_, **got) : attach_feedback(*store_, **got);
+    if (!ok) return std::move(ok).error();
   }
   return got;
 }

@@ -166,8 +166,10 @@ class RequestLog {
 
   // Stored record, with its scores and posted feedback fields attached
   // (attach_score_data); nullopt for unknown ids and for another project's ids.
+  // Without `with_scores` only the feedback is attached (what an evaluator's
+  // event has), sparing the scores' reads.
   Expected<std::optional<RequestRecord>> get(std::string_view project, std::string_view request_id,
-                                             bool include_bodies) const;
+                                             bool include_bodies, bool with_scores = true) const;
 
   Expected<std::vector<RequestRecord>> query(std::string_view project, const RequestQuery& query,
                                              QueryStats* stats = nullptr) const;

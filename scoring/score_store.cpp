@@ -326,7 +326,10 @@ Expected<void> attach_score_data(const Store& store, RequestRecord& record,
       snapshot);
   if (!scanned.ok()) return scanned;
   if (!failure.message.empty()) return failure;
+  return attach_feedback(store, record, snapshot);
+}
 
+Expected<void> attach_feedback(const Store& store, RequestRecord& record, const rocksdb::Snapshot* snapshot) {
   auto fb =
       read(store, ColumnFamily::kScores, feedback_key(record.project, record.request_id), snapshot);
   if (!fb.ok()) return std::move(fb).error();

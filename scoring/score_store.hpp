@@ -102,6 +102,9 @@ std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t pref
 // posted feedback fields into record.feedback. `snapshot` may be null.
 Expected<void> attach_score_data(const Store& store, RequestRecord& record,
                                  const rocksdb::Snapshot* snapshot = nullptr);
+// Only the feedback part of attach_score_data.
+Expected<void> attach_feedback(const Store& store, RequestRecord& record,
+                               const rocksdb::Snapshot* snapshot = nullptr);
 
 // Adds to `batch` the deletion of every score of the request (with its id
 // mapping and index entries) and of its posted feedback; returns the number
