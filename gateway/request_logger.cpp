@@ -12,24 +12,24 @@ std::int64_t unix_us(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
-// Bodies are parsed only when complete (callers check truncation): a
-// truncated prefix is not JSON.
-nlohmann::json parse_object(const std::string& bytes) {
-  if (bytes.empty()) return nullptr;
-  auto j = scoring::parse_json_bounded(bytes);
-  return j.is_object() ? j : nlohmann::json(nullptr);
-}
-
 std::optional<std::int64_t> int_field(const nlohmann::json& o, const char* key) {
   auto it = o.find(key);
   if (it == o.end() || !it->is_number_integer()) return std::nullopt;
   return it->get<std::int64_t>();
 }
 
-std::string string_field(const nlohmann::json& o, const char* key) {
-  if (!o.is_object()) return {};
-  auto it = o.find(key);
-  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+// A member's raw value (top_level_members) when it is a string; else "".
+std::string string_value(std::string_view raw) {
+  if (raw.size() < 2 || raw.front() != '"') return {};
+  if (raw.find('\\') == std::string_view::npos) {
+    // No escapes: the text between the quotes, if it is valid UTF-8 (a
+    // parse would refuse the document otherwise).
+    std::string_view inner = raw.substr(1, raw.size() - 2);
+    if (scoring::sanitize_utf8(inner) != inner) return {};
+    return std::string(inner);
+  }
+  const auto v = scoring::parse_json_bounded(raw);
+  return v.is_string() ? v.get<std::string>() : std::string();
 }
 
 void take_usage(const nlohmann::json& usage, scoring::RequestRecord& rec) {
@@ -59,18 +59,24 @@ int record_status(const ExchangeResult& r) {
 
 void derive_fields(scoring::RequestRecord& rec, const Config& config) {
   rec.derive_pending = false;
-  const nlohmann::json req =
-      rec.request_truncated ? nlohmann::json(nullptr) : parse_object(rec.request_body);
-  rec.request_model = string_field(req, "model");
-  if (rec.user_id.empty()) rec.user_id = string_field(req, "user");
+  // Only a few top-level members are read, so only they are parsed: the
+  // bodies (a request holds the whole conversation) are scanned, not built
+  // into documents (scoring::top_level_members).
+  static constexpr std::string_view kRequestMembers[] = {"model", "user"};
+  static constexpr std::string_view kResponseMembers[] = {"model", "usage"};
+  if (!rec.request_truncated && !rec.request_body.empty()) {
+    if (auto m = scoring::top_level_members(rec.request_body, kRequestMembers)) {
+      rec.request_model = string_value((*m)[0]);
+      if (rec.user_id.empty()) rec.user_id = string_value((*m)[1]);
+    }
+  }
   // A stream's response body is the reassembled completion, whole even when
   // the raw SSE copy was cut at the cap.
-  const nlohmann::json res = rec.response_truncated && !rec.is_stream
-                                 ? nlohmann::json(nullptr)
-                                 : parse_object(rec.response_body);
-  if (res.is_object()) {
-    rec.response_model = string_field(res, "model");
-    if (auto u = res.find("usage"); u != res.end()) take_usage(*u, rec);
+  if ((!rec.response_truncated || rec.is_stream) && !rec.response_body.empty()) {
+    if (auto m = scoring::top_level_members(rec.response_body, kResponseMembers)) {
+      rec.response_model = string_value((*m)[0]);
+      if (!(*m)[1].empty()) take_usage(scoring::parse_json_bounded((*m)[1]), rec);
+    }
   }
   rec.cost_usd = cost_for(config, rec);
 }

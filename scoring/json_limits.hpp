@@ -9,7 +9,10 @@
 // cheap pre-scan before anything is parsed. Thread-safe (pure functions).
 
 #include <cstddef>
+#include <optional>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -26,5 +29,19 @@ bool json_too_deep(std::string_view text, std::size_t max_depth = kMaxJsonDepth)
 // The parsed document, or a discarded value (is_discarded()) when `text` is
 // not JSON or nests deeper than max_depth. Never throws.
 nlohmann::json parse_json_bounded(std::string_view text, std::size_t max_depth = kMaxJsonDepth);
+
+// For reading a few members of a large body (the model, the usage) without
+// building its document: one scan that parses nothing but the top-level
+// object's keys. Returns, for each of `names`, the raw text of that member's
+// value (empty when absent; the last one when a key repeats, as a parse
+// keeps), to be parsed on its own (parse_json_bounded). nullopt when `text`
+// is not an object or its structure is broken — unbalanced brackets or
+// strings, a missing ':' or ',' between top-level members, trailing bytes —
+// or it nests deeper than max_depth. Inside member values only brackets and
+// strings are checked: a body malformed deep inside a member still yields
+// the other members (a full parse would refuse it whole).
+std::optional<std::vector<std::string_view>> top_level_members(std::string_view text,
+                                                                std::span<const std::string_view> names,
+                                                                std::size_t max_depth = kMaxJsonDepth);
 
 }  // namespace arbiter::scoring

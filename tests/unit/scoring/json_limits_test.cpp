@@ -4,7 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <random>
 #include <string>
+#include <vector>
 
 namespace arbiter::scoring {
 namespace {
@@ -36,6 +38,92 @@ TEST(JsonLimitsTest, ParsesBoundedDocumentsAndDiscardsTheRest) {
   EXPECT_FALSE(parse_json_bounded(nested(kMaxJsonDepth)).is_discarded());
   // What a walk over the deepest accepted document costs is bounded: dump() recurses.
   EXPECT_EQ(parse_json_bounded(nested(kMaxJsonDepth)).dump().size(), 2 * kMaxJsonDepth);
+}
+
+// ---- top_level_members: the scan must find what a parse finds ----
+
+nlohmann::json random_value(std::mt19937& rng, int depth) {
+  const int kind = static_cast<int>(rng() % (depth > 4 ? 6 : 8));
+  switch (kind) {
+    case 0: return nullptr;
+    case 1: return rng() % 2 == 0;
+    case 2: return static_cast<std::int64_t>(rng() % 2000000) - 1000000;
+    case 3: return static_cast<double>(rng() % 100000) / 7.0;
+    case 4: {
+      static const char* kStrings[] = {"", "gpt-4o", "a \"quoted\" ] } word", "back\\slash", "tab\there",
+                                       "ünïcødé ✓", "{[not structure]}", "line\nbreak", "\x01ctl"};
+      return kStrings[rng() % std::size(kStrings)];
+    }
+    case 5: return "s" + std::to_string(rng() % 1000);
+    case 6: {
+      nlohmann::json a = nlohmann::json::array();
+      for (auto n = rng() % 4; n > 0; --n) a.push_back(random_value(rng, depth + 1));
+      return a;
+    }
+    default: {
+      nlohmann::json o = nlohmann::json::object();
+      for (auto n = rng() % 4; n > 0; --n) o["k" + std::to_string(rng() % 6)] = random_value(rng, depth + 1);
+      return o;
+    }
+  }
+}
+
+TEST(TopLevelMembersTest, FindsWhatAParseFindsInRandomDocuments) {
+  std::mt19937 rng(20261122);
+  const std::string_view names[] = {"model", "usage", "k1", "absent"};
+  for (int round = 0; round < 2000; ++round) {
+    nlohmann::json doc = nlohmann::json::object();
+    for (auto n = rng() % 6; n > 0; --n) {
+      static const char* kKeys[] = {"model", "usage", "k1", "messages", "user"};
+      doc[kKeys[rng() % std::size(kKeys)]] = random_value(rng, 1);
+    }
+    const int indent = round % 3 == 0 ? -1 : static_cast<int>(round % 4);
+    const std::string text = doc.dump(indent);
+    SCOPED_TRACE(text);
+    const auto found = top_level_members(text, names);
+    ASSERT_TRUE(found.has_value());
+    for (std::size_t i = 0; i < std::size(names); ++i) {
+      const auto it = doc.find(names[i]);
+      if (it == doc.end()) {
+        EXPECT_TRUE((*found)[i].empty()) << names[i];
+      } else {
+        EXPECT_EQ(nlohmann::json::parse((*found)[i]), *it) << names[i];
+      }
+    }
+    // Every strict prefix (a truncated body) is refused, as a parse refuses it.
+    for (std::size_t cut = 0; cut < text.size(); cut += 1 + text.size() / 40) {
+      EXPECT_FALSE(top_level_members(std::string_view(text).substr(0, cut), names).has_value()) << cut;
+    }
+  }
+}
+
+TEST(TopLevelMembersTest, KeysAreComparedUnescapedAndTheLastRepeatWins) {
+  const std::string_view names[] = {"model"};
+  auto m = top_level_members(R"({"mod\u0065l": "a", "x": {"model": "nested"}})", names);
+  ASSERT_TRUE(m);
+  EXPECT_EQ((*m)[0], R"("a")");
+  m = top_level_members(R"( {"model": 1 ,"model" : [2] } )", names);
+  ASSERT_TRUE(m);
+  EXPECT_EQ((*m)[0], "[2]");
+}
+
+TEST(TopLevelMembersTest, RefusesWhatIsNotAnObjectOrIsBrokenOrTooDeep) {
+  const std::string_view names[] = {"model"};
+  for (const char* bad : {"", "[]", "\"s\"", "12", "{", "{\"model\"}", "{\"model\": }", "{\"model\" \"a\"}",
+                          "{\"a\": 1 \"model\": 2}", "{\"model\": \"a\"} x", "{\"model\": \"a\",}",
+                          "{\"a\": [1, 2}", "{\"a\": \"unterminated}", "{model: 1}", "{\"a\": @}",
+                          "{\"a\": \"raw\x01ctl\"}"}) {
+    EXPECT_FALSE(top_level_members(bad, names).has_value()) << bad;
+  }
+  EXPECT_TRUE(top_level_members("{}", names).has_value());
+  // The same bound as parse_json_bounded: the top level is one of the levels.
+  const std::string at_limit = "{\"a\": " + nested(kMaxJsonDepth - 1) + "}";
+  const std::string over = "{\"a\": " + nested(kMaxJsonDepth) + "}";
+  EXPECT_FALSE(parse_json_bounded(at_limit).is_discarded());
+  EXPECT_TRUE(top_level_members(at_limit, names).has_value());
+  EXPECT_TRUE(parse_json_bounded(over).is_discarded());
+  EXPECT_FALSE(top_level_members(over, names).has_value());
+  EXPECT_FALSE(top_level_members("{\"a\": " + std::string(100000, '[') + "}", names).has_value());
 }
 
 }  // namespace
