@@ -11,6 +11,11 @@
 //                           proxy relays them, then finish() and reassembled()
 //   record encode           build_record (deferred) → derive_fields (JSON parse of both bodies,
 //                           on the storage thread) → encode_metadata, for a typical chat call
+//   record decode           decode_metadata of that record's stored metadata, without and with
+//                           posted feedback: what every API read, webhook and evaluator pays
+//   score encode / decode   encode_score / decode_score of an evaluator score (its metadata
+//                           names the evaluator and run) and of a Helicone API score (no
+//                           metadata, no comment): the score writer and every score read
 //   batch write             Store::write of N records (metadata, bodies, indexes) into RocksDB
 //                           in a temp dir, WAL on, no fsync: what the storage thread commits
 //
@@ -318,6 +323,70 @@ void BM_DeriveFields(benchmark::State& state) {
       static_cast<std::int64_t>(state.iterations() * (request_body().size() + response_body().size())));
 }
 BENCHMARK(BM_DeriveFields);
+
+// The stored metadata of the chat call above; range(0) = 1 adds posted feedback (the one
+// free-form JSON member a record carries).
+void BM_RecordDecode(benchmark::State& state) {
+  const auto config = bench_config();
+  auto rec = gateway::build_record(chat_context(), chat_exchange(), *config);
+  if (state.range(0) != 0) rec.feedback = {{"ground_truth", "Hamlet avenges his father."}, {"rating", true}};
+  const std::string bytes = scoring::encode_metadata(rec);
+  for (auto _ : state) {
+    auto decoded = scoring::decode_metadata(bytes);
+    if (!decoded.ok()) state.SkipWithError("decode_metadata failed");
+    benchmark::DoNotOptimize(decoded);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes.size()));
+  state.counters["metadata_bytes"] = static_cast<double>(bytes.size());
+}
+BENCHMARK(BM_RecordDecode)->ArgName("feedback")->Arg(0)->Arg(1);
+
+// range(0) = 0: what an evaluator writes (source EVAL, metadata naming the evaluator and the
+// run, as evaluator_runtime.cpp sets it); 1: a Helicone `POST /v1/request/{id}/score` score.
+scoring::Score bench_score(std::int64_t kind) {
+  scoring::Score s;
+  s.id = "0b6f3c2e-8d4a-4f1b-9c7e-2a5d6e7f8a9b";
+  s.project = "bench";
+  s.request_id = "7d1f5f0e-3a0b-4c47-9d77-5b1c2c9e0a11";
+  s.timestamp_us = 1732270000123456;
+  s.created_at_us = s.timestamp_us;
+  s.updated_at_us = s.timestamp_us;
+  if (kind == 0) {
+    s.name = "answer_length";
+    s.value = 312;
+    s.source = scoring::ScoreSource::kEval;
+    s.metadata = {{"evaluator", "answer_length"},
+                  {"kind", "response_length"},
+                  {"run_id", "3f0c9a57-5d7e-4c1a-8b2f-6e9d0a1b2c3d"}};
+  } else {
+    s.name = "helpfulness";
+    s.value = 92;
+  }
+  return s;
+}
+
+void BM_ScoreEncode(benchmark::State& state) {
+  const scoring::Score s = bench_score(state.range(0));
+  std::size_t encoded = 0;
+  for (auto _ : state) {
+    auto bytes = scoring::encode_score(s);
+    encoded = bytes.size();
+    benchmark::DoNotOptimize(bytes);
+  }
+  state.counters["score_bytes"] = static_cast<double>(encoded);
+}
+BENCHMARK(BM_ScoreEncode)->ArgName("api")->Arg(0)->Arg(1);
+
+void BM_ScoreDecode(benchmark::State& state) {
+  const std::string bytes = scoring::encode_score(bench_score(state.range(0)));
+  for (auto _ : state) {
+    auto decoded = scoring::decode_score(bytes);
+    if (!decoded.ok()) state.SkipWithError("decode_score failed");
+    benchmark::DoNotOptimize(decoded);
+  }
+  state.counters["score_bytes"] = static_cast<double>(bytes.size());
+}
+BENCHMARK(BM_ScoreDecode)->ArgName("api")->Arg(0)->Arg(1);
 
 // A RocksDB directory for the life of one benchmark, removed afterwards.
 class TempDb {

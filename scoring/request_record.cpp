@@ -6,19 +6,43 @@
 #include <limits>
 #include <vector>
 
+#include "scoring/binary_codec.hpp"
 #include "scoring/json_limits.hpp"
 
 namespace arbiter::scoring {
 
 namespace {
 
-// Bumped when the metadata layout changes incompatibly; decode refuses
-// versions it does not know instead of misreading them.
-constexpr char kMetadataVersion = 1;
+// The first byte of every stored metadata value. Bumped when the layout
+// changes; decode refuses versions it does not know instead of misreading
+// them. Version 1 (CBOR with short keys) is still read, never written.
+constexpr char kMetadataVersion1 = 1;
+constexpr char kMetadataVersion = 2;
 
-// Short CBOR keys: the metadata is written once per request and read on
-// every examined query candidate, so a compact encoding matters more than
-// readability. Keep this table in sync with encode/decode.
+// Version 2 layout (binary_codec.hpp primitives), in this order:
+//
+//   u8      version (2)
+//   varint  bits: the kFlag* booleans, then which optionals follow (kHas*)
+//   str     request_id, project
+//   svarint created_at_us, response_at_us
+//   f64     latency_ms
+//   f64     time_to_first_token_ms                      if kHasTtft
+//   str     method, path, upstream
+//   svarint status
+//   str     request_model, response_model, user_id, session_id,
+//           session_path, session_name
+//   varint  property count, then per property (ascending keys): str key, str value
+//   svarint prompt_tokens, completion_tokens, total_tokens  each if its kHas* bit
+//   f64     cost_usd                                    if kHasCost
+//   svarint request_size, response_size
+//   str     error_message
+//   varint  length + CBOR object: feedback              if kHasFeedback
+//
+// and nothing after it. Fixed order instead of keys: the storage thread
+// encodes every record and every read decodes one, so this is per-request
+// CPU (bench/README.md, "Storage codecs").
+
+// Version 1: short CBOR keys. Keep this table in sync with decode_metadata_v1.
 constexpr const char* kKeyId = "id";
 constexpr const char* kKeyProject = "pj";
 constexpr const char* kKeyCreated = "ca";
@@ -46,6 +70,7 @@ constexpr const char* kKeyFlags = "f";
 constexpr const char* kKeyError = "em";
 constexpr const char* kKeyFeedback = "fb";
 
+// The booleans, with the same bits in both versions (v1's "f").
 enum Flag : std::uint32_t {
   kFlagStream = 1u << 0,
   kFlagRequestTruncated = 1u << 1,
@@ -54,9 +79,16 @@ enum Flag : std::uint32_t {
   kFlagResponseOmitted = 1u << 4,
 };
 
-void put_string(nlohmann::json& j, const char* key, const std::string& value) {
-  if (!value.empty()) j[key] = value;
-}
+// Version 2: which optional fields are present.
+enum Presence : std::uint32_t {
+  kHasTtft = 1u << 5,
+  kHasPromptTokens = 1u << 6,
+  kHasCompletionTokens = 1u << 7,
+  kHasTotalTokens = 1u << 8,
+  kHasCost = 1u << 9,
+  kHasFeedback = 1u << 10,
+};
+constexpr std::uint64_t kKnownBits = (1u << 11) - 1;
 
 // Decoding helpers: a field of the wrong type means the bytes are not ours.
 bool get_string(const nlohmann::json& j, const char* key, std::string& out) {
@@ -133,56 +165,15 @@ bool valid_request_id(std::string_view id) {
   });
 }
 
-std::string encode_metadata(const RequestRecord& r) {
-  nlohmann::json j = nlohmann::json::object();
-  j[kKeyId] = r.request_id;
-  j[kKeyProject] = r.project;
-  j[kKeyCreated] = r.created_at_us;
-  if (r.response_at_us != 0) j[kKeyResponded] = r.response_at_us;
-  j[kKeyLatency] = r.latency_ms;
-  if (r.time_to_first_token_ms) j[kKeyTtft] = *r.time_to_first_token_ms;
-  put_string(j, kKeyMethod, r.method);
-  put_string(j, kKeyPath, r.path);
-  put_string(j, kKeyUpstream, r.upstream);
-  j[kKeyStatus] = r.status;
-  put_string(j, kKeyRequestModel, r.request_model);
-  put_string(j, kKeyResponseModel, r.response_model);
-  put_string(j, kKeyUser, r.user_id);
-  put_string(j, kKeySession, r.session_id);
-  put_string(j, kKeySessionPath, r.session_path);
-  put_string(j, kKeySessionName, r.session_name);
-  if (!r.properties.empty()) j[kKeyProperties] = r.properties;
-  if (r.prompt_tokens) j[kKeyPromptTokens] = *r.prompt_tokens;
-  if (r.completion_tokens) j[kKeyCompletionTokens] = *r.completion_tokens;
-  if (r.total_tokens) j[kKeyTotalTokens] = *r.total_tokens;
-  if (r.cost_usd) j[kKeyCost] = *r.cost_usd;
-  if (r.request_size != 0) j[kKeyRequestSize] = r.request_size;
-  if (r.response_size != 0) j[kKeyResponseSize] = r.response_size;
-  std::uint32_t flags = 0;
-  if (r.is_stream) flags |= kFlagStream;
-  if (r.request_truncated) flags |= kFlagRequestTruncated;
-  if (r.response_truncated) flags |= kFlagResponseTruncated;
-  if (r.request_omitted) flags |= kFlagRequestOmitted;
-  if (r.response_omitted) flags |= kFlagResponseOmitted;
-  if (flags != 0) j[kKeyFlags] = flags;
-  put_string(j, kKeyError, r.error_message);
-  if (r.feedback.is_object() && !r.feedback.empty()) j[kKeyFeedback] = r.feedback;
+namespace {
 
-  std::string out;
-  out.push_back(kMetadataVersion);
-  nlohmann::json::to_cbor(j, nlohmann::detail::output_adapter<char>(out));
-  return out;
+Error corrupt_record(const char* why) {
+  return storage_error(std::string("corrupt record: ") + why);
 }
 
-Expected<RequestRecord> decode_metadata(std::string_view bytes) {
-  if (bytes.empty()) return storage_error("corrupt record: empty value");
-  if (bytes[0] != kMetadataVersion) {
-    return storage_error("corrupt record: unknown format version " +
-                         std::to_string(static_cast<unsigned char>(bytes[0])));
-  }
-  const auto* begin = reinterpret_cast<const std::uint8_t*>(bytes.data() + 1);
-  const auto* end = reinterpret_cast<const std::uint8_t*>(bytes.data() + bytes.size());
-  auto j = nlohmann::json::from_cbor(begin, end, /*strict=*/true, /*allow_exceptions=*/false);
+// Version 1, as written before version 2 existed (bytes[0] == 1).
+Expected<RequestRecord> decode_metadata_v1(std::string_view bytes) {
+  auto j = binary::parse_cbor_bounded(bytes.substr(1));
   if (j.is_discarded() || !j.is_object()) return storage_error("corrupt record: bad CBOR");
 
   RequestRecord r;
@@ -228,6 +219,141 @@ Expected<RequestRecord> decode_metadata(std::string_view bytes) {
     r.feedback = std::move(*it);
   }
   return r;
+}
+
+Expected<RequestRecord> decode_metadata_v2(std::string_view bytes) {
+  binary::Reader in(bytes.substr(1));
+  RequestRecord r;
+  const std::uint64_t bits = in.varint();
+  if ((bits & ~kKnownBits) != 0) return corrupt_record("unknown flag bits");
+  in.str(r.request_id);
+  in.str(r.project);
+  r.created_at_us = in.svarint();
+  r.response_at_us = in.svarint();
+  r.latency_ms = in.f64();
+  if ((bits & kHasTtft) != 0) r.time_to_first_token_ms = in.f64();
+  in.str(r.method);
+  in.str(r.path);
+  in.str(r.upstream);
+  const std::int64_t status = in.svarint();
+  if (status < std::numeric_limits<int>::min() || status > std::numeric_limits<int>::max()) {
+    return corrupt_record("status out of range");
+  }
+  r.status = static_cast<int>(status);
+  in.str(r.request_model);
+  in.str(r.response_model);
+  in.str(r.user_id);
+  in.str(r.session_id);
+  in.str(r.session_path);
+  in.str(r.session_name);
+  const std::uint64_t properties = in.varint();
+  // Each property takes at least two bytes: a huge count is corruption,
+  // not a reason to loop.
+  if (properties > in.remaining() / 2) in.fail("property count beyond the value");
+  std::string_view previous;
+  for (std::uint64_t i = 0; i < properties && in.ok(); ++i) {
+    const std::string_view key = in.str_view();
+    const std::string_view value = in.str_view();
+    if (i > 0 && !(previous < key)) {
+      in.fail("property keys out of order");
+      break;
+    }
+    r.properties.emplace_hint(r.properties.end(), std::string(key), std::string(value));
+    previous = key;
+  }
+  if ((bits & kHasPromptTokens) != 0) r.prompt_tokens = in.svarint();
+  if ((bits & kHasCompletionTokens) != 0) r.completion_tokens = in.svarint();
+  if ((bits & kHasTotalTokens) != 0) r.total_tokens = in.svarint();
+  if ((bits & kHasCost) != 0) r.cost_usd = in.f64();
+  r.request_size = in.svarint();
+  r.response_size = in.svarint();
+  in.str(r.error_message);
+  if ((bits & kHasFeedback) != 0) {
+    in.cbor(r.feedback);
+    if (in.ok() && !r.feedback.is_object()) return corrupt_record("feedback not an object");
+  }
+  if (!in.ok()) return corrupt_record(in.error());
+  if (!in.at_end()) return corrupt_record("trailing bytes");
+  r.is_stream = (bits & kFlagStream) != 0;
+  r.request_truncated = (bits & kFlagRequestTruncated) != 0;
+  r.response_truncated = (bits & kFlagResponseTruncated) != 0;
+  r.request_omitted = (bits & kFlagRequestOmitted) != 0;
+  r.response_omitted = (bits & kFlagResponseOmitted) != 0;
+  return r;
+}
+
+}  // namespace
+
+std::string encode_metadata(const RequestRecord& r) {
+  const bool has_feedback = r.feedback.is_object() && !r.feedback.empty();
+  std::uint64_t bits = 0;
+  if (r.is_stream) bits |= kFlagStream;
+  if (r.request_truncated) bits |= kFlagRequestTruncated;
+  if (r.response_truncated) bits |= kFlagResponseTruncated;
+  if (r.request_omitted) bits |= kFlagRequestOmitted;
+  if (r.response_omitted) bits |= kFlagResponseOmitted;
+  if (r.time_to_first_token_ms) bits |= kHasTtft;
+  if (r.prompt_tokens) bits |= kHasPromptTokens;
+  if (r.completion_tokens) bits |= kHasCompletionTokens;
+  if (r.total_tokens) bits |= kHasTotalTokens;
+  if (r.cost_usd) bits |= kHasCost;
+  if (has_feedback) bits |= kHasFeedback;
+
+  // One allocation in the common case: the strings, plus at most 10 bytes
+  // per number and length prefix.
+  std::size_t size = 160 + r.request_id.size() + r.project.size() + r.method.size() +
+                     r.path.size() + r.upstream.size() + r.request_model.size() +
+                     r.response_model.size() + r.user_id.size() + r.session_id.size() +
+                     r.session_path.size() + r.session_name.size() + r.error_message.size();
+  for (const auto& [k, v] : r.properties) size += k.size() + v.size() + 20;
+  std::string out;
+  out.reserve(size);
+  binary::Writer w(out);
+  w.u8(static_cast<std::uint8_t>(kMetadataVersion));
+  w.varint(bits);
+  w.str(r.request_id);
+  w.str(r.project);
+  w.svarint(r.created_at_us);
+  w.svarint(r.response_at_us);
+  w.f64(r.latency_ms);
+  if (r.time_to_first_token_ms) w.f64(*r.time_to_first_token_ms);
+  w.str(r.method);
+  w.str(r.path);
+  w.str(r.upstream);
+  w.svarint(r.status);
+  w.str(r.request_model);
+  w.str(r.response_model);
+  w.str(r.user_id);
+  w.str(r.session_id);
+  w.str(r.session_path);
+  w.str(r.session_name);
+  w.varint(r.properties.size());
+  for (const auto& [k, v] : r.properties) {
+    w.str(k);
+    w.str(v);
+  }
+  if (r.prompt_tokens) w.svarint(*r.prompt_tokens);
+  if (r.completion_tokens) w.svarint(*r.completion_tokens);
+  if (r.total_tokens) w.svarint(*r.total_tokens);
+  if (r.cost_usd) w.f64(*r.cost_usd);
+  w.svarint(r.request_size);
+  w.svarint(r.response_size);
+  w.str(r.error_message);
+  if (has_feedback) w.cbor(r.feedback);
+  return out;
+}
+
+Expected<RequestRecord> decode_metadata(std::string_view bytes) {
+  if (bytes.empty()) return corrupt_record("empty value");
+  switch (bytes[0]) {
+    case kMetadataVersion:
+      return decode_metadata_v2(bytes);
+    case kMetadataVersion1:
+      return decode_metadata_v1(bytes);
+    default:
+      return storage_error("corrupt record: unknown format version " +
+                           std::to_string(static_cast<unsigned char>(bytes[0])));
+  }
 }
 
 std::string sanitize_utf8(std::string_view s) {

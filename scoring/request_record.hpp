@@ -94,12 +94,15 @@ struct RequestRecord {
 bool valid_request_id(std::string_view id);
 
 // The metadata (everything except the three bodies) as compact bytes: one
-// format-version byte, then CBOR with short keys. Bodies are stored under
-// their own keys so that listing records never reads them.
+// format-version byte, then (version 2) fixed-order binary fields with the
+// feedback as embedded CBOR; the layout is in the .cpp. Bodies are stored
+// under their own keys so that listing records never reads them.
 std::string encode_metadata(const RequestRecord& record);
 
-// Inverse of encode_metadata; bodies are left empty. A value that does not
-// decode is kStorage ("corrupt record ...").
+// Inverse of encode_metadata; bodies are left empty. Reads version 2 and the
+// version-1 values (CBOR with short keys) older databases hold. A value that
+// does not decode (truncated, corrupt, unknown version) is kStorage
+// ("corrupt record: ..."); never throws.
 Expected<RequestRecord> decode_metadata(std::string_view bytes);
 
 // The API's record shape. Field names follow Helicone's HeliconeRequest where

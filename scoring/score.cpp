@@ -5,6 +5,7 @@
 #include <random>
 #include <set>
 
+#include "scoring/binary_codec.hpp"
 #include "scoring/request_record.hpp"
 
 namespace arbiter::scoring {
@@ -13,7 +14,10 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::uint8_t kScoreFormat = 1;
+// A score value's first byte. Version 1 (CBOR of a short-keyed object) is
+// still read, never written; version 2's layout is above encode_score.
+constexpr std::uint8_t kScoreFormat1 = 1;
+constexpr std::uint8_t kScoreFormat = 2;
 constexpr std::uint8_t kConfigFormat = 1;
 // Integers beyond this lose precision as doubles.
 constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
@@ -32,13 +36,10 @@ Expected<json> without_version(std::uint8_t version, std::string_view bytes, con
   if (bytes.empty() || static_cast<std::uint8_t>(bytes[0]) != version) {
     return storage_error(std::string("corrupt ") + what + ": unknown format");
   }
-  try {
-    json j = json::from_cbor(bytes.substr(1));
-    if (!j.is_object()) return storage_error(std::string("corrupt ") + what + ": not an object");
-    return j;
-  } catch (const json::exception& e) {
-    return storage_error(std::string("corrupt ") + what + ": " + e.what());
-  }
+  json j = binary::parse_cbor_bounded(bytes.substr(1));
+  if (j.is_discarded()) return storage_error(std::string("corrupt ") + what + ": bad CBOR");
+  if (!j.is_object()) return storage_error(std::string("corrupt ") + what + ": not an object");
+  return j;
 }
 
 // "%g"-like text of a double without trailing noise, for messages.
@@ -149,29 +150,61 @@ json to_json(const Score& s) {
   return j;
 }
 
+// Version 2 layout (binary_codec.hpp primitives), in this order:
+//
+//   u8      version (2)
+//   u8      bits: kScoreHasValue, kScoreHasMetadata
+//   u8      data_type (ScoreDataType), u8 source (ScoreSource)
+//   str     id, project, request_id, observation_id, session_id, name,
+//           label, comment, author, config_id
+//   f64     value                                  if kScoreHasValue
+//   svarint timestamp_us, created_at_us, updated_at_us
+//   varint  length + CBOR: metadata                if kScoreHasMetadata
+//
+// and nothing after it. Metadata is left out when it is an empty object
+// (the default, and every Helicone score), so that the common score costs
+// no CBOR at all; any other value, null included, round-trips.
+namespace {
+constexpr std::uint8_t kScoreHasValue = 1u << 0;
+constexpr std::uint8_t kScoreHasMetadata = 1u << 1;
+}  // namespace
+
 std::string encode_score(const Score& s) {
-  json j = {{"i", s.id},
-            {"p", s.project},
-            {"r", s.request_id},
-            {"o", s.observation_id},
-            {"s", s.session_id},
-            {"n", s.name},
-            {"t", static_cast<int>(s.data_type)},
-            {"l", s.label},
-            {"c", s.comment},
-            {"m", s.metadata},
-            {"src", static_cast<int>(s.source)},
-            {"a", s.author},
-            {"cfg", s.config_id},
-            {"ts", s.timestamp_us},
-            {"ca", s.created_at_us},
-            {"ua", s.updated_at_us}};
-  if (s.value) j["v"] = *s.value;
-  return with_version(kScoreFormat, j);
+  const bool has_metadata = !(s.metadata.is_object() && s.metadata.empty());
+  std::string out;
+  out.reserve(64 + s.id.size() + s.project.size() + s.request_id.size() +
+              s.observation_id.size() + s.session_id.size() + s.name.size() + s.label.size() +
+              s.comment.size() + s.author.size() + s.config_id.size() +
+              (has_metadata ? 128 : 0));
+  binary::Writer w(out);
+  w.u8(kScoreFormat);
+  w.u8(static_cast<std::uint8_t>((s.value ? kScoreHasValue : 0) |
+                                 (has_metadata ? kScoreHasMetadata : 0)));
+  w.u8(static_cast<std::uint8_t>(s.data_type));
+  w.u8(static_cast<std::uint8_t>(s.source));
+  w.str(s.id);
+  w.str(s.project);
+  w.str(s.request_id);
+  w.str(s.observation_id);
+  w.str(s.session_id);
+  w.str(s.name);
+  w.str(s.label);
+  w.str(s.comment);
+  w.str(s.author);
+  w.str(s.config_id);
+  if (s.value) w.f64(*s.value);
+  w.svarint(s.timestamp_us);
+  w.svarint(s.created_at_us);
+  w.svarint(s.updated_at_us);
+  if (has_metadata) w.cbor(s.metadata);
+  return out;
 }
 
-Expected<Score> decode_score(std::string_view bytes) {
-  auto parsed = without_version(kScoreFormat, bytes, "score");
+namespace {
+
+// Version 1, as written before version 2 existed (bytes[0] == 1).
+Expected<Score> decode_score_v1(std::string_view bytes) {
+  auto parsed = without_version(kScoreFormat1, bytes, "score");
   if (!parsed.ok()) return std::move(parsed).error();
   const json& j = *parsed;
   try {
@@ -200,6 +233,55 @@ Expected<Score> decode_score(std::string_view bytes) {
     return s;
   } catch (const json::exception& e) {
     return storage_error(std::string("corrupt score: ") + e.what());
+  }
+}
+
+Expected<Score> decode_score_v2(std::string_view bytes) {
+  binary::Reader in(bytes.substr(1));
+  Score s;
+  const std::uint8_t bits = in.u8();
+  const std::uint8_t type = in.u8();
+  const std::uint8_t source = in.u8();
+  if (!in.ok()) return storage_error(std::string("corrupt score: ") + in.error());
+  if ((bits & ~(kScoreHasValue | kScoreHasMetadata)) != 0) {
+    return storage_error("corrupt score: unknown flag bits");
+  }
+  if (type > 2) return storage_error("corrupt score: data type");
+  if (source > 2) return storage_error("corrupt score: source");
+  s.data_type = static_cast<ScoreDataType>(type);
+  s.source = static_cast<ScoreSource>(source);
+  in.str(s.id);
+  in.str(s.project);
+  in.str(s.request_id);
+  in.str(s.observation_id);
+  in.str(s.session_id);
+  in.str(s.name);
+  in.str(s.label);
+  in.str(s.comment);
+  in.str(s.author);
+  in.str(s.config_id);
+  if ((bits & kScoreHasValue) != 0) s.value = in.f64();
+  s.timestamp_us = in.svarint();
+  s.created_at_us = in.svarint();
+  s.updated_at_us = in.svarint();
+  if ((bits & kScoreHasMetadata) != 0) in.cbor(s.metadata);
+  if (!in.ok()) return storage_error(std::string("corrupt score: ") + in.error());
+  if (!in.at_end()) return storage_error("corrupt score: trailing bytes");
+  return s;
+}
+
+}  // namespace
+
+Expected<Score> decode_score(std::string_view bytes) {
+  if (bytes.empty()) return storage_error("corrupt score: empty value");
+  switch (static_cast<std::uint8_t>(bytes[0])) {
+    case kScoreFormat:
+      return decode_score_v2(bytes);
+    case kScoreFormat1:
+      return decode_score_v1(bytes);
+    default:
+      return storage_error("corrupt score: unknown format version " +
+                           std::to_string(static_cast<unsigned char>(bytes[0])));
   }
 }
 

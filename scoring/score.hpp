@@ -76,7 +76,11 @@ nlohmann::json score_value_json(const Score& s);
 // The typed API's shape (GET /v1/scores, POST /v1/scores answers).
 nlohmann::json to_json(const Score& s);
 
-// Storage encoding (CBOR of a compact object). decode fails with kStorage.
+// Storage encoding: a format-version byte, then (version 2) fixed-order
+// binary fields with the metadata as embedded CBOR (layout in the .cpp).
+// decode also reads version 1 (CBOR of a short-keyed object) from older
+// databases; a truncated, corrupt or unknown value is kStorage ("corrupt
+// score: ..."), never an exception.
 std::string encode_score(const Score& s);
 Expected<Score> decode_score(std::string_view bytes);
 
