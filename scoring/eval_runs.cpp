@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <memory>
 
+#include "scoring/binary_codec.hpp"
 #include "scoring/keys.hpp"
 #include "scoring/request_record.hpp"
 #include "scoring/store.hpp"
@@ -21,7 +23,7 @@ using nlohmann::json;
 
 // Bumped when the encoding changes incompatibly; decode refuses what it does
 // not know instead of misreading it.
-constexpr int kRunFormat = 1;
+constexpr int kRunFormatV1 = 1;  // CBOR, read only (decode_run_v1)
 
 constexpr std::array<std::string_view, 5> kStateNames = {"pending", "waiting-for-fields", "running",
                                                           "completed", "error"};
@@ -146,35 +148,47 @@ std::string derived_id(std::initializer_list<std::string_view> parts) {
   return buf;
 }
 
+// Version 2 (the first byte; a version-1 value starts with a CBOR map byte,
+// 0xA0 and up): the fields in this order — strings length-prefixed, times
+// zigzag varints, then a flags byte and the scores as embedded CBOR only when
+// there are any (binary_codec.hpp).
+constexpr std::uint8_t kRunFormatV2 = 2;
+constexpr std::uint8_t kRunManual = 1;
+constexpr std::uint8_t kRunHasScores = 2;
+
 std::string encode_run(const EvalRun& r) {
-  json j = {{"v", kRunFormat},
-            {"id", r.id},
-            {"pj", r.project},
-            {"rq", r.request_id},
-            {"ev", r.evaluator},
-            {"st", static_cast<int>(r.state)},
-            {"at", r.attempts},
-            {"ca", r.created_us}};
-  if (r.started_us != 0) j["sa"] = r.started_us;
-  if (r.finished_us != 0) j["fa"] = r.finished_us;
-  if (r.duration_us != 0) j["du"] = r.duration_us;
-  if (r.next_attempt_us != 0) j["na"] = r.next_attempt_us;
-  if (!r.error.empty()) j["er"] = r.error;
-  if (!r.missing.empty()) j["mi"] = r.missing;
-  if (r.scores.is_array() && !r.scores.empty()) j["sc"] = r.scores;
-  if (r.manual) j["mn"] = true;
   std::string out;
-  json::to_cbor(j, out);
+  out.reserve(96 + r.id.size() + r.project.size() + r.request_id.size() + r.evaluator.size() + r.error.size());
+  binary::Writer w(out);
+  w.u8(kRunFormatV2);
+  w.str(r.id);
+  w.str(r.project);
+  w.str(r.request_id);
+  w.str(r.evaluator);
+  w.u8(static_cast<std::uint8_t>(r.state));
+  w.varint(r.attempts);
+  w.svarint(r.created_us);
+  w.svarint(r.started_us);
+  w.svarint(r.finished_us);
+  w.svarint(r.duration_us);
+  w.svarint(r.next_attempt_us);
+  w.str(r.error);
+  w.varint(r.missing.size());
+  for (const auto& m : r.missing) w.str(m);
+  const bool has_scores = r.scores.is_array() && !r.scores.empty();
+  w.u8(static_cast<std::uint8_t>((r.manual ? kRunManual : 0) | (has_scores ? kRunHasScores : 0)));
+  if (has_scores) w.cbor(r.scores);
   return out;
 }
 
-Expected<EvalRun> decode_run(std::string_view bytes) {
-  const auto* begin = reinterpret_cast<const std::uint8_t*>(bytes.data());
-  const json j = json::from_cbor(begin, begin + bytes.size(), /*strict=*/true,
-                                 /*allow_exceptions=*/false);
+namespace {
+
+// Version 1: a CBOR map with its version inside ("v": 1).
+Expected<EvalRun> decode_run_v1(std::string_view bytes) {
+  const json j = binary::parse_cbor_bounded(bytes);
   if (j.is_discarded() || !j.is_object()) return storage_error("corrupt evaluator run: bad CBOR");
   int version = 0;
-  if (!get(j, "v", version) || version != kRunFormat) {
+  if (!get(j, "v", version) || version != kRunFormatV1) {
     return storage_error("corrupt evaluator run: unknown format version");
   }
   EvalRun r;
@@ -190,6 +204,42 @@ Expected<EvalRun> decode_run(std::string_view bytes) {
   }
   r.state = static_cast<RunState>(state);
   if (auto it = j.find("sc"); it != j.end() && it->is_array()) r.scores = *it;
+  return r;
+}
+
+}  // namespace
+
+Expected<EvalRun> decode_run(std::string_view bytes) {
+  if (bytes.empty()) return storage_error("corrupt evaluator run: empty value");
+  if (static_cast<std::uint8_t>(bytes[0]) != kRunFormatV2) return decode_run_v1(bytes);
+  binary::Reader in(bytes.substr(1));
+  EvalRun r;
+  in.str(r.id);
+  in.str(r.project);
+  in.str(r.request_id);
+  in.str(r.evaluator);
+  const std::uint8_t state = in.u8();
+  const std::uint64_t attempts = in.varint();
+  r.created_us = in.svarint();
+  r.started_us = in.svarint();
+  r.finished_us = in.svarint();
+  r.duration_us = in.svarint();
+  r.next_attempt_us = in.svarint();
+  in.str(r.error);
+  const std::uint64_t missing = in.varint();
+  if (missing > in.remaining()) in.fail("missing count exceeds the value");
+  for (std::uint64_t k = 0; k < missing && in.ok(); ++k) in.str(r.missing.emplace_back());
+  const std::uint8_t flags = in.u8();
+  r.manual = (flags & kRunManual) != 0;
+  if ((flags & kRunHasScores) != 0) in.cbor(r.scores);
+  if (!in.ok()) return storage_error(std::string("corrupt evaluator run: ") + in.error());
+  if (!in.at_end()) return storage_error("corrupt evaluator run: trailing bytes");
+  if (state >= kStateNames.size() || attempts > std::numeric_limits<std::uint32_t>::max() ||
+      (flags & ~(kRunManual | kRunHasScores)) != 0 || !r.scores.is_array()) {
+    return storage_error("corrupt evaluator run: field out of range");
+  }
+  r.state = static_cast<RunState>(state);
+  r.attempts = static_cast<std::uint32_t>(attempts);
   return r;
 }
 

@@ -325,6 +325,60 @@ TEST(EvalRuns, EncodeDecodeRoundTripAndStableIds) {
     ASSERT_TRUE(parse_run_state(s));
     EXPECT_EQ(to_string(*parse_run_state(s)), s);
   }
+
+  // Version 2 is binary; every cut of it is an error, never a crash.
+  const std::string bytes = encode_run(r);
+  EXPECT_EQ(bytes[0], '\x02');
+  for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
+    EXPECT_FALSE(decode_run(std::string_view(bytes).substr(0, cut)).ok()) << cut;
+  }
+  EXPECT_FALSE(decode_run(bytes + "x").ok());
+  std::string bad_state = bytes;
+  bad_state[1 + 1 + r.id.size() + 1 + r.project.size() + 1 + r.request_id.size() + 1 + r.evaluator.size()] = 99;
+  EXPECT_FALSE(decode_run(bad_state).ok());
+  // A minimal run (no optionals) round-trips too.
+  const EvalRun pending = pending_run("alpha", id_of(2), "judge", kNow);
+  auto p = decode_run(encode_run(pending));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(encode_run(*p), encode_run(pending));
+  EXPECT_EQ(p->state, RunState::kPending);
+  EXPECT_TRUE(p->scores.is_array() && p->scores.empty());
+  EXPECT_FALSE(p->manual);
+}
+
+// Runs written by the version-1 code (a CBOR map with "v": 1) still read.
+TEST(EvalRuns, VersionOneValuesStillDecode) {
+  const json v1 = {{"v", 1},          {"id", "run-1"},   {"pj", "alpha"}, {"rq", id_of(1)},
+                   {"ev", "judge"},   {"st", 3},         {"at", 2},       {"ca", kNow},
+                   {"sa", kNow + 1},  {"fa", kNow + 2},  {"du", 7},       {"er", "boom"},
+                   {"mi", {"feedback.x"}}, {"sc", json::array({{{"name", "s"}, {"value", 0.5}}})},
+                   {"mn", true}};
+  std::string bytes;
+  json::to_cbor(v1, bytes);
+  auto r = decode_run(bytes);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->id, "run-1");
+  EXPECT_EQ(r->project, "alpha");
+  EXPECT_EQ(r->request_id, id_of(1));
+  EXPECT_EQ(r->evaluator, "judge");
+  EXPECT_EQ(static_cast<int>(r->state), 3);
+  EXPECT_EQ(r->attempts, 2u);
+  EXPECT_EQ(r->created_us, kNow);
+  EXPECT_EQ(r->started_us, kNow + 1);
+  EXPECT_EQ(r->finished_us, kNow + 2);
+  EXPECT_EQ(r->duration_us, 7);
+  EXPECT_EQ(r->next_attempt_us, 0);
+  EXPECT_EQ(r->error, "boom");
+  EXPECT_EQ(r->missing, std::vector<std::string>{"feedback.x"});
+  EXPECT_EQ(r->scores, v1["sc"]);
+  EXPECT_TRUE(r->manual);
+  // Re-encoded, it is version 2 with the same content.
+  auto again = decode_run(encode_run(*r));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(encode_run(*again), encode_run(*r));
+  std::string wrong_version;
+  json::to_cbor(json{{"v", 9}, {"id", "x"}}, wrong_version);
+  EXPECT_FALSE(decode_run(wrong_version).ok());
 }
 
 TEST(EvalRuns, ScheduledOnlyRunsReadAsPendingAndRescheduleAfterFinishing) {
