@@ -64,7 +64,8 @@ TEST(WebhookSigning, SignatureCoversIdTimestampAndEveryByteOfTheBody) {
 }
 
 TEST(WebhookSigning, HeliconeSignatureIsHexHmacOfTheBody) {
-  for (const auto& v : vectors().at("hmac_sha256_hex")) {
+  const auto all = vectors();  // by value: the loop must not walk a destroyed temporary
+  for (const auto& v : all.at("hmac_sha256_hex")) {
     const std::string key =
         v.contains("key") ? v.at("key").get<std::string>() : from_hex(v.at("key_hex").get<std::string>());
     EXPECT_EQ(helicone_signature(key, v.at("data").get<std::string>()), v.at("hex").get<std::string>())
