@@ -381,8 +381,11 @@ TEST_F(ApiRouterTest, AHandlerThatThrowsGetsAGeneric500WithAnIncidentId) {
     const std::string id(res["X-Request-Id"]);
     EXPECT_EQ(id.size(), 36u);
     EXPECT_EQ(body_json(res)["error"], "internal error (request id " + id + ")");
+    // The id is random hex and may itself contain "42": look in the rest.
+    std::string body = res.body();
+    if (const auto at = body.find(id); !id.empty() && at != std::string::npos) body.erase(at, id.size());
     for (const char* leak : {"/work", ".cpp", ".hpp", "vector::at", "logic_error", "42"}) {
-      EXPECT_EQ(res.body().find(leak), std::string::npos) << leak;
+      EXPECT_EQ(body.find(leak), std::string::npos) << leak;
     }
   }
 }
