@@ -36,7 +36,7 @@ namespace {
 constexpr std::int64_t kStart = 1714564800000000;  // 2024-05-01T12:00:00Z
 
 std::string id_of(std::size_t i) {
-  char buf[40];
+  char buf[48];  // room for any size_t: gcc -O2 checks the worst case (-Wformat-truncation)
   std::snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012zu", i);
   return buf;
 }

@@ -70,6 +70,24 @@ export function removeTempDir(dir) {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
+// The first sanitizer report in a child's stderr log (a sanitized build: the
+// asan/tsan presets), from the line it starts on, or null. The same markers as
+// tests/support/sanitizer.cpp.
+const SANITIZER_MARKERS = ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'WARNING: ThreadSanitizer',
+                           'FATAL: ThreadSanitizer', 'runtime error:', 'ERROR: UndefinedBehaviorSanitizer'];
+export function sanitizerReport(file, maxBytes = 16384) {
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const found = SANITIZER_MARKERS.map((m) => text.indexOf(m)).filter((i) => i >= 0);
+  if (found.length === 0) return null;
+  const start = text.lastIndexOf('\n', Math.min(...found)) + 1;
+  return text.slice(start, start + maxBytes);
+}
+
 function tail(file, maxBytes = 4096) {
   try {
     const data = fs.readFileSync(file);
@@ -282,7 +300,8 @@ export async function closedPort() {
 
 // A temp dir, a fake upstream (unless upstreamBaseURL is given) and an arbiter
 // in front of it. close() stops both and removes the dir; it is idempotent and
-// resolves with the exit results, so a test can check the graceful exit.
+// resolves with the exit results, so a test can check the graceful exit. It
+// rejects when either process printed a sanitizer report (after cleaning up).
 export async function startStack({ upstreamBaseURL } = {}) {
   const dir = makeTempDir();
   const apiKey = `arb-e2e-${randomUUID()}`;
@@ -296,7 +315,13 @@ export async function startStack({ upstreamBaseURL } = {}) {
       if (arbiterExit && (arbiterExit.code !== 0 || arbiterExit.forced)) {
         console.error(arbiter.proc.describe(`exit ${JSON.stringify(arbiterExit)} after SIGTERM`));
       }
+      const reports = [arbiter, upstream].filter(Boolean)
+        .map((s) => [s.proc.stderrPath, sanitizerReport(s.proc.stderrPath)])
+        .filter(([, report]) => report !== null);
       removeTempDir(dir);
+      if (reports.length > 0) {
+        throw new Error(reports.map(([file, report]) => `sanitizer report in ${file}:\n${report}`).join('\n'));
+      }
       return { arbiter: arbiterExit, upstream: upstreamExit };
     })();
     return closing;

@@ -17,6 +17,7 @@
 #include "scoring/evaluator_runtime.hpp"
 #include "tests/support/gateway_harness.hpp"
 #include "tests/support/manual_log_body.hpp"
+#include "tests/support/sanitizer.hpp"
 #include "tests/support/webhook_receiver.hpp"
 
 namespace arbiter::testing {
@@ -668,7 +669,11 @@ std::pair<int, std::string> start_with(const std::string& evaluators_yaml, bool 
   ChildProcess p(argv, {}, dir.path() / "stderr");
   const auto code = p.wait_exit(20s);
   std::ifstream in(dir.path() / "stderr");
-  return {code.value_or(-1), std::string(std::istreambuf_iterator<char>(in), {})};
+  std::string err(std::istreambuf_iterator<char>(in), {});
+  // Callers expect a failed start (any non-zero code): a sanitizer's exit
+  // code must not pass for one.
+  EXPECT_EQ(find_sanitizer_report(err), "");
+  return {code.value_or(-1), std::move(err)};
 }
 
 TEST(Evaluators, BadPluginsAndParamsAreStartUpErrors) {

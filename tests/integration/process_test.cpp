@@ -2,6 +2,7 @@
 // run the real arbiter and fake_upstream binaries.
 
 #include "tests/support/process.hpp"
+#include "tests/support/sanitizer.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -369,8 +370,10 @@ TEST(StartArbiter, RealBinaryListensAndDrainsOnSigterm) {
 
   arbiter.process->signal(SIGTERM);
   EXPECT_EQ(arbiter.process->wait_exit(30s), 0) << read_file(log);
+  EXPECT_EQ(sanitizer_report_in(log), "");
   upstream.process->signal(SIGTERM);
   EXPECT_EQ(upstream.process->wait_exit(30s), 0);
+  EXPECT_EQ(sanitizer_report_in(dir.path() / "fake_upstream.stderr"), "");
 }
 
 }  // namespace

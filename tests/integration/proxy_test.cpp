@@ -18,6 +18,7 @@
 #include "tests/support/gateway_harness.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/sanitizer.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/test_cert.hpp"
 
@@ -482,6 +483,7 @@ TEST(ArbiterCli, CheckValidatesConfigsWithFileAndLine) {
   std::string err((std::istreambuf_iterator<char>(in)), {});
   EXPECT_NE(err.find("bad.yaml:2:"), std::string::npos) << err;
   EXPECT_NE(err.find("treads"), std::string::npos) << err;
+  EXPECT_EQ(find_sanitizer_report(err), "");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/gateway_harness.hpp"
+#include "tests/support/sanitizer.hpp"
 
 namespace arbiter::testing {
 namespace {
@@ -297,6 +298,7 @@ TEST(RequestLog, ALockedDataDirectoryIsAClearStartupError) {
   std::ifstream in(h.dir() / "second.stderr");
   std::string err((std::istreambuf_iterator<char>(in)), {});
   EXPECT_NE(err.find("lock"), std::string::npos) << err;
+  EXPECT_EQ(find_sanitizer_report(err), "");
   // The first instance is unaffected.
   EXPECT_FALSE(call(h).empty());
 }

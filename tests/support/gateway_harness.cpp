@@ -1,5 +1,6 @@
 #include "tests/support/gateway_harness.hpp"
 
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <signal.h>
 
@@ -7,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/support/sanitizer.hpp"
 #include "tests/support/test_cert.hpp"
 
 namespace arbiter::testing {
@@ -39,13 +41,36 @@ GatewayHarness::GatewayHarness(GatewayOptions opts) {
   restart();
 }
 
-GatewayHarness::~GatewayHarness() = default;
+GatewayHarness::~GatewayHarness() {
+  // A graceful stop, not the SIGKILL the process's destructor would send:
+  // LeakSanitizer checks at exit, and a shutdown that hangs is a bug too.
+  // (server.drain_timeout_ms is at most 10 s; the rest is for a slow
+  // sanitized build on a loaded machine.)
+  if (arbiter_.process && arbiter_.process->running()) {
+    arbiter_.process->signal(SIGTERM);
+    if (!arbiter_.process->wait_exit(std::chrono::seconds(60))) {
+      ADD_FAILURE() << "arbiter (pid " << arbiter_.process->pid()
+                    << ") did not exit within 60 s of SIGTERM at the end of the test";
+    }
+  }
+  // A sanitizer report in any run of arbiter this harness started fails the
+  // test, whatever the process's exit status was.
+  for (int i = 1; i <= starts_; ++i) {
+    const auto file = stderr_path(i);
+    if (auto report = sanitizer_report_in(file); !report.empty()) {
+      ADD_FAILURE() << "sanitizer report in arbiter's stderr (" << file.string() << "):\n" << report;
+    }
+  }
+}
+
+std::filesystem::path GatewayHarness::stderr_path(int start) const {
+  return dir_.path() / ("arbiter-" + std::to_string(start) + ".stderr");
+}
 
 void GatewayHarness::restart() {
   arbiter_ = {};
   ++starts_;
-  arbiter_ = start_arbiter(arbiter_binary(), config_path_, std::chrono::seconds(20),
-                           dir_.path() / ("arbiter-" + std::to_string(starts_) + ".stderr"));
+  arbiter_ = start_arbiter(arbiter_binary(), config_path_, std::chrono::seconds(20), stderr_path(starts_));
 }
 
 void GatewayHarness::kill() {
@@ -61,7 +86,7 @@ std::optional<int> GatewayHarness::terminate(std::chrono::milliseconds timeout) 
 std::string GatewayHarness::stderr_text() const {
   std::string all;
   for (int i = 1; i <= starts_; ++i) {
-    std::ifstream in(dir_.path() / ("arbiter-" + std::to_string(i) + ".stderr"));
+    std::ifstream in(stderr_path(i));
     all.append(std::istreambuf_iterator<char>(in), {});
   }
   return all;

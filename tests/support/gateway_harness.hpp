@@ -36,6 +36,9 @@ class GatewayHarness {
  public:
   // Starts the fake upstream and arbiter; throws if arbiter does not come up.
   explicit GatewayHarness(GatewayOptions opts = {});
+  // Stops arbiter with SIGTERM if it still runs (SIGKILL after 60 s, a test
+  // failure), then fails the current test (gtest ADD_FAILURE) when any run's
+  // stderr holds a sanitizer report (tests/support/sanitizer.hpp).
   ~GatewayHarness();
 
   // Starts arbiter again on the same config and data directory (after a kill).
@@ -54,6 +57,8 @@ class GatewayHarness {
   const std::filesystem::path& dir() const { return dir_.path(); }
   const std::filesystem::path& config_path() const { return config_path_; }
   std::string stderr_text() const;
+  // The stderr file of the `start`-th run of arbiter (1 = the first).
+  std::filesystem::path stderr_path(int start) const;
   // A counter or gauge from GET /metrics (-1 if absent).
   double metric(const std::string& name) const;
 
