@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <sys/socket.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,8 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <optional>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -481,6 +484,35 @@ int bad_byte_line(std::string_view y) {
   return 0;
 }
 
+// Where a second YAML document starts, if there is one. Not YAML::LoadAll:
+// yaml-cpp 0.7's LoadAll never returns on some invalid input (its parser keeps
+// reporting a new, empty document without consuming the token it stopped at,
+// and LoadAll collects them until memory runs out; fixed upstream in
+// jbeder/yaml-cpp#1319). Found by the config_loader fuzz target
+// (tests/fuzz/corpus/config_loader/regress_loadall_empty_documents). Asking
+// the parser for at most two documents through an event handler that builds
+// nothing cannot loop; YAML::Load then parses the first document alone.
+std::optional<YAML::Mark> second_document_mark(const std::string& yaml) {
+  struct DocumentStarts final : YAML::EventHandler {
+    std::vector<YAML::Mark> starts;
+    void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  } handler;
+  std::istringstream in(yaml);
+  YAML::Parser parser(in);
+  for (int i = 0; i < 2 && parser.HandleNextDocument(handler); ++i) {
+  }
+  if (handler.starts.size() < 2) return std::nullopt;
+  return handler.starts[1];
+}
+
 Config Loader::load(const std::string& yaml) const {
   if (const int line = bad_byte_line(yaml)) {
     fail(line, "", "invalid text: a control character or invalid UTF-8 (a config file is UTF-8 text)");
@@ -488,16 +520,16 @@ Config Loader::load(const std::string& yaml) const {
   if (const int line = stray_flow_entry_line(yaml)) {
     fail(line, "", "invalid YAML: ',' outside a flow collection ([...] or {...}); quote the value if it is text");
   }
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(yaml);
+    if (const auto second = second_document_mark(yaml)) {
+      fail(line_of(*second, 0), "", "only one YAML document is allowed");
+    }
+    root = YAML::Load(yaml);
   } catch (const YAML::Exception& e) {
     fail(line_of(e.mark, 0), "", "invalid YAML: " + e.msg);
   }
-  if (documents.size() > 1) {
-    fail(line_of(documents[1].Mark(), 0), "", "only one YAML document is allowed");
-  }
-  return load_root(documents.empty() ? YAML::Node() : documents[0]);
+  return load_root(root);
 }
 
 Config Loader::load_root(const YAML::Node& root) const {
