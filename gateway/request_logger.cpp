@@ -85,6 +85,7 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
                                     bool defer_derivation) {
   scoring::RequestRecord rec;
   rec.request_id = ctx.request_id;
+  rec.new_id = !ctx.request_id_from_client;
   rec.project = ctx.project;
   rec.created_at_us = unix_us(ctx.created_at);
   rec.response_at_us = unix_us(result.response_at);

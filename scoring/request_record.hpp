@@ -71,6 +71,10 @@ struct RequestRecord {
   // to be read from the bodies. RequestLogOptions::prepare does that on the
   // storage thread, so no JSON is parsed on an I/O thread.
   bool derive_pending = false;
+  // Not stored: request_id is a random UUID the gateway made for this call
+  // (the client sent none), so no earlier record can have it and the write
+  // skips looking one up. False for client-chosen ids, which may repeat.
+  bool new_id = false;
   // Not stored: credential values that travelled with the call (provider and
   // gateway keys). RequestLogOptions::prepare removes every occurrence from
   // the record's text on the storage thread, then clears this.

@@ -253,15 +253,30 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
   if (auto space = ensure_free_space(*db_->GetEnv(), path_); !space.ok()) return space;
 
   // Look up earlier versions of these ids in one MultiGet: with bloom
-  // filters the usual answer ("none") costs no disk read.
+  // filters the usual answer ("none") costs no disk read. Ids the gateway
+  // has just made (new_id) cannot have one and are not looked up.
   std::vector<std::string> record_keys;
   record_keys.reserve(records.size());
   for (const auto* r : records) record_keys.push_back(keys::record(r->project, r->request_id));
-  std::vector<rocksdb::Slice> key_slices(record_keys.begin(), record_keys.end());
-  std::vector<rocksdb::PinnableSlice> old_values(records.size());
-  std::vector<rocksdb::Status> statuses(records.size());
-  db_->MultiGet(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords), key_slices.size(),
-                key_slices.data(), old_values.data(), statuses.data());
+  std::vector<rocksdb::Slice> key_slices;
+  std::vector<std::size_t> looked_up;  // index in records of each key_slices entry
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (records[i]->new_id) continue;
+    key_slices.emplace_back(record_keys[i]);
+    looked_up.push_back(i);
+  }
+  std::vector<rocksdb::PinnableSlice> old_values(key_slices.size());
+  std::vector<rocksdb::Status> lookups(key_slices.size());
+  if (!key_slices.empty()) {
+    db_->MultiGet(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords), key_slices.size(), key_slices.data(),
+                  old_values.data(), lookups.data());
+  }
+  std::vector<rocksdb::Status> statuses(records.size(), rocksdb::Status::NotFound());
+  std::vector<rocksdb::PinnableSlice*> old_of(records.size(), nullptr);
+  for (std::size_t j = 0; j < looked_up.size(); ++j) {
+    statuses[looked_up[j]] = lookups[j];
+    old_of[looked_up[j]] = &old_values[j];
+  }
 
   rocksdb::WriteBatch batch;
   rocksdb::Status status;
@@ -272,7 +287,7 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
     if (auto it = in_batch.find(record_keys[i]); it != in_batch.end()) {
       delete_record(batch, *this, *it->second, status);
     } else if (statuses[i].ok()) {
-      auto old = decode_metadata(view(old_values[i]));
+      auto old = decode_metadata(view(*old_of[i]));
       if (old.ok()) {
         old->project = r.project;  // key-derived; robust even if the value disagrees
         old->request_id = r.request_id;

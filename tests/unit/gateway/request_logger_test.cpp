@@ -61,6 +61,17 @@ TEST(BuildRecord, DerivesModelTokensAndCostAtOnceByDefault) {
   expect_derived(build_record(context(), chat_result(), *config));
 }
 
+// Only an id the gateway made may skip the store's look-up of an earlier
+// version: a client-chosen id can repeat, and its earlier record must be
+// replaced with its index entries.
+TEST(BuildRecord, OnlyGatewayMadeIdsAreMarkedNew) {
+  const auto config = priced_config();
+  auto ctx = context();
+  EXPECT_TRUE(build_record(ctx, chat_result(), *config).new_id);
+  ctx.request_id_from_client = true;
+  EXPECT_FALSE(build_record(ctx, chat_result(), *config).new_id);
+}
+
 TEST(BuildRecord, DeferredDerivationParsesNothingUntilTheStorageThreadAsks) {
   const auto config = priced_config();
   auto rec = build_record(context(), chat_result(), *config, /*defer_derivation=*/true);

@@ -229,6 +229,36 @@ TEST(Store, DuplicateIdsInOneBatchKeepTheLast) {
   EXPECT_EQ((*store->get("p", "id", false))->user_id, "carol");
 }
 
+// Gateway-made ids (new_id) skip the look-up of an earlier version; in a
+// batch that mixes them with a client id that replaces an earlier record,
+// the replaced record must still lose its old index entries.
+TEST(Store, NewIdsMixedWithAReplacementInOneBatch) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  ASSERT_TRUE(write_one(*store, make_record("p", "client-id", 1000)).ok());
+  RequestRecord fresh1 = make_record("p", "fresh-1", 2000);
+  fresh1.new_id = true;
+  RequestRecord replacement = make_record("p", "client-id", 3000);
+  replacement.user_id = "bob";
+  replacement.properties = {{"env", "dev"}};
+  RequestRecord fresh2 = make_record("p", "fresh-2", 4000);
+  fresh2.new_id = true;
+  const RequestRecord* batch[] = {&fresh1, &replacement, &fresh2};
+  ASSERT_TRUE(store->write(batch, false).ok());
+
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kRecords), 3u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxTime), 3u);
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxUser), 3u);      // alice, bob, alice
+  EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxProperty), 3u);  // the old env=prod is gone
+  std::string value;
+  EXPECT_TRUE(store->db()
+                  .Get(rocksdb::ReadOptions(), store->cf(ColumnFamily::kIdxUser),
+                       keys::entry(keys::user_prefix("p", "alice"), 1000, "client-id"), &value)
+                  .IsNotFound());
+  EXPECT_EQ((*store->get("p", "client-id", false))->user_id, "bob");
+  EXPECT_EQ((*store->get("p", "fresh-2", false))->user_id, "alice");
+}
+
 TEST(Store, DeleteOlderThanRemovesEverythingOfOldRecords) {
   TempDir dir;
   auto store = Store::open(dir.path());
