@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/table.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -65,6 +66,28 @@ TEST(Store, CreatesEveryColumnFamily) {
   }
   // Reopening an existing database works.
   EXPECT_NO_THROW(Store::open(dir.path()));
+}
+
+// Every table's index, and the bloom filter where there is one, is
+// partitioned: a point read loads one small partition, not a whole index or
+// filter, so the bounded block cache holds what lookups need (the soak with
+// whole blocks re-read and decompressed them on nearly every read).
+TEST(Store, IndexesAndFiltersArePartitioned) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
+    const auto which = static_cast<ColumnFamily>(i);
+    const rocksdb::Options options = store->db().GetOptions(store->cf(which));
+    const auto* table = options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
+    ASSERT_NE(table, nullptr) << i;
+    EXPECT_EQ(table->index_type, rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch) << i;
+    EXPECT_TRUE(table->cache_index_and_filter_blocks) << i;
+    EXPECT_EQ(table->partition_filters, table->filter_policy != nullptr) << i;
+  }
+  const auto* records = store->db()
+                            .GetOptions(store->cf(ColumnFamily::kRecords))
+                            .table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
+  EXPECT_TRUE(records->partition_filters);
 }
 
 TEST(Store, NestedPathIsCreated) {
