@@ -2,9 +2,11 @@
 // The primitives of the compact storage values (format version 2 of a
 // record's metadata and of a score; issue #7): varints, zigzag varints,
 // doubles as 8 little-endian bytes, length-prefixed strings, and
-// length-prefixed CBOR for the free-form JSON members. The layouts
-// themselves live next to their structs (request_record.cpp, score.cpp);
-// this file only makes every read bounds-checked in one place.
+// length-prefixed CBOR for the free-form JSON members; and the fixed-width
+// little-endian integers and u32-length-prefixed strings of the webhook
+// outbox's entries. The layouts themselves live next to their structs
+// (request_record.cpp, score.cpp, eval_runs.cpp, webhook_outbox.cpp); this
+// file only makes every read bounds-checked in one place.
 //
 // Reader failures are sticky: the first one (truncation, an overlong
 // varint, bad CBOR...) is remembered, every later read returns a zero value
@@ -20,6 +22,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -64,6 +67,25 @@ class Writer {
 
   void str(std::string_view s) {
     varint(s.size());
+    out_.append(s.data(), s.size());
+  }
+
+  // An integer in sizeof(T) little-endian bytes.
+  template <class T>
+  void fixed(T v) {
+    static_assert(std::is_integral_v<T>);
+    auto u = static_cast<std::make_unsigned_t<T>>(v);
+    char buf[sizeof(T)];
+    for (std::size_t i = 0; i < sizeof(T); ++i) {
+      buf[i] = static_cast<char>(u & 0xFF);
+      u = static_cast<std::make_unsigned_t<T>>(u >> 7 >> 1);  // no shift-width warning for u8
+    }
+    out_.append(buf, sizeof(T));
+  }
+
+  // A string after its length as a fixed u32.
+  void str32(std::string_view s) {
+    fixed(static_cast<std::uint32_t>(s.size()));
     out_.append(s.data(), s.size());
   }
 
@@ -150,6 +172,35 @@ class Reader {
   void str(std::string& out) {
     const std::string_view s = str_view();
     out.assign(s.data(), s.size());
+  }
+
+  // An integer written by Writer::fixed; 0 after a failure.
+  template <class T>
+  void fixed(T& out) {
+    static_assert(std::is_integral_v<T>);
+    if (remaining() < sizeof(T)) {
+      fail("truncated integer");
+      out = 0;
+      return;
+    }
+    std::make_unsigned_t<T> u = 0;
+    for (std::size_t i = sizeof(T); i-- > 0;) {
+      u = static_cast<std::make_unsigned_t<T>>(u << 7 << 1 | p_[i]);
+    }
+    p_ += sizeof(T);
+    out = static_cast<T>(u);
+  }
+
+  // A string written by Writer::str32; empty after a failure.
+  void str32(std::string& out) {
+    std::uint32_t n = 0;
+    fixed(n);
+    if (n > remaining()) {
+      fail("truncated string");
+      n = 0;
+    }
+    out.assign(reinterpret_cast<const char*>(p_), n);
+    p_ += n;
   }
 
   // A length-prefixed CBOR value (see kMaxCborDepth); leaves `out` alone on

@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <memory>
 #include <random>
 
+#include "scoring/binary_codec.hpp"
 #include "scoring/keys.hpp"
 #include "scoring/store.hpp"
 
@@ -133,63 +133,20 @@ bool valid_delivery_id(std::string_view id) {
 // and rewritten for every attempt, so it is a small hand-rolled binary
 // format rather than CBOR built through nlohmann::json (which cost ~45k
 // instructions per entry): fixed-width little-endian integers, u32-length-
-// prefixed strings, the event data as CBOR only when there is any.
-namespace {
-
-class Writer {
- public:
-  explicit Writer(std::string& out) : out_(out) {}
-  template <class T>
-  void fixed(T v) {
-    char buf[sizeof(T)];
-    std::memcpy(buf, &v, sizeof(T));
-    out_.append(buf, sizeof(T));
-  }
-  void str(std::string_view s) {
-    fixed(static_cast<std::uint32_t>(s.size()));
-    out_.append(s);
-  }
-
- private:
-  std::string& out_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  template <class T>
-  bool fixed(T& v) {
-    if (in_.size() < sizeof(T)) return false;
-    std::memcpy(&v, in_.data(), sizeof(T));
-    in_.remove_prefix(sizeof(T));
-    return true;
-  }
-  bool str(std::string& s) {
-    std::uint32_t n = 0;
-    if (!fixed(n) || in_.size() < n) return false;
-    s.assign(in_.data(), n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  bool done() const { return in_.empty(); }
-
- private:
-  std::string_view in_;
-};
-
-}  // namespace
+// prefixed strings (binary::Writer::fixed / str32), the event data as CBOR
+// only when there is any.
 
 std::string encode_delivery(const Delivery& d) {
   std::string out;
   out.reserve(128 + d.id.size() + d.webhook.size() + d.project.size() + d.request_id.size());
   out.push_back(kFormatVersion);
-  Writer w(out);
-  w.str(d.id);
-  w.str(d.webhook);
-  w.str(d.project);
+  binary::Writer w(out);
+  w.str32(d.id);
+  w.str32(d.webhook);
+  w.str32(d.project);
   w.fixed(static_cast<std::uint8_t>(d.event));
-  w.str(d.request_id);
-  w.str(d.session_id);
+  w.str32(d.request_id);
+  w.str32(d.session_id);
   w.fixed(d.created_at_us);
   w.fixed(static_cast<std::uint8_t>(d.state));
   w.fixed(d.next_attempt_at_us);
@@ -200,12 +157,12 @@ std::string encode_delivery(const Delivery& d) {
   for (const auto& a : d.attempts) {
     w.fixed(a.at_us);
     w.fixed(static_cast<std::int32_t>(a.status));
-    w.str(a.error);
+    w.str32(a.error);
     w.fixed(a.duration_us);
   }
   std::string data;
   if (!(d.data.is_object() && d.data.empty())) json::to_cbor(d.data, data);
-  w.str(data);
+  w.str32(data);
   return out;
 }
 
@@ -213,25 +170,37 @@ Expected<Delivery> decode_delivery(std::string_view bytes) {
   if (bytes.empty() || bytes[0] != kFormatVersion) {
     return storage_error("corrupt outbox entry: unknown format version");
   }
-  Reader r(bytes.substr(1));
+  binary::Reader r(bytes.substr(1));
   Delivery d;
   std::uint8_t event = 0, state = 0, deferred = 0;
   std::uint32_t attempts = 0;
-  bool ok = r.str(d.id) && r.str(d.webhook) && r.str(d.project) && r.fixed(event) &&
-            r.str(d.request_id) && r.str(d.session_id) && r.fixed(d.created_at_us) && r.fixed(state) &&
-            r.fixed(d.next_attempt_at_us) && r.fixed(d.attempt_count) && r.fixed(d.run_start) &&
-            r.fixed(deferred) && r.fixed(attempts);
-  if (ok && attempts > kMaxStoredAttempts) ok = false;
-  for (std::uint32_t i = 0; ok && i < attempts; ++i) {
+  r.str32(d.id);
+  r.str32(d.webhook);
+  r.str32(d.project);
+  r.fixed(event);
+  r.str32(d.request_id);
+  r.str32(d.session_id);
+  r.fixed(d.created_at_us);
+  r.fixed(state);
+  r.fixed(d.next_attempt_at_us);
+  r.fixed(d.attempt_count);
+  r.fixed(d.run_start);
+  r.fixed(deferred);
+  r.fixed(attempts);
+  if (attempts > kMaxStoredAttempts) r.fail("too many attempts");
+  for (std::uint32_t i = 0; r.ok() && i < attempts; ++i) {
     DeliveryAttempt a;
     std::int32_t status = 0;
-    ok = r.fixed(a.at_us) && r.fixed(status) && r.str(a.error) && r.fixed(a.duration_us);
+    r.fixed(a.at_us);
+    r.fixed(status);
+    r.str32(a.error);
+    r.fixed(a.duration_us);
     a.status = status;
     d.attempts.push_back(std::move(a));
   }
   std::string data;
-  ok = ok && r.str(data) && r.done();
-  if (!ok) return storage_error("corrupt outbox entry: truncated or malformed");
+  r.str32(data);
+  if (!r.ok() || !r.at_end()) return storage_error("corrupt outbox entry: truncated or malformed");
   if (event != 1 && event != 2 && event != 4) return storage_error("corrupt outbox entry: unknown event");
   if (state != 'p' && state != 'r' && state != 'd' && state != 'x') {
     return storage_error("corrupt outbox entry: unknown state");
