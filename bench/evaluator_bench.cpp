@@ -224,11 +224,11 @@ json on_records_cost(const std::filesystem::path& dir, std::size_t evaluators, s
   };
   double cpu = 0;
   std::size_t done = 0;
-  (void)s->log->with_store([&](sc::Store& store) -> sc::Expected<void> {
+  (void)s->log->with_lease([&](const sc::Store::Lease& db) -> sc::Expected<void> {
     rocksdb::WriteBatch batch;
     const double t0 = thread_cpu_us();
     while (done < records) {
-      s->runtime->on_records(store, ptrs, batch);
+      s->runtime->on_records(db, ptrs, batch);
       s->runtime->records_written(ptrs);
       batch.Clear();
       done += ptrs.size();

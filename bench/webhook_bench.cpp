@@ -161,11 +161,11 @@ int main(int argc, char** argv) {
       for (const auto& r : sample) ptrs.push_back(&r);
       constexpr int kRounds = 40;
       double cpu = 0;
-      (void)log.with_store([&](Store& store) -> Expected<void> {
+      (void)log.with_lease([&](const Store::Lease& db) -> Expected<void> {
         for (int round = 0; round < kRounds; ++round) {
           rocksdb::WriteBatch batch;
           const double c0 = thread_cpu_s();
-          service.on_records(store, ptrs, batch);
+          service.on_records(db, ptrs, batch);
           cpu += thread_cpu_s() - c0;
         }
         return {};

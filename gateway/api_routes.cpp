@@ -47,6 +47,8 @@ std::string log_metrics(const scoring::RequestLog& log) {
       c.write_retries);
   add("arbiter_log_storage_recoveries_total", "counter", "Storage outages ended by a successful write.",
       c.recoveries);
+  add("arbiter_storage_reopens_total", "counter",
+      "Database reopens: how the log recovers from an I/O error that RocksDB cannot resume from.", c.reopens);
   add("arbiter_storage_healthy", "gauge", "1 while storage writes succeed, 0 from a failed write until one succeeds.",
       c.storage_ok ? 1 : 0);
   add("arbiter_log_batches_total", "counter", "Storage write batches.", c.batches);

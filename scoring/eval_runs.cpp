@@ -264,8 +264,8 @@ json to_json(const EvalRun& r) {
   return j;
 }
 
-Expected<void> put_run(const Store& store, rocksdb::WriteBatch& batch, const EvalRun& r) {
-  auto* cf = store.cf(ColumnFamily::kEvalRuns);
+Expected<void> put_run(const Store::Lease& db, rocksdb::WriteBatch& batch, const EvalRun& r) {
+  auto* cf = db.cf(ColumnFamily::kEvalRuns);
   rocksdb::Status s = batch.Put(cf, run_keys::run(r.project, r.request_id, r.evaluator), encode_run(r));
   const std::string active = run_keys::active(r.project, r.request_id, r.evaluator);
   if (s.ok()) {
@@ -275,10 +275,10 @@ Expected<void> put_run(const Store& store, rocksdb::WriteBatch& batch, const Eva
   return {};
 }
 
-Expected<void> put_pending(const Store& store, rocksdb::WriteBatch& batch, std::string_view project,
+Expected<void> put_pending(const Store::Lease& db, rocksdb::WriteBatch& batch, std::string_view project,
                            std::string_view request_id, std::string_view evaluator,
                            std::int64_t created_us) {
-  const rocksdb::Status s = batch.Put(store.cf(ColumnFamily::kEvalRuns),
+  const rocksdb::Status s = batch.Put(db.cf(ColumnFamily::kEvalRuns),
                                       run_keys::active(project, request_id, evaluator), be64(created_us));
   if (!s.ok()) return status_error("build evaluator run batch", s);
   return {};
@@ -298,11 +298,14 @@ EvalRun pending_run(std::string_view project, std::string_view request_id, std::
 
 Expected<std::optional<EvalRun>> read_run(const Store& store, std::string_view project,
                                           std::string_view request_id, std::string_view evaluator) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   rocksdb::PinnableSlice value;
-  auto* cf = store.cf(ColumnFamily::kEvalRuns);
+  auto* cf = db.cf(ColumnFamily::kEvalRuns);
   std::optional<EvalRun> stored;
   rocksdb::Status s =
-      store.db().Get(rocksdb::ReadOptions(), cf, run_keys::run(project, request_id, evaluator), &value);
+      db.db().Get(rocksdb::ReadOptions(), cf, run_keys::run(project, request_id, evaluator), &value);
   if (s.ok()) {
     auto run = decode_run(view(value));
     if (!run.ok()) return std::move(run).error();
@@ -314,7 +317,7 @@ Expected<std::optional<EvalRun>> read_run(const Store& store, std::string_view p
   // Only scheduled so far, or scheduled again after it finished (its record
   // was logged anew): a 'P' entry without an unfinished 'R'.
   value.Reset();
-  s = store.db().Get(rocksdb::ReadOptions(), cf, run_keys::active(project, request_id, evaluator), &value);
+  s = db.db().Get(rocksdb::ReadOptions(), cf, run_keys::active(project, request_id, evaluator), &value);
   if (s.IsNotFound()) return stored;
   if (!s.ok()) return status_error("read evaluator run", s);
   return std::optional<EvalRun>(pending_run(project, request_id, evaluator, from_be64(view(value))));
@@ -322,8 +325,11 @@ Expected<std::optional<EvalRun>> read_run(const Store& store, std::string_view p
 
 Expected<std::vector<EvalRun>> runs_for_request(const Store& store, std::string_view project,
                                                 std::string_view request_id) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   // Both prefixes of the request, read from one snapshot.
-  SnapshotGuard snapshot(store.db());
+  SnapshotGuard snapshot(db);
   std::map<std::string, EvalRun> by_evaluator;
   for (char tag : {'R', 'P'}) {
     std::string prefix(1, tag);
@@ -336,7 +342,7 @@ Expected<std::vector<EvalRun>> runs_for_request(const Store& store, std::string_
     ro.snapshot = snapshot.get();
     ro.iterate_lower_bound = &lo;
     ro.iterate_upper_bound = &hi;
-    std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kEvalRuns)));
+    std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(ColumnFamily::kEvalRuns)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       if (tag == 'R') {
         auto run = decode_run(view(it->value()));
@@ -360,10 +366,10 @@ Expected<std::vector<EvalRun>> runs_for_request(const Store& store, std::string_
   return out;
 }
 
-Expected<std::uint64_t> delete_request_runs(const Store& store, rocksdb::WriteBatch& batch,
+Expected<std::uint64_t> delete_request_runs(const Store::Lease& db, rocksdb::WriteBatch& batch,
                                             std::string_view project, std::string_view request_id) {
   std::uint64_t runs = 0;
-  auto* cf = store.cf(ColumnFamily::kEvalRuns);
+  auto* cf = db.cf(ColumnFamily::kEvalRuns);
   for (char tag : {'R', 'P'}) {
     std::string prefix(1, tag);
     keys::append_part(prefix, project);
@@ -374,7 +380,7 @@ Expected<std::uint64_t> delete_request_runs(const Store& store, rocksdb::WriteBa
     rocksdb::ReadOptions ro;
     ro.iterate_lower_bound = &lo;
     ro.iterate_upper_bound = &hi;
-    std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, cf));
+    std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, cf));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       const rocksdb::Status s = batch.Delete(cf, it->key());
       if (!s.ok()) return status_error("retention batch", s);
@@ -387,12 +393,15 @@ Expected<std::uint64_t> delete_request_runs(const Store& store, rocksdb::WriteBa
 
 Expected<std::vector<run_keys::ActiveRef>> scan_active(const Store& store, std::string& next,
                                                        std::size_t limit) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   const std::string prefix = run_keys::active_prefix();
   const std::string upper = keys::prefix_end(prefix);
   const rocksdb::Slice hi(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &hi;
-  std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kEvalRuns)));
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(ColumnFamily::kEvalRuns)));
   if (next.empty()) {
     it->Seek(prefix);
   } else {

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "scoring/expected.hpp"
+#include "scoring/store.hpp"
 
 namespace rocksdb {
 class WriteBatch;
@@ -39,7 +40,6 @@ class WriteBatch;
 
 namespace arbiter::scoring {
 
-class Store;
 
 enum class RunState { kPending, kWaiting, kRunning, kCompleted, kError };
 
@@ -97,10 +97,10 @@ Expected<EvalRun> decode_run(std::string_view bytes);
 nlohmann::json to_json(const EvalRun& run);
 
 // Adds the run's entries to `batch`: 'R', and 'P' put or deleted by state.
-Expected<void> put_run(const Store& store, rocksdb::WriteBatch& batch, const EvalRun& run);
+Expected<void> put_run(const Store::Lease& db, rocksdb::WriteBatch& batch, const EvalRun& run);
 
 // Adds a just-scheduled run: its 'P' entry alone (see the layout above).
-Expected<void> put_pending(const Store& store, rocksdb::WriteBatch& batch, std::string_view project,
+Expected<void> put_pending(const Store::Lease& db, rocksdb::WriteBatch& batch, std::string_view project,
                            std::string_view request_id, std::string_view evaluator,
                            std::int64_t created_us);
 
@@ -117,7 +117,7 @@ Expected<std::vector<EvalRun>> runs_for_request(const Store& store, std::string_
 
 // Adds deletes of every run entry ('R' and 'P') of one request to `batch`
 // (record retention). Returns how many runs were deleted.
-Expected<std::uint64_t> delete_request_runs(const Store& store, rocksdb::WriteBatch& batch,
+Expected<std::uint64_t> delete_request_runs(const Store::Lease& db, rocksdb::WriteBatch& batch,
                                             std::string_view project, std::string_view request_id);
 
 // Up to `limit` unfinished runs after the 'P' key `after` (exclusive; empty =

@@ -49,7 +49,7 @@ struct Observation {
 
 // Scans one name's 'T' entries in [lo, hi) (nullopt = unbounded).
 template <class Visit>
-Expected<void> scan_name(const Store& store, std::string_view project, const std::string& name,
+Expected<void> scan_name(const Store::Lease& db, std::string_view project, const std::string& name,
                          std::optional<std::int64_t> lo_us, std::optional<std::int64_t> hi_us,
                          const rocksdb::Snapshot* snapshot, Visit&& visit) {
   const std::string prefix = score_keys::time_prefix(project, name);
@@ -68,7 +68,7 @@ Expected<void> scan_name(const Store& store, std::string_view project, const std
   ro.iterate_lower_bound = &lo;
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(
-      store.db().NewIterator(ro, store.cf(ColumnFamily::kIdxScore)));
+      db.db().NewIterator(ro, db.cf(ColumnFamily::kIdxScore)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string_view key(it->key().data(), it->key().size());
     const std::string_view value(it->value().data(), it->value().size());
@@ -85,9 +85,12 @@ Expected<void> scan_name(const Store& store, std::string_view project, const std
 template <class Sink>
 Expected<void> for_each_score(const Store& store, std::string_view project, const EvalQuery& q,
                               ScoreAggregates* aggregates, Sink&& sink) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   auto names = score_names(store, project);
   if (!names.ok()) return std::move(names).error();
-  SnapshotGuard snapshot(store.db());
+  SnapshotGuard snapshot(db);
   const bool needs_record =
       q.filter.kind != FilterNode::Kind::kAll || q.group_by != EvalGroupBy::kNone;
   const bool needs_scores = has_score_leaf(q.filter);
@@ -121,7 +124,7 @@ Expected<void> for_each_score(const Store& store, std::string_view project, cons
         if (*rec) {
           RequestRecord& r = **rec;
           if (needs_scores) {
-            if (auto ok = attach_score_data(store, r, snapshot.get()); !ok) return ok;
+            if (auto ok = attach_score_data(db, r, snapshot.get()); !ok) return ok;
           }
           if (matches(q.filter, r)) {
             switch (q.group_by) {
@@ -153,7 +156,7 @@ Expected<void> for_each_score(const Store& store, std::string_view project, cons
   for (const auto& name : *names) {
     if (needs_record) {
       if (auto ok =
-              scan_name(store, project, name, q.start_us, q.end_us, snapshot.get(), joined(name));
+              scan_name(db, project, name, q.start_us, q.end_us, snapshot.get(), joined(name));
           !ok) {
         return ok;
       }
@@ -190,17 +193,17 @@ Expected<void> for_each_score(const Store& store, std::string_view project, cons
       // The partial hours at the edges, from the index.
       if (q.start_us && *q.start_us < full_lo) {
         if (auto ok =
-                scan_name(store, project, name, q.start_us, full_lo, snapshot.get(), fast(name));
+                scan_name(db, project, name, q.start_us, full_lo, snapshot.get(), fast(name));
             !ok)
           return ok;
       }
       if (q.end_us && full_hi < *q.end_us) {
         if (auto ok =
-                scan_name(store, project, name, full_hi, q.end_us, snapshot.get(), fast(name));
+                scan_name(db, project, name, full_hi, q.end_us, snapshot.get(), fast(name));
             !ok)
           return ok;
       }
-    } else if (auto ok = scan_name(store, project, name, q.start_us, q.end_us, snapshot.get(),
+    } else if (auto ok = scan_name(db, project, name, q.start_us, q.end_us, snapshot.get(),
                                    fast(name));
                !ok) {
       return ok;

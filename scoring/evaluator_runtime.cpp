@@ -331,7 +331,7 @@ void EvaluatorRuntime::stop() {
 
 // ---- scheduling (WriteListener) ----
 
-void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRecord* const> records,
+void EvaluatorRuntime::on_records(const Store::Lease& db, std::span<const RequestRecord* const> records,
                                   rocksdb::WriteBatch& batch) {
   // A batch whose commit failed never reached records_written: its runs were
   // not written either, so its reservations are void.
@@ -359,7 +359,7 @@ void EvaluatorRuntime::on_records(const Store& store, std::span<const RequestRec
       }
       // Just the unfinished marker: the run entry itself is written by the
       // worker that takes it (this is the storage thread's hot loop).
-      if (auto ok = put_pending(store, batch, r->project, r->request_id, ev.options.name, now); !ok) {
+      if (auto ok = put_pending(db, batch, r->project, r->request_id, ev.options.name, now); !ok) {
         note_error(ev, ok.error().message);
         continue;
       }
@@ -567,12 +567,14 @@ void EvaluatorRuntime::resume_backlog() {
 
 Expected<void> EvaluatorRuntime::write_state(const EvalRun& run) {
   return log_.with_store([&](Store& store) -> Expected<void> {
+    auto lease = store.lease();
+    if (!lease.ok()) return std::move(lease).error();
     rocksdb::WriteBatch batch;
-    if (auto ok = put_run(store, batch, run); !ok) return ok;
+    if (auto ok = put_run(*lease, batch, run); !ok) return ok;
     // Not synced: intermediate states are informative; the durable facts
     // are the pending entry (with the record) and the final one (synced).
-    const rocksdb::Status s = store.db().Write(rocksdb::WriteOptions(), &batch);
-    if (!s.ok()) return status_error("write evaluator run", s);
+    auto written = store.commit(*lease, batch, /*sync=*/false);
+    if (!written.ok()) return Error{written.error().code, "write evaluator run: " + written.error().message};
     return {};
   });
 }
@@ -799,7 +801,7 @@ bool EvaluatorRuntime::finish_run(Evaluator& ev, EvalRun& run, const plugins::Ev
                           run.error, {}};
     auto written = scores_.write_evaluation(
         run.project, scores, event,
-        [&run](const Store& store, rocksdb::WriteBatch& batch) { return put_run(store, batch, run); });
+        [&run](const Store::Lease& db, rocksdb::WriteBatch& batch) { return put_run(db, batch, run); });
     if (written.ok()) {
       // The stored versions (config-mapped labels/values) for the run entry
       // shown by the API were computed before the write; ids are final.

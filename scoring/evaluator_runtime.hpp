@@ -157,7 +157,7 @@ class EvaluatorRuntime final : public WriteListener {
   void stop();
 
   // ---- WriteListener
-  void on_records(const Store& store, std::span<const RequestRecord* const> records,
+  void on_records(const Store::Lease& db, std::span<const RequestRecord* const> records,
                   rocksdb::WriteBatch& batch) override;
   void records_written(std::span<const RequestRecord* const> records) override;
   void feedback_written(std::string_view project, std::string_view request_id,

@@ -535,9 +535,9 @@ bool narrow(TimeBounds& b, const FilterLeaf& leaf) {
 // time order (or reverse), over a snapshot.
 class IndexCursor {
  public:
-  IndexCursor(const Store& store, ColumnFamily cf, std::string prefix, const TimeBounds& bounds,
+  IndexCursor(const Store::Lease& db, ColumnFamily cf, std::string prefix, const TimeBounds& bounds,
               bool reverse, const rocksdb::Snapshot* snapshot)
-      : prefix_(std::move(prefix)), reverse_(reverse) {
+      : db_(db), prefix_(std::move(prefix)), reverse_(reverse) {
     lower_ = prefix_;
     keys::append_ts(lower_, bounds.lo);
     if (bounds.hi == std::numeric_limits<std::int64_t>::max()) {
@@ -552,7 +552,7 @@ class IndexCursor {
     ro.snapshot = snapshot;
     ro.iterate_lower_bound = &lower_slice_;
     ro.iterate_upper_bound = &upper_slice_;
-    it_.reset(store.db().NewIterator(ro, store.cf(cf)));
+    it_.reset(db_.db().NewIterator(ro, db_.cf(cf)));
     if (reverse_) {
       it_->SeekForPrev(upper_slice_);
       // SeekForPrev lands on a key <= upper; the bound is exclusive.
@@ -582,6 +582,7 @@ class IndexCursor {
   rocksdb::Status status() const { return it_->status(); }
 
  private:
+  Store::Lease db_;  // outlives it_
   std::string prefix_;
   std::string lower_;
   std::string upper_;
@@ -657,7 +658,7 @@ std::optional<std::pair<std::string, std::string>> score_range(std::string_view 
 
 // Request-level request ids in one 'V' range, in value order; stops after
 // `cap` ids (0 = no cap).
-Expected<std::vector<std::string>> score_range_ids(const Store& store, const std::string& lower,
+Expected<std::vector<std::string>> score_range_ids(const Store::Lease& db, const std::string& lower,
                                                    const std::string& upper, std::size_t prefix_len,
                                                    std::uint64_t cap,
                                                    const rocksdb::Snapshot* snapshot) {
@@ -668,7 +669,7 @@ Expected<std::vector<std::string>> score_range_ids(const Store& store, const std
   ro.snapshot = snapshot;
   ro.iterate_lower_bound = &lo;
   ro.iterate_upper_bound = &hi;
-  std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kIdxScore)));
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(ColumnFamily::kIdxScore)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     std::string_view rest(it->key().data(), it->key().size());
     if (rest.size() < prefix_len + 8) continue;
@@ -825,7 +826,9 @@ Expected<RequestQuery> parse_request_query(const nlohmann::json& body) {
 Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::string_view project,
                                                    const RequestQuery& query,
                                                    QueryStats* stats_out) {
-  if (!store.is_open()) return unavailable("storage is closed");
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   QueryStats local_stats;
   QueryStats& stats = stats_out != nullptr ? *stats_out : local_stats;
   stats = QueryStats{};
@@ -849,12 +852,12 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
     return out;
   }
 
-  SnapshotGuard snapshot(store.db());
+  SnapshotGuard snapshot(db);
   const bool needs_scores = has_score_leaf(query.filter) || query.sort == SortKey::kScore;
   // Fills record.scores when the filter or the sort reads them.
   auto with_scores = [&](RequestRecord& r) -> Expected<void> {
     if (!needs_scores) return {};
-    return attach_score_data(store, r, snapshot.get());
+    return attach_score_data(db, r, snapshot.get());
   };
 
   // request_id equality: one point lookup.
@@ -915,7 +918,7 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
   }
   std::uint64_t score_count = std::numeric_limits<std::uint64_t>::max();
   if (score_leaf != nullptr) {
-    auto probe = score_range_ids(store, score_bounds->first, score_bounds->second,
+    auto probe = score_range_ids(db, score_bounds->first, score_bounds->second,
                                  score_keys::value_prefix(project, score_leaf->key).size(),
                                  kProbeCap, snapshot.get());
     if (!probe.ok()) return std::move(probe).error();
@@ -926,7 +929,7 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
     // The time index competes when bounded, or as the only alternative.
     if (bounds.bounded() || sources.empty()) sources.push_back(time_source);
     for (auto& s : sources) {
-      IndexCursor probe(store, s.cf, s.prefix, bounds, false, snapshot.get());
+      IndexCursor probe(db, s.cf, s.prefix, bounds, false, snapshot.get());
       std::uint64_t count = 0;
       while (count < kProbeCap && probe.next()) ++count;
       if (!probe.status().ok()) return status_error("query probe " + s.plan, probe.status());
@@ -971,7 +974,7 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
   };
 
   if (use_score_index) {
-    auto ids = score_range_ids(store, score_bounds->first, score_bounds->second,
+    auto ids = score_range_ids(db, score_bounds->first, score_bounds->second,
                                score_keys::value_prefix(project, score_leaf->key).size(), 0,
                                snapshot.get());
     if (!ids.ok()) return std::move(ids).error();
@@ -989,7 +992,7 @@ Expected<std::vector<RequestRecord>> execute_query(const Store& store, std::stri
 
   const bool time_sorted = query.sort == SortKey::kCreatedAt;
   const bool reverse = time_sorted ? query.descending : true;
-  IndexCursor cursor(store, chosen.cf, chosen.prefix, bounds, reverse, snapshot.get());
+  IndexCursor cursor(db, chosen.cf, chosen.prefix, bounds, reverse, snapshot.get());
   const bool no_filter = query.filter.kind == FilterNode::Kind::kAll;
 
   // Reads the record an entry points at; nullopt when gone or stale.

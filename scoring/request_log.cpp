@@ -285,8 +285,8 @@ bool RequestLog::write_batch(std::vector<Pending>& batch, bool first_attempt) {
   const bool strict = options_.durability == Durability::kStrict;
   Store::BatchExtension extend;
   if (!listeners_.empty()) {
-    extend = [&](rocksdb::WriteBatch& wb) {
-      for (auto* l : listeners_) l->on_records(*store_, records, wb);
+    extend = [&](rocksdb::WriteBatch& wb, const Store::Lease& db) {
+      for (auto* l : listeners_) l->on_records(db, records, wb);
     };
   }
   const auto result = store_->write(records, /*sync=*/strict, extend);
@@ -355,13 +355,13 @@ Expected<RetentionStats> RequestLog::run_retention() {
   if (!store_->is_open()) return unavailable("request log is closed");
   auto r = store_->delete_older_than(
       cutoff, &retention_stop_,
-      [this](rocksdb::WriteBatch& batch, std::string_view project,
-             std::string_view id) -> Expected<std::uint64_t> {
+      [](rocksdb::WriteBatch& batch, const Store::Lease& db, std::string_view project,
+         std::string_view id) -> Expected<std::uint64_t> {
         // The request's evaluator runs go with it (not counted as scores).
-        if (auto runs = delete_request_runs(*store_, batch, project, id); !runs.ok()) {
+        if (auto runs = delete_request_runs(db, batch, project, id); !runs.ok()) {
           return std::move(runs).error();
         }
-        return delete_request_scores(*store_, batch, project, id);
+        return delete_request_scores(db, batch, project, id);
       });
   if (r.ok()) {
     retention_deleted_.fetch_add(r->records_deleted, std::memory_order_relaxed);
@@ -418,9 +418,11 @@ Expected<std::optional<RequestRecord>> RequestLog::get(std::string_view project,
                                                        bool include_bodies, bool with_scores) const {
   std::shared_lock lk(store_mu_);
   if (!store_->is_open()) return unavailable("request log is closed");
-  auto got = store_->get(project, request_id, include_bodies);
+  auto lease = store_->lease();
+  if (!lease.ok()) return std::move(lease).error();
+  auto got = Store::get(*lease, project, request_id, include_bodies);
   if (got.ok() && *got) {
-    auto ok = with_scores ? attach_score_data(*store_, **got) : attach_feedback(*store_, **got);
+    auto ok = with_scores ? attach_score_data(*lease, **got) : attach_feedback(*lease, **got);
     if (!ok) return std::move(ok).error();
   }
   return got;
@@ -449,9 +451,9 @@ Expected<nlohmann::json> RequestLog::query_json(std::string_view project,
   auto records = query(project, *parsed);
   if (!records.ok()) return std::move(records).error();
   // Every record is shown with its scores and posted feedback.
-  auto attached = with_store([&](Store& store) -> Expected<void> {
+  auto attached = with_lease([&](const Store::Lease& db) -> Expected<void> {
     for (auto& r : *records) {
-      if (auto ok = attach_score_data(store, r); !ok) return ok;
+      if (auto ok = attach_score_data(db, r); !ok) return ok;
     }
     return {};
   });
@@ -472,6 +474,7 @@ RequestLog::Counters RequestLog::counters() const {
   c.failed_records = failed_records_.load(std::memory_order_relaxed);
   c.write_retries = write_retries_.load(std::memory_order_relaxed);
   c.recoveries = recoveries_.load(std::memory_order_relaxed);
+  c.reopens = store_ ? store_->reopens() : 0;
   c.storage_ok = storage_ok_.load(std::memory_order_relaxed);
   c.retention_deleted = retention_deleted_.load(std::memory_order_relaxed);
   {

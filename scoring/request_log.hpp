@@ -204,6 +204,17 @@ class RequestLog {
     return fn(*store_);
   }
 
+  // with_store for one Lease on the open database (see Store::Lease):
+  // fn(const Store::Lease&), kUnavailable while the store is reopening.
+  template <class F>
+  auto with_lease(F&& fn) const -> decltype(fn(std::declval<const Store::Lease&>())) {
+    return with_store([&](Store& store) -> decltype(fn(std::declval<const Store::Lease&>())) {
+      auto lease = store.lease();
+      if (!lease.ok()) return std::move(lease).error();
+      return fn(*lease);
+    });
+  }
+
   // Registers a listener offered every record batch (and, through the score
   // store and the evaluator runtime, every score, feedback and evaluation
   // write). Call before the first submit(); see write_listener.hpp.
@@ -223,6 +234,7 @@ class RequestLog {
     std::uint64_t failed_records = 0;  // records given up on (a failing write at close)
     std::uint64_t write_retries = 0;   // attempts to write a batch again after a failure
     std::uint64_t recoveries = 0;      // outages ended by a successful write
+    std::uint64_t reopens = 0;         // database reopens after an I/O error (Store::resume)
     bool storage_ok = true;            // false from a failed write until one succeeds
     std::uint64_t retention_deleted = 0;
     std::uint64_t queue_depth = 0;

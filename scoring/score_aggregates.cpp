@@ -105,6 +105,9 @@ Expected<bool> ScoreAggregates::with_name(const Store& store, std::string_view p
 
   std::lock_guard load(load_mu_);
   if (auto r = ready()) return *r;
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
 
   // Register as loading and take the snapshot with no writer between its
   // batch and its apply().
@@ -113,13 +116,13 @@ Expected<bool> ScoreAggregates::with_name(const Store& store, std::string_view p
     std::unique_lock gate(gate_);
     std::lock_guard lk(mu_);
     names_[key] = Entry{};
-    snapshot = store.db().GetSnapshot();
+    snapshot = db.db().GetSnapshot();
   }
   struct Release {
-    const Store& store;
+    const Store::Lease& db;
     const rocksdb::Snapshot* snapshot;
-    ~Release() { store.db().ReleaseSnapshot(snapshot); }
-  } release{store, snapshot};
+    ~Release() { db.db().ReleaseSnapshot(snapshot); }
+  } release{db, snapshot};
 
   NameHistograms hours;
   long entries = 0;
@@ -133,7 +136,7 @@ Expected<bool> ScoreAggregates::with_name(const Store& store, std::string_view p
   ro.iterate_lower_bound = &lo;
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(
-      store.db().NewIterator(ro, store.cf(ColumnFamily::kIdxScore)));
+      db.db().NewIterator(ro, db.cf(ColumnFamily::kIdxScore)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string_view k(it->key().data(), it->key().size());
     const std::string_view v(it->value().data(), it->value().size());

@@ -99,21 +99,21 @@ std::string ts_bytes(std::int64_t ts) {
 }
 
 // Point read: nullopt when missing.
-Expected<std::optional<std::string>> read(const Store& store, ColumnFamily cf,
+Expected<std::optional<std::string>> read(const Store::Lease& db, ColumnFamily cf,
                                           const std::string& key,
                                           const rocksdb::Snapshot* snapshot = nullptr) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
   rocksdb::PinnableSlice value;
-  const rocksdb::Status s = store.db().Get(ro, store.cf(cf), key, &value);
+  const rocksdb::Status s = db.db().Get(ro, db.cf(cf), key, &value);
   if (s.IsNotFound()) return std::optional<std::string>{};
   if (!s.ok()) return status_error("read score data", s);
   return std::optional<std::string>(std::string(view(value)));
 }
 
-Expected<std::optional<Score>> read_score(const Store& store, const std::string& key,
+Expected<std::optional<Score>> read_score(const Store::Lease& db, const std::string& key,
                                           const rocksdb::Snapshot* snapshot = nullptr) {
-  auto raw = read(store, ColumnFamily::kScores, key, snapshot);
+  auto raw = read(db, ColumnFamily::kScores, key, snapshot);
   if (!raw.ok()) return std::move(raw).error();
   if (!*raw) return std::optional<Score>{};
   auto decoded = decode_score(**raw);
@@ -127,13 +127,13 @@ Expected<std::optional<Score>> read_score(const Store& store, const std::string&
 // earlier jobs of the group), then the database. A job overwriting a score
 // that an earlier job of the same group wrote sees that version.
 struct BatchView {
-  const Store& store;
+  const Store::Lease& lease;
   rocksdb::WriteBatchWithIndex& batch;
 
   Expected<std::optional<std::string>> read(ColumnFamily cf, const std::string& key) const {
     rocksdb::PinnableSlice value;
     const rocksdb::Status s =
-        batch.GetFromBatchAndDB(&store.db(), rocksdb::ReadOptions(), store.cf(cf), key, &value);
+        batch.GetFromBatchAndDB(&lease.db(), rocksdb::ReadOptions(), lease.cf(cf), key, &value);
     if (s.IsNotFound()) return std::optional<std::string>{};
     if (!s.ok()) return status_error("read score data", s);
     return std::optional<std::string>(std::string(view(value)));
@@ -153,7 +153,7 @@ namespace {
 // Visits keys with `prefix` in [lower, upper) (empty = prefix bounds), in
 // order or reversed; fn(key, value) returns false to stop.
 template <class Fn>
-Expected<void> scan(const Store& store, ColumnFamily cf, const std::string& prefix,
+Expected<void> scan(const Store::Lease& db, ColumnFamily cf, const std::string& prefix,
                     std::string lower, std::string upper, bool reverse, Fn&& fn,
                     const rocksdb::Snapshot* snapshot = nullptr) {
   if (lower.empty()) lower = prefix;
@@ -164,7 +164,7 @@ Expected<void> scan(const Store& store, ColumnFamily cf, const std::string& pref
   ro.snapshot = snapshot;
   ro.iterate_lower_bound = &lo;
   ro.iterate_upper_bound = &hi;
-  std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(cf)));
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(cf)));
   if (reverse) {
     it->SeekToLast();
   } else {
@@ -306,13 +306,13 @@ std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t pref
 
 // ---- reads shared with the request log ----
 
-Expected<void> attach_score_data(const Store& store, RequestRecord& record,
+Expected<void> attach_score_data(const Store::Lease& db, RequestRecord& record,
                                  const rocksdb::Snapshot* snapshot) {
   record.scores = json::object();
   const std::string prefix = score_keys::request_scores_prefix(record.project, record.request_id);
   Error failure;
   auto scanned = scan(
-      store, ColumnFamily::kScores, prefix, {}, {}, false,
+      db, ColumnFamily::kScores, prefix, {}, {}, false,
       [&](std::string_view key, std::string_view value) {
         auto s = decode_score(value);
         if (!s.ok()) {
@@ -326,12 +326,12 @@ Expected<void> attach_score_data(const Store& store, RequestRecord& record,
       snapshot);
   if (!scanned.ok()) return scanned;
   if (!failure.message.empty()) return failure;
-  return attach_feedback(store, record, snapshot);
+  return attach_feedback(db, record, snapshot);
 }
 
-Expected<void> attach_feedback(const Store& store, RequestRecord& record, const rocksdb::Snapshot* snapshot) {
+Expected<void> attach_feedback(const Store::Lease& db, RequestRecord& record, const rocksdb::Snapshot* snapshot) {
   auto fb =
-      read(store, ColumnFamily::kScores, feedback_key(record.project, record.request_id), snapshot);
+      read(db, ColumnFamily::kScores, feedback_key(record.project, record.request_id), snapshot);
   if (!fb.ok()) return std::move(fb).error();
   if (*fb) {
     try {
@@ -345,37 +345,40 @@ Expected<void> attach_feedback(const Store& store, RequestRecord& record, const 
   return {};
 }
 
-Expected<std::uint64_t> delete_request_scores(const Store& store, rocksdb::WriteBatch& batch,
+Expected<std::uint64_t> delete_request_scores(const Store::Lease& db, rocksdb::WriteBatch& batch,
                                               std::string_view project, std::string_view request_id) {
   std::uint64_t deleted = 0;
   rocksdb::Status st;
   // Observation scores too: the prefix stops after the request id.
   std::string prefix = tagged('S', project) + 'r';
   keys::append_part(prefix, request_id);
-  auto r = scan(store, ColumnFamily::kScores, prefix, {}, {}, false, [&](std::string_view key, std::string_view value) {
+  auto r = scan(db, ColumnFamily::kScores, prefix, {}, {}, false, [&](std::string_view key, std::string_view value) {
     auto decoded = decode_score(value);
-    if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), slice(key));
+    if (st.ok()) st = batch.Delete(db.cf(ColumnFamily::kScores), slice(key));
     if (decoded.ok()) {
       const Score& sc = *decoded;
-      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), id_key(project, sc.id));
+      if (st.ok()) st = batch.Delete(db.cf(ColumnFamily::kScores), id_key(project, sc.id));
       const IndexKeys ik = index_keys(project, sc);
-      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.time);
-      if (st.ok() && !ik.value.empty()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.value);
-      if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kIdxScore), ik.all);
+      if (st.ok()) st = batch.Delete(db.cf(ColumnFamily::kIdxScore), ik.time);
+      if (st.ok() && !ik.value.empty()) st = batch.Delete(db.cf(ColumnFamily::kIdxScore), ik.value);
+      if (st.ok()) st = batch.Delete(db.cf(ColumnFamily::kIdxScore), ik.all);
     }
     ++deleted;
     return st.ok();
   });
   if (!r.ok()) return std::move(r).error();
-  if (st.ok()) st = batch.Delete(store.cf(ColumnFamily::kScores), feedback_key(project, request_id));
+  if (st.ok()) st = batch.Delete(db.cf(ColumnFamily::kScores), feedback_key(project, request_id));
   if (!st.ok()) return status_error("retention: delete scores", st);
   return deleted;
 }
 
 Expected<std::vector<std::string>> score_names(const Store& store, std::string_view project) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   std::vector<std::string> names;
   const std::string prefix = score_keys::names_prefix(project);
-  auto r = scan(store, ColumnFamily::kScores, prefix, {}, {}, false,
+  auto r = scan(db, ColumnFamily::kScores, prefix, {}, {}, false,
                 [&](std::string_view key, std::string_view) {
                   std::string_view rest = key.substr(prefix.size());
                   std::string name;
@@ -403,8 +406,8 @@ ScoreStore::ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us)
 // arrive first simply load their name themselves; loads are serialised.
 void ScoreStore::warm_up() {
   std::vector<std::pair<std::string, std::string>> names;
-  auto listed = log_.with_store([&](Store& store) -> Expected<void> {
-    return scan(store, ColumnFamily::kScores, "M", {}, {}, false, [&](std::string_view key, std::string_view) {
+  auto listed = log_.with_lease([&](const Store::Lease& db) -> Expected<void> {
+    return scan(db, ColumnFamily::kScores, "M", {}, {}, false, [&](std::string_view key, std::string_view) {
       std::string_view rest = key.substr(1);
       std::string project, name;
       if (keys::read_part(rest, project) && keys::read_part(rest, name)) names.emplace_back(std::move(project), std::move(name));
@@ -553,14 +556,16 @@ void ScoreStore::writer_loop() {
 void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
   const auto& listeners = log_.listeners();
   auto committed = log_.with_store([&](Store& store) -> Expected<void> {
+    auto lease = store.lease();
+    if (!lease.ok()) return std::move(lease).error();
     rocksdb::WriteBatchWithIndex batch;
-    const BatchView db{store, batch};
+    const BatchView db{*lease, batch};
     bool durable = false;
     for (auto& job : group) {
       batch.SetSavePoint();
       job->result = job->kind == Job::Kind::kWrite ? build_write(db, *job) : build_remove(db, *job);
       if (job->result.ok() && job->run_entries) {
-        if (auto added = job->run_entries(store, *batch.GetWriteBatch()); !added) {
+        if (auto added = job->run_entries(*lease, *batch.GetWriteBatch()); !added) {
           job->result = std::move(added).error();
         }
       }
@@ -571,34 +576,34 @@ void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
       (void)batch.PopSavePoint();
       durable = durable || job->durable;
       if (job->kind == Job::Kind::kWrite && !job->result->empty()) {
-        for (auto* l : listeners) l->on_scores(store, job->project, *job->result, *batch.GetWriteBatch());
+        for (auto* l : listeners) l->on_scores(*lease, job->project, *job->result, *batch.GetWriteBatch());
       }
       if (job->evaluation) {
         job->evaluation->project = job->project;
         job->evaluation->scores = *job->result;
-        for (auto* l : listeners) l->on_evaluation(store, *job->evaluation, *batch.GetWriteBatch());
+        for (auto* l : listeners) l->on_evaluation(*lease, *job->evaluation, *batch.GetWriteBatch());
       }
     }
     if (batch.GetWriteBatch()->Count() == 0) return {};
-    // A full disk: refused (503) before RocksDB sees it (free_space.hpp).
-    if (auto space = ensure_free_space(*store.db().GetEnv(), store.path()); !space.ok()) return space;
-    rocksdb::WriteOptions wo;
-    wo.sync = durable;  // durable before any API caller hears "written"
+    // durable: fsynced before any API caller hears "written". A full disk
+    // is refused (503) before RocksDB sees it (free_space.hpp).
     std::shared_lock gate(aggregates_.gate());
-    const rocksdb::Status ws = store.db().Write(wo, batch.GetWriteBatch());
-    if (!ws.ok()) {
-      // A failing disk stops RocksDB's writes until resumed; without
-      // proxied traffic (whose storage thread resumes too) nothing else would.
-      // The callers get the error (5xx): nothing unstored is acknowledged.
-      gate.unlock();
-      (void)store.resume();
-      return status_error("write scores", ws);
+    auto written = store.commit(*lease, *batch.GetWriteBatch(), /*sync=*/durable);
+    if (!written.ok()) {
+      return Error{written.error().code, "write scores: " + written.error().message};
     }
     for (auto& job : group) {
       if (job->result.ok()) aggregates_.apply(job->deltas);
     }
     return {};
   });
+  if (!committed.ok() && committed.error().code == ErrorCode::kStorage) {
+    // A failing disk stops RocksDB's writes until resumed (or reopened);
+    // without proxied traffic (whose storage thread resumes too) nothing
+    // else would. Outside the Lease above: a reopen waits for every Lease.
+    // The callers get the error (5xx): nothing unstored is acknowledged.
+    (void)log_.with_store([](Store& store) { return store.resume(); });
+  }
   groups_.fetch_add(1, std::memory_order_relaxed);
   for (auto& job : group) {
     if (!committed.ok() && job->result.ok()) job->result = committed.error();
@@ -625,7 +630,7 @@ Expected<std::vector<Score>> ScoreStore::build_write(const BatchView& db, Job& j
   std::vector<Score>& scores = job.scores;
   if (!job.session_check.empty()) {
     bool seen = false;
-    auto r = scan(db.store, ColumnFamily::kIdxSession, keys::session_prefix(project, job.session_check), {}, {},
+    auto r = scan(db.lease, ColumnFamily::kIdxSession, keys::session_prefix(project, job.session_check), {}, {},
                   false, [&](std::string_view, std::string_view) {
                     seen = true;
                     return false;
@@ -637,13 +642,13 @@ Expected<std::vector<Score>> ScoreStore::build_write(const BatchView& db, Job& j
 
   const std::int64_t now = now_us();
   rocksdb::WriteBatchWithIndex& batch = db.batch;
-  const Store& store = db.store;
+  const Store::Lease& lease = db.lease;
   rocksdb::Status st;
   auto put = [&](ColumnFamily cf, const std::string& k, std::string_view v) {
-    if (st.ok()) st = batch.Put(store.cf(cf), k, slice(v));
+    if (st.ok()) st = batch.Put(lease.cf(cf), k, slice(v));
   };
   auto del = [&](ColumnFamily cf, const std::string& k) {
-    if (st.ok()) st = batch.Delete(store.cf(cf), k);
+    if (st.ok()) st = batch.Delete(lease.cf(cf), k);
   };
   auto delta = [&](const Score& v, int sign) {
     if (v.value) {
@@ -736,14 +741,14 @@ Expected<std::vector<Score>> ScoreStore::build_remove(const BatchView& db, Job& 
   const std::string key = tagged('S', project) + **mapped;
   auto old = db.read_score(key);
   if (!old.ok()) return std::move(old).error();
-  rocksdb::Status st = db.batch.Delete(db.store.cf(ColumnFamily::kScores), ikey);
+  rocksdb::Status st = db.batch.Delete(db.lease.cf(ColumnFamily::kScores), ikey);
   if (*old && (*old)->id == job.remove_id) {
     const Score& o = **old;
-    if (st.ok()) st = db.batch.Delete(db.store.cf(ColumnFamily::kScores), key);
+    if (st.ok()) st = db.batch.Delete(db.lease.cf(ColumnFamily::kScores), key);
     const IndexKeys ik = index_keys(project, o);
-    if (st.ok()) st = db.batch.Delete(db.store.cf(ColumnFamily::kIdxScore), ik.time);
-    if (st.ok() && !ik.value.empty()) st = db.batch.Delete(db.store.cf(ColumnFamily::kIdxScore), ik.value);
-    if (st.ok()) st = db.batch.Delete(db.store.cf(ColumnFamily::kIdxScore), ik.all);
+    if (st.ok()) st = db.batch.Delete(db.lease.cf(ColumnFamily::kIdxScore), ik.time);
+    if (st.ok() && !ik.value.empty()) st = db.batch.Delete(db.lease.cf(ColumnFamily::kIdxScore), ik.value);
+    if (st.ok()) st = db.batch.Delete(db.lease.cf(ColumnFamily::kIdxScore), ik.all);
     if (o.value) job.deltas.push_back({std::string(project), o.name, o.timestamp_us, *o.value, o.data_type, -1});
   }
   if (!st.ok()) return status_error("build delete batch", st);
@@ -892,16 +897,16 @@ ScoreStore::Counters ScoreStore::counters() const {
 
 Expected<std::optional<Score>> ScoreStore::get(std::string_view project,
                                                std::string_view id) const {
-  return log_.with_store([&](Store& store) -> Expected<std::optional<Score>> {
-    auto mapped = read(store, ColumnFamily::kScores, id_key(project, id));
+  return log_.with_lease([&](const Store::Lease& db) -> Expected<std::optional<Score>> {
+    auto mapped = read(db, ColumnFamily::kScores, id_key(project, id));
     if (!mapped.ok()) return std::move(mapped).error();
     if (!*mapped) return std::optional<Score>{};
-    return read_score(store, tagged('S', project) + **mapped);
+    return read_score(db, tagged('S', project) + **mapped);
   });
 }
 
 Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreListQuery& q) const {
-  return log_.with_store([&](Store& store) -> Expected<ScoreListPage> {
+  return log_.with_lease([&](const Store::Lease& db) -> Expected<ScoreListPage> {
     // Pick the source: the target's scores, the name's time index, or all by time.
     ColumnFamily cf = ColumnFamily::kIdxScore;
     std::string prefix;
@@ -946,7 +951,7 @@ Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreLi
     }
     if (lower >= upper) return ScoreListPage{};
 
-    SnapshotGuard snapshot(store.db());
+    SnapshotGuard snapshot(db);
     ScoreListPage page;
     std::string last_key;
     Error failure;
@@ -975,7 +980,7 @@ Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreLi
             target_start.substr(0, target_start.size() - rest.size());
         if (q.name.empty() && !keys::read_part(rest, name)) return true;
         auto got =
-            read_score(store, score_keys::score(project, target_bytes, name), snapshot.get());
+            read_score(db, score_keys::score(project, target_bytes, name), snapshot.get());
         if (!got.ok()) {
           failure = std::move(got).error();
           return false;
@@ -997,7 +1002,7 @@ Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreLi
       page.scores.push_back(std::move(*s));
       return true;
     };
-    auto r = scan(store, cf, prefix, lower, upper, reverse, visit, snapshot.get());
+    auto r = scan(db, cf, prefix, lower, upper, reverse, visit, snapshot.get());
     if (!r.ok()) return std::move(r).error();
     if (!failure.message.empty()) return failure;
     if (more) page.next_cursor = hex(last_key);
@@ -1008,39 +1013,40 @@ Expected<ScoreListPage> ScoreStore::list(std::string_view project, const ScoreLi
 Expected<ScoreConfig> ScoreStore::create_config(std::string_view project, ScoreConfig config) {
   std::lock_guard lk(config_mu_);
   return log_.with_store([&](Store& store) -> Expected<ScoreConfig> {
-    auto by_name = read(store, ColumnFamily::kScores, config_name_key(project, config.name));
+    auto lease = store.lease();
+    if (!lease.ok()) return std::move(lease).error();
+    const Store::Lease& db = *lease;
+    auto by_name = read(db, ColumnFamily::kScores, config_name_key(project, config.name));
     if (!by_name.ok()) return std::move(by_name).error();
     if (*by_name) {
       return invalid_argument("score '" + sanitize_utf8(config.name) + "' already has config '" +
                               sanitize_utf8(**by_name) + "'");
     }
     if (config.id.empty()) config.id = random_uuid();
-    auto by_id = read(store, ColumnFamily::kScores, config_key(project, config.id));
+    auto by_id = read(db, ColumnFamily::kScores, config_key(project, config.id));
     if (!by_id.ok()) return std::move(by_id).error();
     if (*by_id)
       return invalid_argument("score config id '" + sanitize_utf8(config.id) + "' is taken");
     config.created_at_us = now_us();
     rocksdb::WriteBatch batch;
-    rocksdb::Status st = batch.Put(store.cf(ColumnFamily::kScores), config_key(project, config.id),
+    rocksdb::Status st = batch.Put(db.cf(ColumnFamily::kScores), config_key(project, config.id),
                                    encode_config(config));
     if (st.ok()) {
-      st = batch.Put(store.cf(ColumnFamily::kScores), config_name_key(project, config.name),
+      st = batch.Put(db.cf(ColumnFamily::kScores), config_name_key(project, config.name),
                      config.id);
     }
     if (!st.ok()) return status_error("build config batch", st);
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    const rocksdb::Status ws = store.db().Write(wo, &batch);
-    if (!ws.ok()) return status_error("write score config", ws);
+    auto written = store.commit(db, batch, /*sync=*/true);
+    if (!written.ok()) return Error{written.error().code, "write score config: " + written.error().message};
     return config;
   });
 }
 
 Expected<std::vector<ScoreConfig>> ScoreStore::configs(std::string_view project) const {
-  return log_.with_store([&](Store& store) -> Expected<std::vector<ScoreConfig>> {
+  return log_.with_lease([&](const Store::Lease& db) -> Expected<std::vector<ScoreConfig>> {
     std::vector<ScoreConfig> out;
     Error failure;
-    auto r = scan(store, ColumnFamily::kScores, tagged('C', project), {}, {}, false,
+    auto r = scan(db, ColumnFamily::kScores, tagged('C', project), {}, {}, false,
                   [&](std::string_view, std::string_view value) {
                     auto c = decode_config(value);
                     if (!c.ok()) {

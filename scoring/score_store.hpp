@@ -100,17 +100,17 @@ std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t pref
 
 // Fills record.scores (request-level scores: name → value) and merges the
 // posted feedback fields into record.feedback. `snapshot` may be null.
-Expected<void> attach_score_data(const Store& store, RequestRecord& record,
+Expected<void> attach_score_data(const Store::Lease& db, RequestRecord& record,
                                  const rocksdb::Snapshot* snapshot = nullptr);
 // Only the feedback part of attach_score_data.
-Expected<void> attach_feedback(const Store& store, RequestRecord& record,
+Expected<void> attach_feedback(const Store::Lease& db, RequestRecord& record,
                                const rocksdb::Snapshot* snapshot = nullptr);
 
 // Adds to `batch` the deletion of every score of the request (with its id
 // mapping and index entries) and of its posted feedback; returns the number
 // of scores. For retention, which deletes the request itself in the same
 // batch. Reads the database as committed.
-Expected<std::uint64_t> delete_request_scores(const Store& store, rocksdb::WriteBatch& batch,
+Expected<std::uint64_t> delete_request_scores(const Store::Lease& db, rocksdb::WriteBatch& batch,
                                               std::string_view project, std::string_view request_id);
 
 // Every score name seen in the project, sorted.
@@ -212,7 +212,7 @@ class ScoreStore {
   // cache), and a power cut that does loses the run's final state with it, so
   // the run — pending since its record's batch — is evaluated again.
   // Blocking; call from an evaluator worker.
-  using RunEntries = std::function<Expected<void>(const Store&, rocksdb::WriteBatch&)>;
+  using RunEntries = std::function<Expected<void>(const Store::Lease&, rocksdb::WriteBatch&)>;
   Expected<std::vector<Score>> write_evaluation(std::string_view project, std::vector<Score> scores,
                                                 EvaluationEvent& evaluation, RunEntries extend);
 

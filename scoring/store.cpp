@@ -3,6 +3,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
@@ -12,7 +13,9 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <thread>
 #include <unordered_map>
+#include <variant>
 
 #include "scoring/free_space.hpp"
 #include "scoring/keys.hpp"
@@ -69,7 +72,7 @@ bool is_lock_error(const rocksdb::Status& s) {
 }
 
 // Puts (or deletes) every secondary index entry of one record version.
-void index_ops(rocksdb::WriteBatch& batch, const Store& store, const RequestRecord& r, bool put,
+void index_ops(rocksdb::WriteBatch& batch, const Store::Lease& store, const RequestRecord& r, bool put,
                rocksdb::Status& status) {
   auto apply = [&](ColumnFamily cf, const std::string& key) {
     if (!status.ok()) return;
@@ -95,7 +98,7 @@ void index_ops(rocksdb::WriteBatch& batch, const Store& store, const RequestReco
   }
 }
 
-void delete_bodies(rocksdb::WriteBatch& batch, const Store& store, std::string_view project,
+void delete_bodies(rocksdb::WriteBatch& batch, const Store::Lease& store, std::string_view project,
                    std::string_view id, rocksdb::Status& status) {
   for (auto kind : kBodyKinds) {
     if (!status.ok()) return;
@@ -104,7 +107,7 @@ void delete_bodies(rocksdb::WriteBatch& batch, const Store& store, std::string_v
 }
 
 // Removes one record version completely: metadata, bodies, index entries.
-void delete_record(rocksdb::WriteBatch& batch, const Store& store, const RequestRecord& r,
+void delete_record(rocksdb::WriteBatch& batch, const Store::Lease& store, const RequestRecord& r,
                    rocksdb::Status& status) {
   if (status.ok()) {
     status = batch.Delete(store.cf(ColumnFamily::kRecords), keys::record(r.project, r.request_id));
@@ -123,8 +126,53 @@ Error status_error(std::string_view context, const rocksdb::Status& status) {
   return storage_error(std::string(context) + ": " + status.ToString());
 }
 
-SnapshotGuard::SnapshotGuard(rocksdb::DB& db) : db_(db), snapshot_(db.GetSnapshot()) {}
-SnapshotGuard::~SnapshotGuard() { db_.ReleaseSnapshot(snapshot_); }
+SnapshotGuard::SnapshotGuard(Store::Lease lease)
+    : lease_(std::move(lease)), snapshot_(lease_.db().GetSnapshot()) {}
+SnapshotGuard::~SnapshotGuard() { lease_.db().ReleaseSnapshot(snapshot_); }
+
+// What opening the database takes; kept for reopening it after an I/O error.
+struct Store::Opener {
+  std::string path;
+  rocksdb::DBOptions db_options;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  std::size_t known_count = 0;        // descriptors[0, known_count) are kCfNames, in order
+  std::shared_ptr<rocksdb::Env> env;  // keeps StoreOptions::env alive
+
+  // The database, or the RocksDB status that prevented opening it.
+  std::variant<std::shared_ptr<Store::Instance>, rocksdb::Status> open() const {
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    const rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &handles, &db);
+    if (!s.ok()) return s;
+    auto instance = std::make_shared<Store::Instance>();
+    instance->db = db;
+    instance->handles.assign(handles.begin(), handles.begin() + static_cast<std::ptrdiff_t>(known_count));
+    instance->unknown_handles.assign(handles.begin() + static_cast<std::ptrdiff_t>(known_count), handles.end());
+    return instance;
+  }
+};
+
+Store::Instance::~Instance() { (void)close(); }
+
+Expected<void> Store::Instance::close() {
+  if (db == nullptr) return {};
+  Expected<void> result;
+  for (auto* list : {&handles, &unknown_handles}) {
+    for (auto* h : *list) {
+      const rocksdb::Status s = db->DestroyColumnFamilyHandle(h);
+      if (!s.ok() && result.ok()) result = status_error("close column family", s);
+    }
+    list->clear();
+  }
+  const rocksdb::Status closed = db->Close();
+  if (!closed.ok() && result.ok()) result = status_error("close database", closed);
+  delete db;
+  db = nullptr;
+  return result;
+}
+
+Store::Store(std::string path, std::shared_ptr<const Opener> opener)
+    : path_(std::move(path)), opener_(std::move(opener)) {}
 
 std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& options) {
   std::error_code ec;
@@ -216,52 +264,73 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
     descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, base_cf_options(false));
   }
 
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  const rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &handles, &db);
-  if (!s.ok()) throw_open_error(path, s);
+  auto opener = std::make_shared<Opener>();
+  opener->path = path;
+  opener->db_options = db_options;
+  opener->descriptors = std::move(descriptors);
+  opener->known_count = known_count;
+  opener->env = options.env;
+  auto opened = opener->open();
+  if (auto* failed = std::get_if<rocksdb::Status>(&opened)) throw_open_error(path, *failed);
 
-  std::unique_ptr<Store> store(new Store());
-  store->path_ = path;
-  store->db_ = db;
-  store->handles_.assign(handles.begin(),
-                         handles.begin() + static_cast<std::ptrdiff_t>(known_count));
-  store->unknown_handles_.assign(handles.begin() + static_cast<std::ptrdiff_t>(known_count),
-                                 handles.end());
+  std::unique_ptr<Store> store(new Store(path, std::move(opener)));
+  store->current_.store(std::get<std::shared_ptr<Instance>>(std::move(opened)));
   return store;
 }
 
-Store::~Store() {
-  (void)close();
+Store::~Store() { (void)close(); }
+
+Expected<Store::Lease> Store::lease() const {
+  if (auto instance = current_.load(std::memory_order_acquire)) return Lease(std::move(instance));
+  if (closed_.load(std::memory_order_acquire)) return unavailable("storage is closed");
+  const auto why = unavailable_.load(std::memory_order_acquire);
+  return unavailable(why ? *why : std::string("storage is being reopened"));
+}
+
+void Store::note_failure(const rocksdb::Status& status) {
+  // An I/O error (a full disk included) in a write or WAL sync leaves
+  // RocksDB's WAL writer failed for good; see the top of store.hpp.
+  if (status.IsIOError()) broken_.store(true, std::memory_order_release);
+}
+
+bool Store::wait_unleased(const std::shared_ptr<Instance>& instance, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (instance.use_count() > 1) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // use_count() is a relaxed read. Taking and dropping a reference (an
+  // acq_rel increment in libstdc++) orders every Lease's last use of the
+  // instance before the caller closes it.
+  { const std::shared_ptr<Instance> order = instance; }
+  return true;
 }
 
 Expected<void> Store::close() {
-  if (db_ == nullptr) return {};
+  std::lock_guard lock(reopen_mu_);
+  if (closed_.exchange(true)) return {};
+  auto instance = current_.exchange(nullptr);
+  if (instance == nullptr) return {};  // a reopen failed: nothing is open
+  // Every Lease should have ended (the contract); wait out stragglers.
+  (void)wait_unleased(instance, std::chrono::hours(1));
   Expected<void> result;
-  const rocksdb::Status sync = db_->SyncWAL();
-  if (!sync.ok()) result = status_error("sync WAL on close", sync);
-  for (auto* h : handles_) {
-    const rocksdb::Status s = db_->DestroyColumnFamilyHandle(h);
-    if (!s.ok() && result.ok()) result = status_error("close column family", s);
+  if (!broken_.load(std::memory_order_acquire)) {
+    const rocksdb::Status sync = instance->db->SyncWAL();
+    if (!sync.ok()) result = status_error("sync WAL on close", sync);
   }
-  for (auto* h : unknown_handles_) {
-    const rocksdb::Status s = db_->DestroyColumnFamilyHandle(h);
-    if (!s.ok() && result.ok()) result = status_error("close column family", s);
-  }
-  handles_.clear();
-  unknown_handles_.clear();
-  const rocksdb::Status closed = db_->Close();
-  if (!closed.ok() && result.ok()) result = status_error("close database", closed);
-  delete db_;
-  db_ = nullptr;
+  auto closed = instance->close();
+  if (!closed.ok() && result.ok()) result = std::move(closed);
   return result;
 }
 
 Expected<void> Store::write(std::span<const RequestRecord* const> records, bool sync,
                             const BatchExtension& extend) {
-  if (db_ == nullptr) return unavailable("storage is closed");
   if (records.empty()) return {};
-  if (auto space = ensure_free_space(*db_->GetEnv(), path_); !space.ok()) return space;
+  auto lease = this->lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Lease& db = *lease;
+  if (broken()) return broken_error();
+  if (auto space = ensure_free_space(*db.db().GetEnv(), path_); !space.ok()) return space;
 
   // Look up earlier versions of these ids in one MultiGet: with bloom
   // filters the usual answer ("none") costs no disk read. Ids the gateway
@@ -279,7 +348,7 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
   std::vector<rocksdb::PinnableSlice> old_values(key_slices.size());
   std::vector<rocksdb::Status> lookups(key_slices.size());
   if (!key_slices.empty()) {
-    db_->MultiGet(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords), key_slices.size(), key_slices.data(),
+    db.db().MultiGet(rocksdb::ReadOptions(), db.cf(ColumnFamily::kRecords), key_slices.size(), key_slices.data(),
                   old_values.data(), lookups.data());
   }
   std::vector<rocksdb::Status> statuses(records.size(), rocksdb::Status::NotFound());
@@ -296,17 +365,17 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
   for (std::size_t i = 0; i < records.size() && status.ok(); ++i) {
     const RequestRecord& r = *records[i];
     if (auto it = in_batch.find(record_keys[i]); it != in_batch.end()) {
-      delete_record(batch, *this, *it->second, status);
+      delete_record(batch, db, *it->second, status);
     } else if (statuses[i].ok()) {
       auto old = decode_metadata(view(*old_of[i]));
       if (old.ok()) {
         old->project = r.project;  // key-derived; robust even if the value disagrees
         old->request_id = r.request_id;
-        delete_record(batch, *this, *old, status);
+        delete_record(batch, db, *old, status);
       } else {
         // Unreadable old version: its index entries cannot be derived. The
         // new version still replaces it; query-time checks skip stale entries.
-        delete_bodies(batch, *this, r.project, r.request_id, status);
+        delete_bodies(batch, db, r.project, r.request_id, status);
       }
     } else if (!statuses[i].IsNotFound()) {
       return status_error("read previous version of request " + r.request_id, statuses[i]);
@@ -314,7 +383,7 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
     in_batch[record_keys[i]] = &r;
 
     if (status.ok()) {
-      status = batch.Put(cf(ColumnFamily::kRecords), record_keys[i], encode_metadata(r));
+      status = batch.Put(db.cf(ColumnFamily::kRecords), record_keys[i], encode_metadata(r));
     }
     const std::pair<keys::BodyKind, const std::string*> bodies[] = {
         {keys::BodyKind::kRequest, &r.request_body},
@@ -323,48 +392,130 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
     for (const auto& [kind, bytes] : bodies) {
       if (!bytes->empty() && status.ok()) {
         status =
-            batch.Put(cf(ColumnFamily::kBodies), keys::body(r.project, r.request_id, kind), *bytes);
+            batch.Put(db.cf(ColumnFamily::kBodies), keys::body(r.project, r.request_id, kind), *bytes);
       }
     }
-    index_ops(batch, *this, r, /*put=*/true, status);
+    index_ops(batch, db, r, /*put=*/true, status);
   }
   if (!status.ok()) return status_error("build write batch", status);
-  if (extend) extend(batch);
+  if (extend) extend(batch, db);
+  return write_batch(db, batch, sync);
+}
 
+Expected<void> Store::commit(const Lease& lease, rocksdb::WriteBatch& batch, bool sync) {
+  if (!lease) return unavailable("storage is closed");
+  if (broken()) return broken_error();
+  if (auto space = ensure_free_space(*lease.db().GetEnv(), path_); !space.ok()) return space;
+  return write_batch(lease, batch, sync);
+}
+
+Expected<void> Store::write_batch(const Lease& lease, rocksdb::WriteBatch& batch, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  wo.disableWAL = false;
-  const rocksdb::Status s = db_->Write(wo, &batch);
-  if (!s.ok()) return status_error("write batch", s);
+  const rocksdb::Status s = lease.db().Write(wo, &batch);
+  if (!s.ok()) {
+    note_failure(s);
+    return status_error("write batch", s);
+  }
   return {};
+}
+
+Error Store::broken_error() {
+  return storage_error("storage write failed: an I/O error stopped writes; they resume once the database is reopened");
 }
 
 Expected<void> Store::sync_wal() {
-  if (db_ == nullptr) return unavailable("storage is closed");
-  const rocksdb::Status s = db_->SyncWAL();
-  if (!s.ok()) return status_error("sync WAL", s);
+  auto lease = this->lease();
+  if (!lease.ok()) return std::move(lease).error();
+  // Syncing a WAL whose writer has failed aborts the process (an assertion
+  // in Debian's librocksdb); the reopen starts a new one.
+  if (broken()) return broken_error();
+  const rocksdb::Status s = lease->db().SyncWAL();
+  if (!s.ok()) {
+    note_failure(s);
+    return status_error("sync WAL", s);
+  }
   return {};
 }
 
-Expected<void> Store::resume() {
-  if (db_ == nullptr) return unavailable("storage is closed");
-  // Resume() is a no-op without a background error; with one it retries
-  // what failed (flush, WAL switch) and fails again while the cause stays.
-  const rocksdb::Status s = db_->Resume();
-  if (!s.ok()) return status_error("resume after storage error", s);
+Expected<void> Store::probe_write() const {
+  // Through the database's Env, so a test's fault-injecting file system
+  // sees it like any other write.
+  rocksdb::Env& env = opener_->db_options.env != nullptr ? *opener_->db_options.env : *rocksdb::Env::Default();
+  if (auto space = ensure_free_space(env, path_); !space.ok()) return space;
+  const std::string probe = path_ + "/REOPEN_PROBE";
+  std::unique_ptr<rocksdb::WritableFile> file;
+  rocksdb::Status s = env.NewWritableFile(probe, &file, rocksdb::EnvOptions());
+  if (s.ok()) s = file->Append("arbiter storage probe\n");
+  if (s.ok()) s = file->Sync();
+  if (file) {
+    const rocksdb::Status closed = file->Close();
+    if (s.ok()) s = closed;
+  }
+  (void)env.DeleteFile(probe);
+  if (!s.ok()) return status_error("storage still failing", s);
+  return {};
+}
+
+Expected<void> Store::resume(std::chrono::milliseconds lease_wait) {
+  std::lock_guard lock(reopen_mu_);
+  if (closed_.load(std::memory_order_acquire)) return unavailable("storage is closed");
+  auto instance = current_.load(std::memory_order_acquire);
+  if (instance != nullptr && !broken()) {
+    // Resume() is a no-op without a background error; with one it retries
+    // what failed (flush, WAL switch) and fails again while the cause stays.
+    const rocksdb::Status s = instance->db->Resume();
+    if (!s.ok()) {
+      note_failure(s);
+      return status_error("resume after storage error", s);
+    }
+    return {};
+  }
+
+  // Broken (or a reopen failed and nothing is open): reopen once the disk
+  // takes writes again.
+  if (auto probe = probe_write(); !probe.ok()) return probe;
+  if (instance != nullptr) {
+    unavailable_.store(std::make_shared<const std::string>("storage is being reopened after an I/O error"));
+    current_.store(nullptr, std::memory_order_release);
+    if (!wait_unleased(instance, lease_wait)) {
+      current_.store(std::move(instance), std::memory_order_release);
+      return unavailable("storage reopen postponed: the database is still in use");
+    }
+    // No WAL sync: the WAL writer has failed. What reached the WAL before
+    // the fault is replayed by the open below.
+    (void)instance->close();
+    instance.reset();
+  }
+  auto opened = opener_->open();
+  if (auto* failed = std::get_if<rocksdb::Status>(&opened)) {
+    auto error = status_error("reopen storage", *failed);
+    unavailable_.store(std::make_shared<const std::string>(error.message));
+    return unavailable(error.message);
+  }
+  current_.store(std::get<std::shared_ptr<Instance>>(std::move(opened)), std::memory_order_release);
+  broken_.store(false, std::memory_order_release);
+  reopens_.fetch_add(1, std::memory_order_relaxed);
   return {};
 }
 
 Expected<std::optional<RequestRecord>> Store::get(std::string_view project, std::string_view id,
                                                   bool include_bodies,
                                                   const rocksdb::Snapshot* snapshot) const {
-  if (db_ == nullptr) return unavailable("storage is closed");
+  if (project.empty() || !valid_request_id(id)) return std::optional<RequestRecord>{};
+  auto lease = this->lease();
+  if (!lease.ok()) return std::move(lease).error();
+  return get(*lease, project, id, include_bodies, snapshot);
+}
+
+Expected<std::optional<RequestRecord>> Store::get(const Lease& db, std::string_view project, std::string_view id,
+                                                  bool include_bodies, const rocksdb::Snapshot* snapshot) {
   if (project.empty() || !valid_request_id(id)) return std::optional<RequestRecord>{};
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
   rocksdb::PinnableSlice value;
   const rocksdb::Status s =
-      db_->Get(ro, cf(ColumnFamily::kRecords), keys::record(project, id), &value);
+      db.db().Get(ro, db.cf(ColumnFamily::kRecords), keys::record(project, id), &value);
   if (s.IsNotFound()) return std::optional<RequestRecord>{};
   if (!s.ok()) return status_error("read request " + std::string(id), s);
   auto decoded = decode_metadata(view(value));
@@ -381,7 +532,7 @@ Expected<std::optional<RequestRecord>> Store::get(std::string_view project, std:
     }
     std::array<rocksdb::PinnableSlice, 3> values;
     std::array<rocksdb::Status, 3> statuses;
-    db_->MultiGet(ro, cf(ColumnFamily::kBodies), slices.size(), slices.data(), values.data(),
+    db.db().MultiGet(ro, db.cf(ColumnFamily::kBodies), slices.size(), slices.data(), values.data(),
                   statuses.data());
     std::string* targets[] = {&r.request_body, &r.response_body, &r.stream_raw};
     for (std::size_t i = 0; i < kBodyKinds.size(); ++i) {
@@ -396,10 +547,11 @@ Expected<std::optional<RequestRecord>> Store::get(std::string_view project, std:
 }
 
 Expected<bool> Store::contains(std::string_view project, std::string_view id) const {
-  if (db_ == nullptr) return unavailable("storage is closed");
   if (project.empty() || !valid_request_id(id)) return false;
+  auto lease = this->lease();
+  if (!lease.ok()) return std::move(lease).error();
   rocksdb::PinnableSlice value;
-  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords),
+  const rocksdb::Status s = lease->db().Get(rocksdb::ReadOptions(), lease->cf(ColumnFamily::kRecords),
                                      keys::record(project, id), &value);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return status_error("read request " + std::string(id), s);
@@ -408,16 +560,18 @@ Expected<bool> Store::contains(std::string_view project, std::string_view id) co
 
 Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us, const std::atomic<bool>* cancel,
                                                   const RetentionExtension& also) {
-  if (db_ == nullptr) return unavailable("storage is closed");
+  auto lease = this->lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Lease& db = *lease;
   RetentionStats stats;
   rocksdb::WriteBatch batch;
   std::size_t in_batch = 0;
   auto flush = [&]() -> Expected<void> {
     if (in_batch == 0) return {};
-    const rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+    auto written = commit(db, batch, /*sync=*/false);
     batch.Clear();
     in_batch = 0;
-    if (!s.ok()) return status_error("retention delete", s);
+    if (!written.ok()) return Error{written.error().code, "retention delete: " + written.error().message};
     return {};
   };
 
@@ -427,7 +581,7 @@ Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us, const 
   // an old created_at (manual log ingestion) could land inside the range
   // after the scan, and a range tombstone would orphan it from the index.
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), cf(ColumnFamily::kIdxTime)));
+      db.db().NewIterator(rocksdb::ReadOptions(), db.cf(ColumnFamily::kIdxTime)));
   it->SeekToFirst();
   while (it->Valid()) {
     if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) break;
@@ -456,7 +610,7 @@ Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us, const 
       if (!entry || entry->ts_us >= cutoff_us) break;
 
       rocksdb::PinnableSlice value;
-      const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(ColumnFamily::kRecords),
+      const rocksdb::Status s = db.db().Get(rocksdb::ReadOptions(), db.cf(ColumnFamily::kRecords),
                                          keys::record(project, entry->id), &value);
       rocksdb::Status bs;
       std::optional<RequestRecord> record;
@@ -469,17 +623,17 @@ Expected<RetentionStats> Store::delete_older_than(std::int64_t cutoff_us, const 
       if (record && record->created_at_us == entry->ts_us) {
         record->project = project;
         record->request_id = std::string(entry->id);
-        delete_record(batch, *this, *record, bs);
+        delete_record(batch, db, *record, bs);
         ++stats.records_deleted;
         if (also) {
-          auto extra = also(batch, project, entry->id);
+          auto extra = also(batch, db, project, entry->id);
           if (!extra.ok()) return std::move(extra).error();
           stats.scores_deleted += *extra;
         }
       } else {
         // The record is gone, unreadable, or a newer version with another
         // time: only this entry is stale.
-        bs = batch.Delete(cf(ColumnFamily::kIdxTime), it->key());
+        bs = batch.Delete(db.cf(ColumnFamily::kIdxTime), it->key());
         ++stats.stale_entries_deleted;
       }
       if (!bs.ok()) return status_error("retention batch", bs);

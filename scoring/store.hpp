@@ -3,18 +3,27 @@
 // per storage.path, column families by purpose, byte-ordered keys (see
 // scoring/keys.hpp for every layout).
 //
-// Thread-safety: every const member function and write()/sync_wal()/
-// delete_older_than() may be called concurrently from any thread (RocksDB's
-// DB is thread-safe). close() must not race with any other call; the
-// destructor calls it.
+// Thread-safety: every member function except close() may be called
+// concurrently from any thread (RocksDB's DB is thread-safe). close() must not
+// race with any other call; the destructor calls it.
 //
-// Lifetime: open() returns the only owner; handles and snapshots handed out
-// (db(), cf()) die with the Store.
+// Recovery by reopening: after a write or WAL sync fails with an I/O error,
+// RocksDB 7.8 cannot continue on the same instance (DB::Resume() keeps the
+// error, and the next WAL write or sync trips an assertion in Debian's build),
+// so the Store marks the instance broken, refuses further writes and syncs on
+// it, and resume() closes and reopens the database once a probe write to
+// storage.path succeeds (WAL replay keeps everything written before the
+// fault). To make that possible nobody holds the database across calls: every
+// use takes a Lease, which keeps the current instance open until it ends.
+//
+// Lifetime: open() returns the only owner.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -95,27 +104,53 @@ struct RetentionStats {
   std::uint64_t stale_entries_deleted = 0;  // time entries without a matching record
 };
 
-// A consistent read view of the database for the scope of one query.
-// Thread-safe to create from any thread; release happens in the destructor.
-class SnapshotGuard {
- public:
-  explicit SnapshotGuard(rocksdb::DB& db);
-  ~SnapshotGuard();
-  SnapshotGuard(const SnapshotGuard&) = delete;
-  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
-  const rocksdb::Snapshot* get() const { return snapshot_; }
-
- private:
-  rocksdb::DB& db_;
-  const rocksdb::Snapshot* snapshot_;
-};
-
 class Store {
+  // One opened database: the DB and its column family handles. Closed
+  // (without a WAL sync) when the last Lease on it ends.
+  struct Instance {
+    rocksdb::DB* db = nullptr;
+    // Indexed by ColumnFamily; unknown_handles are column families found on
+    // disk that this version does not know (kept open, as RocksDB requires).
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    std::vector<rocksdb::ColumnFamilyHandle*> unknown_handles;
+    Instance() = default;
+    Instance(const Instance&) = delete;
+    Instance& operator=(const Instance&) = delete;
+    ~Instance();
+    // Destroys the handles and closes the database; idempotent.
+    Expected<void> close();
+  };
+
  public:
+  // One use of the open database, e.g. one read, one scan or one write. The
+  // instance it names stays open until the Lease (and every copy) ends; a
+  // reopen waits for that, so keep Leases short, destroy iterators and
+  // snapshots before their Lease, and never wait for another thread while
+  // holding one. Empty while the store is closed or being reopened.
+  class Lease {
+   public:
+    Lease() = default;
+    explicit operator bool() const { return instance_ != nullptr; }
+    rocksdb::DB& db() const { return *instance_->db; }
+    rocksdb::ColumnFamilyHandle* cf(ColumnFamily which) const {
+      return instance_->handles[static_cast<std::size_t>(which)];
+    }
+
+   private:
+    friend class Store;
+    explicit Lease(std::shared_ptr<Instance> instance) : instance_(std::move(instance)) {}
+    std::shared_ptr<Instance> instance_;
+  };
+
   // Opens (creating if missing) the database at `path`, creating any column
   // family that does not exist yet. Throws StorageError with a message that
   // names the path: locked by another process, corrupt, or other I/O error.
   static std::unique_ptr<Store> open(const std::string& path, const StoreOptions& options = {});
+
+  // The open database, or an error of code kUnavailable ("storage is
+  // closed", "storage is being reopened after an I/O error", or, after a
+  // reopen that failed, the reason).
+  Expected<Lease> lease() const;
 
   ~Store();
   Store(const Store&) = delete;
@@ -130,19 +165,38 @@ class Store {
   // valid_request_id(id), lower-case property keys.
   // `extend`, when set, adds further entries to the same batch just before
   // it is committed (write listeners: outbox deliveries, pending runs).
-  using BatchExtension = std::function<void(rocksdb::WriteBatch&)>;
+  // `extend` receives the Lease the batch is written through (for column
+  // family handles).
+  using BatchExtension = std::function<void(rocksdb::WriteBatch&, const Lease&)>;
   Expected<void> write(std::span<const RequestRecord* const> records, bool sync,
                        const BatchExtension& extend = {});
+
+  // Commits a batch built with `lease`'s column family handles (`sync` =
+  // fsync the WAL first). Every write to the database goes through here or
+  // write(), so that an I/O error marks the instance broken (see the top of
+  // this file); while it is broken, commits fail at once without reaching
+  // RocksDB. Below the free-space floor (scoring/free_space.hpp) they fail
+  // with kUnavailable before RocksDB sees the full disk.
+  Expected<void> commit(const Lease& lease, rocksdb::WriteBatch& batch, bool sync);
 
   // fsyncs the WAL: everything written before is durable against power loss.
   Expected<void> sync_wal();
 
   // After a failed write: RocksDB may have stopped accepting writes (a
   // background error, e.g. a full disk while writing the WAL or flushing).
-  // Tries to clear it (DB::Resume: retries the failed flush, starts a new
-  // WAL); ok when writes may be attempted again. Cheap when there is no
-  // background error. Thread-safe like write().
-  Expected<void> resume();
+  // Without an I/O error on this instance: DB::Resume(), which retries the
+  // failed flush and starts a new WAL. With one (the instance is broken):
+  // writes and fsyncs a small probe file in storage.path and, when that
+  // works, closes and reopens the database. Ok when writes may be attempted
+  // again. Cheap when healthy. Must not be called while holding a Lease (the
+  // reopen waits for every Lease; it gives up after `lease_wait` and keeps
+  // the old instance).
+  Expected<void> resume(std::chrono::milliseconds lease_wait = std::chrono::seconds(5));
+
+  // True between an I/O error and the reopen that clears it.
+  bool broken() const { return broken_.load(std::memory_order_acquire); }
+  // Successful reopens since open().
+  std::uint64_t reopens() const { return reopens_.load(std::memory_order_relaxed); }
 
   // nullopt when there is no record with this id in this project (another
   // project's ids are invisible). Bodies are read only when include_bodies.
@@ -150,6 +204,10 @@ class Store {
   Expected<std::optional<RequestRecord>> get(std::string_view project, std::string_view id,
                                              bool include_bodies,
                                              const rocksdb::Snapshot* snapshot = nullptr) const;
+  // get() through a Lease the caller holds (a snapshot must come from it).
+  static Expected<std::optional<RequestRecord>> get(const Lease& db, std::string_view project,
+                                                    std::string_view id, bool include_bodies,
+                                                    const rocksdb::Snapshot* snapshot = nullptr);
 
   Expected<bool> contains(std::string_view project, std::string_view id) const;
 
@@ -159,30 +217,58 @@ class Store {
   // `also`, when set, adds what else belongs to each deleted record (its
   // scores) to the same batch and returns how many scores it deleted.
   using RetentionExtension =
-      std::function<Expected<std::uint64_t>(rocksdb::WriteBatch&, std::string_view project, std::string_view id)>;
+      std::function<Expected<std::uint64_t>(rocksdb::WriteBatch&, const Lease&, std::string_view project,
+                                            std::string_view id)>;
   Expected<RetentionStats> delete_older_than(std::int64_t cutoff_us, const std::atomic<bool>* cancel = nullptr,
                                              const RetentionExtension& also = {});
 
-  // Syncs the WAL and closes the database. Idempotent. After close() every
-  // other call returns kUnavailable (or must not be made, for db()/cf()).
+  // Syncs the WAL (unless broken) and closes the database. Idempotent. After
+  // close() every other call returns kUnavailable. Every Lease must have
+  // ended.
   Expected<void> close();
-  bool is_open() const { return db_ != nullptr; }
+  bool is_open() const { return !closed_.load(std::memory_order_acquire); }
 
   const std::string& path() const { return path_; }
-  rocksdb::DB& db() const { return *db_; }
-  rocksdb::ColumnFamilyHandle* cf(ColumnFamily which) const {
-    return handles_[static_cast<std::size_t>(which)];
-  }
 
  private:
-  Store() = default;
+  struct Opener;
+  Store(std::string path, std::shared_ptr<const Opener> opener);
+  // Marks the instance broken when `status` is an I/O error.
+  void note_failure(const rocksdb::Status& status);
+  Expected<void> write_batch(const Lease& lease, rocksdb::WriteBatch& batch, bool sync);
+  // Writes and fsyncs a small file in path_: can the disk take writes?
+  Expected<void> probe_write() const;
+  static Error broken_error();
+  // Waits until `instance` is referenced only by the caller's copy.
+  static bool wait_unleased(const std::shared_ptr<Instance>& instance, std::chrono::milliseconds limit);
 
   std::string path_;
-  rocksdb::DB* db_ = nullptr;
-  // Indexed by ColumnFamily; unknown_handles_ are column families found on
-  // disk that this version does not know (kept open, as RocksDB requires).
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  std::vector<rocksdb::ColumnFamilyHandle*> unknown_handles_;
+  std::shared_ptr<const Opener> opener_;  // everything needed to open the database again
+  // The open instance; null while closed or being reopened (then
+  // unavailable_ says why).
+  std::atomic<std::shared_ptr<Instance>> current_;
+  std::atomic<std::shared_ptr<const std::string>> unavailable_;
+  std::atomic<bool> broken_{false};
+  std::atomic<bool> closed_{false};
+  std::atomic<std::uint64_t> reopens_{0};
+  std::mutex reopen_mu_;  // one resume()/close() at a time
+};
+
+// A consistent read view of the database for the scope of one query.
+// Thread-safe to create from any thread; release happens in the destructor.
+// Keeps its Lease (so the instance) alive.
+class SnapshotGuard {
+ public:
+  explicit SnapshotGuard(Store::Lease lease);
+  ~SnapshotGuard();
+  SnapshotGuard(const SnapshotGuard&) = delete;
+  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+  const Store::Lease& lease() const { return lease_; }
+
+ private:
+  Store::Lease lease_;
+  const rocksdb::Snapshot* snapshot_;
 };
 
 // "<context>: <status>" as an Error of code kStorage.

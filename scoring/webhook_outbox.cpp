@@ -274,8 +274,8 @@ std::string counter_key(std::string_view project, std::string_view webhook) {
   return k;
 }
 
-void append(const Store& store, rocksdb::WriteBatch& batch, const Delivery& d) {
-  auto* cf = store.cf(ColumnFamily::kOutbox);
+void append(const Store::Lease& db, rocksdb::WriteBatch& batch, const Delivery& d) {
+  auto* cf = db.cf(ColumnFamily::kOutbox);
   // WriteBatch::Put only fails past the batch's size limit, which none of
   // ours sets; a failure would surface as the commit's error.
   (void)batch.Put(cf, delivery_key(d.id), encode_delivery(d));
@@ -286,9 +286,9 @@ void append(const Store& store, rocksdb::WriteBatch& batch, const Delivery& d) {
   (void)batch.Put(cf, prune_key(d), rocksdb::Slice());
 }
 
-void update(const Store& store, rocksdb::WriteBatch& batch, const Delivery& before,
+void update(const Store::Lease& db, rocksdb::WriteBatch& batch, const Delivery& before,
             const Delivery& after) {
-  auto* cf = store.cf(ColumnFamily::kOutbox);
+  auto* cf = db.cf(ColumnFamily::kOutbox);
   (void)batch.Put(cf, delivery_key(after.id), encode_delivery(after));
   const bool queue_moved =
       before.queued() != after.queued() || before.next_attempt_at_us != after.next_attempt_at_us;
@@ -302,8 +302,8 @@ void update(const Store& store, rocksdb::WriteBatch& batch, const Delivery& befo
   }
 }
 
-void remove(const Store& store, rocksdb::WriteBatch& batch, const Delivery& d) {
-  auto* cf = store.cf(ColumnFamily::kOutbox);
+void remove(const Store::Lease& db, rocksdb::WriteBatch& batch, const Delivery& d) {
+  auto* cf = db.cf(ColumnFamily::kOutbox);
   (void)batch.Delete(cf, delivery_key(d.id));
   if (d.queued()) (void)batch.Delete(cf, queue_key(d));
   (void)batch.Delete(cf, list_key(d));
@@ -313,8 +313,11 @@ void remove(const Store& store, rocksdb::WriteBatch& batch, const Delivery& d) {
 }
 
 Expected<std::optional<Delivery>> load(const Store& store, std::string_view id) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   std::string value;
-  const auto s = store.db().Get(rocksdb::ReadOptions(), store.cf(ColumnFamily::kOutbox),
+  const auto s = db.db().Get(rocksdb::ReadOptions(), db.cf(ColumnFamily::kOutbox),
                                 slice(delivery_key(id)), &value);
   if (s.IsNotFound()) return std::optional<Delivery>();
   if (!s.ok()) return status_error("read outbox", s);
@@ -324,12 +327,15 @@ Expected<std::optional<Delivery>> load(const Store& store, std::string_view id) 
 }
 
 Expected<std::uint64_t> count(const Store& store, std::string_view prefix) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   rocksdb::ReadOptions ro;
   const std::string end = keys::prefix_end(prefix);
   rocksdb::Slice upper(end);
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(
-      store.db().NewIterator(ro, store.cf(ColumnFamily::kOutbox)));
+      db.db().NewIterator(ro, db.cf(ColumnFamily::kOutbox)));
   std::uint64_t n = 0;
   for (it->Seek(slice(prefix)); it->Valid(); it->Next()) ++n;
   if (!it->status().ok()) return status_error("count outbox", it->status());
@@ -338,8 +344,11 @@ Expected<std::uint64_t> count(const Store& store, std::string_view prefix) {
 
 Expected<std::uint64_t> delivered_total(const Store& store, std::string_view project,
                                         std::string_view webhook) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   std::string value;
-  const auto s = store.db().Get(rocksdb::ReadOptions(), store.cf(ColumnFamily::kOutbox),
+  const auto s = db.db().Get(rocksdb::ReadOptions(), db.cf(ColumnFamily::kOutbox),
                                 slice(counter_key(project, webhook)), &value);
   if (s.IsNotFound()) return std::uint64_t{0};
   if (!s.ok()) return status_error("read outbox counter", s);
@@ -351,6 +360,9 @@ Expected<std::uint64_t> delivered_total(const Store& store, std::string_view pro
 
 Expected<ListPage> list(const Store& store, std::string_view project, const ListQuery& q,
                         const std::vector<std::string>& webhooks) {
+  auto lease = store.lease();
+  if (!lease.ok()) return std::move(lease).error();
+  const Store::Lease& db = *lease;
   std::optional<Position> after;  // entries strictly older than this
   if (!q.cursor.empty()) {
     after = parse_cursor(q.cursor);
@@ -367,7 +379,7 @@ Expected<ListPage> list(const Store& store, std::string_view project, const List
     rocksdb::Slice upper(end);
     ro.iterate_upper_bound = &upper;
     std::unique_ptr<rocksdb::Iterator> it(
-        store.db().NewIterator(ro, store.cf(ColumnFamily::kOutbox)));
+        db.db().NewIterator(ro, db.cf(ColumnFamily::kOutbox)));
     std::vector<Delivery> all;
     for (it->Seek(slice(prefix)); it->Valid(); it->Next()) {
       auto d = load(store, view(it->key()).substr(prefix.size()));
@@ -406,7 +418,7 @@ Expected<ListPage> list(const Store& store, std::string_view project, const List
     rocksdb::Slice lower(prefix);
     ro.iterate_lower_bound = &lower;
     std::unique_ptr<rocksdb::Iterator> it(
-        store.db().NewIterator(ro, store.cf(ColumnFamily::kOutbox)));
+        db.db().NewIterator(ro, db.cf(ColumnFamily::kOutbox)));
     if (after) {
       std::string from = prefix;
       keys::append_ts(from, after->ts);

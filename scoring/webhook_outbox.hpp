@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "scoring/expected.hpp"
+#include "scoring/store.hpp"
 #include "scoring/webhook_payload.hpp"
 
 namespace rocksdb {
@@ -40,7 +41,6 @@ class WriteBatch;
 
 namespace arbiter::scoring {
 
-class Store;
 
 enum class DeliveryState : char {
   kPending = 'p',
@@ -104,12 +104,12 @@ std::string counter_key(std::string_view project, std::string_view webhook);
 inline constexpr char kPruneTag = 'T';
 
 // Adds a new delivery with all its index entries.
-void append(const Store& store, rocksdb::WriteBatch& batch, const Delivery& d);
+void append(const Store::Lease& db, rocksdb::WriteBatch& batch, const Delivery& d);
 // Rewrites `after` and moves its queue / state entries from `before`'s.
-void update(const Store& store, rocksdb::WriteBatch& batch, const Delivery& before,
+void update(const Store::Lease& db, rocksdb::WriteBatch& batch, const Delivery& before,
             const Delivery& after);
 // Removes the delivery and every index entry.
-void remove(const Store& store, rocksdb::WriteBatch& batch, const Delivery& d);
+void remove(const Store::Lease& db, rocksdb::WriteBatch& batch, const Delivery& d);
 
 Expected<std::optional<Delivery>> load(const Store& store, std::string_view id);
 

@@ -240,12 +240,12 @@ std::string WebhookService::last_error() const {
 
 // ---- writing (listener)
 
-void WebhookService::enqueue(const Store& store, rocksdb::WriteBatch& batch, Delivery d) {
+void WebhookService::enqueue(const Store::Lease& db, rocksdb::WriteBatch& batch, Delivery d) {
   d.id = new_delivery_id();
   d.state = DeliveryState::kPending;
   d.created_at_us = now_us();
   d.next_attempt_at_us = d.created_at_us;
-  outbox::append(store, batch, d);
+  outbox::append(db, batch, d);
   const auto it = std::find_if(options_.webhooks.begin(), options_.webhooks.end(),
                                [&](const WebhookOptions& w) { return w.name == d.webhook; });
   if (t_stash.owner == this && it != options_.webhooks.end()) {
@@ -266,7 +266,7 @@ void begin_stash(const void* owner, std::size_t hooks) {
 }
 }  // namespace
 
-void WebhookService::on_records(const Store& store, std::span<const RequestRecord* const> records,
+void WebhookService::on_records(const Store::Lease& db, std::span<const RequestRecord* const> records,
                                 rocksdb::WriteBatch& batch) {
   begin_stash(this, hooks_.size());
   for (const auto& w : options_.webhooks) {
@@ -281,7 +281,7 @@ void WebhookService::on_records(const Store& store, std::span<const RequestRecor
       d.project = r->project;
       d.event = WebhookEvent::kRequestLogged;
       d.request_id = r->request_id;
-      enqueue(store, batch, std::move(d));
+      enqueue(db, batch, std::move(d));
     }
   }
 }
@@ -297,7 +297,7 @@ void WebhookService::records_written(std::span<const RequestRecord* const>) {
   if (any) kick();
 }
 
-void WebhookService::on_scores(const Store& store, std::string_view project,
+void WebhookService::on_scores(const Store::Lease& db, std::string_view project,
                                std::span<const Score> scores, rocksdb::WriteBatch& batch) {
   begin_stash(this, hooks_.size());
   bool wanted = false;
@@ -326,7 +326,7 @@ void WebhookService::on_scores(const Store& store, std::string_view project,
       if (!w.property_filters.empty()) {
         if (request_id.empty()) continue;  // a session has no properties to match
         if (!record) {
-          auto got = store.get(project, request_id, /*include_bodies=*/false);
+          auto got = Store::get(db, project, request_id, /*include_bodies=*/false);
           // A failed read is treated like a record not stored yet: decided at send time.
           record.emplace(got.ok() ? std::move(*got) : std::optional<RequestRecord>());
         }
@@ -344,7 +344,7 @@ void WebhookService::on_scores(const Store& store, std::string_view project,
       d.session_id = session_id;
       d.filter_deferred = deferred;
       d.data = data;
-      enqueue(store, batch, std::move(d));
+      enqueue(db, batch, std::move(d));
     }
   }
 }
@@ -353,7 +353,7 @@ void WebhookService::scores_written(std::string_view, std::span<const Score>) {
   records_written({});
 }
 
-void WebhookService::on_evaluation(const Store& store, const EvaluationEvent& event,
+void WebhookService::on_evaluation(const Store::Lease& db, const EvaluationEvent& event,
                                    rocksdb::WriteBatch& batch) {
   begin_stash(this, hooks_.size());
   std::optional<std::optional<RequestRecord>> record;
@@ -364,7 +364,7 @@ void WebhookService::on_evaluation(const Store& store, const EvaluationEvent& ev
     bool deferred = false;
     if (!w.property_filters.empty()) {
       if (!record) {
-        auto got = store.get(event.project, event.request_id, /*include_bodies=*/false);
+        auto got = Store::get(db, event.project, event.request_id, /*include_bodies=*/false);
         record.emplace(got.ok() ? std::move(*got) : std::optional<RequestRecord>());
       }
       if (!*record) {
@@ -392,7 +392,7 @@ void WebhookService::on_evaluation(const Store& store, const EvaluationEvent& ev
     d.request_id = event.request_id;
     d.filter_deferred = deferred;
     d.data = data;
-    enqueue(store, batch, std::move(d));
+    enqueue(db, batch, std::move(d));
   }
 }
 
@@ -426,6 +426,9 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
   std::int64_t next_due = INT64_MAX;
 
   auto scanned = log_.with_store([&](Store& store) -> Expected<void> {
+    auto lease = store.lease();
+    if (!lease.ok()) return std::move(lease).error();
+    const Store::Lease& db = *lease;
     std::vector<Delivery> skipped;
     std::vector<std::string> stale;  // queue keys whose delivery moved on or vanished
     for (std::size_t i = 0; i < hooks_.size(); ++i) {
@@ -437,7 +440,7 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
       rocksdb::Slice upper(end);
       rocksdb::ReadOptions ro;
       ro.iterate_upper_bound = &upper;
-      std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kOutbox)));
+      std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(ColumnFamily::kOutbox)));
       // Taken before the iterator exists: whatever is committed after this
       // lowers fresh_due again for the next pass.
       const std::int64_t from = std::min(h.scan_from, h.fresh_due.exchange(INT64_MAX));
@@ -512,14 +515,15 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
     if (skipped.empty() && stale.empty()) return {};
     std::lock_guard tl(transition_mu_);
     rocksdb::WriteBatch batch;
-    for (const auto& k : stale) (void)batch.Delete(store.cf(ColumnFamily::kOutbox), slice(k));
+    for (const auto& k : stale) (void)batch.Delete(db.cf(ColumnFamily::kOutbox), slice(k));
     for (const auto& d : skipped) {
       // Re-read under the lock: only remove what is still queued.
       auto cur = outbox::load(store, d.id);
-      if (cur.ok() && *cur && (*cur)->queued()) outbox::remove(store, batch, **cur);
+      if (cur.ok() && *cur && (*cur)->queued()) outbox::remove(db, batch, **cur);
     }
-    const auto s = store.db().Write(rocksdb::WriteOptions(), &batch);
-    if (!s.ok()) return status_error("update webhook queue", s);
+    if (auto w = store.commit(db, batch, /*sync=*/false); !w.ok()) {
+      return Error{w.error().code, "update webhook queue: " + w.error().message};
+    }
     for (const auto& d : skipped) {
       for (std::size_t i = 0; i < hooks_.size(); ++i) {
         if (options_.webhooks[i].name == d.webhook) ++hooks_[i]->skipped;
@@ -574,6 +578,9 @@ void WebhookService::finish(std::vector<Completion>& done) {
   };
   std::vector<Outcome> outcomes;
   auto written = log_.with_store([&](Store& store) -> Expected<void> {
+    auto lease = store.lease();
+    if (!lease.ok()) return std::move(lease).error();
+    const Store::Lease& db = *lease;
     std::lock_guard tl(transition_mu_);
     rocksdb::WriteBatch batch;
     std::map<std::pair<std::string, std::string>, std::uint64_t> delivered;
@@ -602,19 +609,20 @@ void WebhookService::finish(std::vector<Completion>& done) {
         after.state = DeliveryState::kRetrying;
         after.next_attempt_at_us = now + backoff_us(w, after.attempt_count - after.run_start, c.response);
       }
-      outbox::update(store, batch, before, after);
+      outbox::update(db, batch, before, after);
       outcomes.push_back({c.hook, after.state, after.next_attempt_at_us});
     }
     for (const auto& [key, n] : delivered) {
       auto total = outbox::delivered_total(store, key.first, key.second);
       if (!total.ok()) return std::move(total).error();
-      (void)batch.Put(store.cf(ColumnFamily::kOutbox), outbox::counter_key(key.first, key.second),
+      (void)batch.Put(db.cf(ColumnFamily::kOutbox), outbox::counter_key(key.first, key.second),
                       be64(*total + n));
     }
     // Not fsynced: losing this write on power loss means re-sending, which
     // at-least-once allows; an fsync per completion batch would not be worth it.
-    const auto s = store.db().Write(rocksdb::WriteOptions(), &batch);
-    if (!s.ok()) return status_error("record webhook attempts", s);
+    if (auto w = store.commit(db, batch, /*sync=*/false); !w.ok()) {
+      return Error{w.error().code, "record webhook attempts: " + w.error().message};
+    }
     return {};
   });
   if (!written.ok()) {
@@ -649,13 +657,16 @@ void WebhookService::prune() {
     std::size_t removed = 0;
     bool more = false;
     auto r = log_.with_store([&](Store& store) -> Expected<void> {
+      auto lease = store.lease();
+      if (!lease.ok()) return std::move(lease).error();
+      const Store::Lease& db = *lease;
       std::string upper_key(1, outbox::kPruneTag);
       keys::append_ts(upper_key, cutoff);
       const std::string lower_key(1, outbox::kPruneTag);
       rocksdb::Slice upper(upper_key);
       rocksdb::ReadOptions ro;
       ro.iterate_upper_bound = &upper;
-      std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(ro, store.cf(ColumnFamily::kOutbox)));
+      std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(ColumnFamily::kOutbox)));
       std::vector<std::string> ids;
       for (it->Seek(slice(lower_key)); it->Valid() && ids.size() < kPruneBatch; it->Next()) {
         const std::string_view rest = view(it->key()).substr(1);
@@ -673,11 +684,12 @@ void WebhookService::prune() {
         auto d = outbox::load(store, id);
         if (!d.ok()) return std::move(d).error();
         if (!*d) continue;
-        outbox::remove(store, batch, **d);
+        outbox::remove(db, batch, **d);
         ++removed;
       }
-      const auto s = store.db().Write(rocksdb::WriteOptions(), &batch);
-      if (!s.ok()) return status_error("prune outbox", s);
+      if (auto w = store.commit(db, batch, /*sync=*/false); !w.ok()) {
+        return Error{w.error().code, "prune outbox: " + w.error().message};
+      }
       return {};
     });
     if (!r.ok()) {
@@ -791,6 +803,9 @@ Expected<outbox::ListPage> WebhookService::deliveries(std::string_view project,
 Expected<Delivery> WebhookService::retry(std::string_view project, std::string_view id) {
   if (!valid_delivery_id(id)) return not_found("delivery " + sanitize_utf8(id) + " not found");
   auto result = log_.with_store([&](Store& store) -> Expected<Delivery> {
+    auto lease = store.lease();
+    if (!lease.ok()) return std::move(lease).error();
+    const Store::Lease& db = *lease;
     std::lock_guard tl(transition_mu_);
     auto loaded = outbox::load(store, id);
     if (!loaded.ok()) return std::move(loaded).error();
@@ -807,11 +822,11 @@ Expected<Delivery> WebhookService::retry(std::string_view project, std::string_v
     after.next_attempt_at_us = now_us();
     after.run_start = after.attempt_count;
     rocksdb::WriteBatch batch;
-    outbox::update(store, batch, before, after);
-    rocksdb::WriteOptions wo;
-    wo.sync = true;  // the API answers "re-queued": make it so
-    const auto s = store.db().Write(wo, &batch);
-    if (!s.ok()) return status_error("re-queue delivery", s);
+    outbox::update(db, batch, before, after);
+    // Synced: the API answers "re-queued", so make it so.
+    if (auto w = store.commit(db, batch, /*sync=*/true); !w.ok()) {
+      return Error{w.error().code, "re-queue delivery: " + w.error().message};
+    }
     for (std::size_t i = 0; i < hooks_.size(); ++i) {
       if (options_.webhooks[i].name == after.webhook) lower_to(hooks_[i]->fresh_due, after.next_attempt_at_us);
     }

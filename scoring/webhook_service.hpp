@@ -105,13 +105,13 @@ class WebhookService final : public WriteListener {
   void stop();
 
   // --- WriteListener
-  void on_records(const Store& store, std::span<const RequestRecord* const> records,
+  void on_records(const Store::Lease& db, std::span<const RequestRecord* const> records,
                   rocksdb::WriteBatch& batch) override;
   void records_written(std::span<const RequestRecord* const> records) override;
-  void on_scores(const Store& store, std::string_view project, std::span<const Score> scores,
+  void on_scores(const Store::Lease& db, std::string_view project, std::span<const Score> scores,
                  rocksdb::WriteBatch& batch) override;
   void scores_written(std::string_view project, std::span<const Score> scores) override;
-  void on_evaluation(const Store& store, const EvaluationEvent& event,
+  void on_evaluation(const Store::Lease& db, const EvaluationEvent& event,
                      rocksdb::WriteBatch& batch) override;
   void evaluation_written(const EvaluationEvent& event) override;
 
@@ -185,7 +185,7 @@ class WebhookService final : public WriteListener {
   void set_error(std::string message);
   std::int64_t backoff_us(const WebhookOptions& hook, std::uint32_t failures,
                           const OutboundResponse& response);
-  void enqueue(const Store& store, rocksdb::WriteBatch& batch, Delivery d);
+  void enqueue(const Store::Lease& db, rocksdb::WriteBatch& batch, Delivery d);
 
   RequestLog& log_;
   WebhookServiceOptions options_;

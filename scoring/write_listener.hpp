@@ -32,14 +32,13 @@
 
 #include "scoring/request_record.hpp"
 #include "scoring/score.hpp"
+#include "scoring/store.hpp"
 
 namespace rocksdb {
 class WriteBatch;
 }
 
 namespace arbiter::scoring {
-
-class Store;
 
 // A finished evaluator run, as reported to listeners (evaluation.completed).
 struct EvaluationEvent {
@@ -59,16 +58,16 @@ class WriteListener {
   virtual ~WriteListener() = default;
 
   // Records about to be committed (bodies included, property keys lower-cased).
-  virtual void on_records(const Store& store, std::span<const RequestRecord* const> records,
+  virtual void on_records(const Store::Lease& db, std::span<const RequestRecord* const> records,
                           rocksdb::WriteBatch& batch) {
-    (void)store, (void)records, (void)batch;
+    (void)db, (void)records, (void)batch;
   }
   virtual void records_written(std::span<const RequestRecord* const> records) { (void)records; }
 
   // Scores about to be committed (ids, timestamps and project filled in).
-  virtual void on_scores(const Store& store, std::string_view project, std::span<const Score> scores,
+  virtual void on_scores(const Store::Lease& db, std::string_view project, std::span<const Score> scores,
                          rocksdb::WriteBatch& batch) {
-    (void)store, (void)project, (void)scores, (void)batch;
+    (void)db, (void)project, (void)scores, (void)batch;
   }
   virtual void scores_written(std::string_view project, std::span<const Score> scores) {
     (void)project, (void)scores;
@@ -82,8 +81,8 @@ class WriteListener {
   }
 
   // An evaluator run that finished (completed or error), about to be committed.
-  virtual void on_evaluation(const Store& store, const EvaluationEvent& event, rocksdb::WriteBatch& batch) {
-    (void)store, (void)event, (void)batch;
+  virtual void on_evaluation(const Store::Lease& db, const EvaluationEvent& event, rocksdb::WriteBatch& batch) {
+    (void)db, (void)event, (void)batch;
   }
   virtual void evaluation_written(const EvaluationEvent& event) { (void)event; }
 };

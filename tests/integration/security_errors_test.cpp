@@ -135,19 +135,18 @@ TEST(ErrorResponses, AnInternalFailureIsAGeneric500WhoseIdLeadsToTheLog) {
   {
     // The bad state: every stored record and score overwritten with bytes that do not decode.
     auto store = scoring::Store::open((h.dir() / "data").string());
+    const auto db = *store->lease();
     rocksdb::WriteBatch batch;
     std::size_t n = 0;
     for (auto cf : {scoring::ColumnFamily::kRecords, scoring::ColumnFamily::kScores}) {
-      std::unique_ptr<rocksdb::Iterator> it(store->db().NewIterator(rocksdb::ReadOptions(), store->cf(cf)));
+      std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(rocksdb::ReadOptions(), db.cf(cf)));
       for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        ASSERT_TRUE(batch.Put(store->cf(cf), it->key(), "\xff\xfe not a record").ok());
+        ASSERT_TRUE(batch.Put(db.cf(cf), it->key(), "\xff\xfe not a record").ok());
         ++n;
       }
     }
     ASSERT_GT(n, 1u);
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    ASSERT_TRUE(store->db().Write(wo, &batch).ok());
+    ASSERT_TRUE(store->commit(db, batch, /*sync=*/true).ok());
   }
   h.restart();
   const std::vector<std::pair<std::string, std::string>> reads = {

@@ -177,10 +177,11 @@ TEST(NoSecretAtRest, NoKeyOrSecretReachesTheDataDirectoryOrTheLogs) {
   // 2. Every key and value of every column family, decompressed by RocksDB.
   {
     auto store = scoring::Store::open(data.string());
+    const auto db = *store->lease();
     std::size_t entries = 0;
     for (std::size_t i = 0; i < static_cast<std::size_t>(scoring::ColumnFamily::kCount); ++i) {
       const auto cf = static_cast<scoring::ColumnFamily>(i);
-      std::unique_ptr<rocksdb::Iterator> it(store->db().NewIterator(rocksdb::ReadOptions(), store->cf(cf)));
+      std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(rocksdb::ReadOptions(), db.cf(cf)));
       for (it->SeekToFirst(); it->Valid(); it->Next()) {
         ++entries;
         const std::string where = std::string(scoring::column_family_name(cf));

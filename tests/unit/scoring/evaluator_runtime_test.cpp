@@ -119,11 +119,11 @@ struct RecordingListener : WriteListener {
   std::mutex mu;
   std::vector<EvaluationEvent> offered, written;
   std::vector<Score> scores_offered;
-  void on_scores(const Store&, std::string_view, std::span<const Score> s, rocksdb::WriteBatch&) override {
+  void on_scores(const Store::Lease&, std::string_view, std::span<const Score> s, rocksdb::WriteBatch&) override {
     std::lock_guard lk(mu);
     scores_offered.insert(scores_offered.end(), s.begin(), s.end());
   }
-  void on_evaluation(const Store&, const EvaluationEvent& e, rocksdb::WriteBatch&) override {
+  void on_evaluation(const Store::Lease&, const EvaluationEvent& e, rocksdb::WriteBatch&) override {
     std::lock_guard lk(mu);
     offered.push_back(e);
   }
@@ -384,10 +384,11 @@ TEST(EvalRuns, VersionOneValuesStillDecode) {
 TEST(EvalRuns, ScheduledOnlyRunsReadAsPendingAndRescheduleAfterFinishing) {
   TempDir dir;
   auto store = Store::open((dir.path() / "db").string());
+  const auto db = *store->lease();
   auto write = [&](const std::function<Expected<void>(rocksdb::WriteBatch&)>& fill) {
     rocksdb::WriteBatch batch;
     ASSERT_TRUE(fill(batch).ok());
-    ASSERT_TRUE(store->db().Write(rocksdb::WriteOptions(), &batch).ok());
+    ASSERT_TRUE(store->commit(db, batch, /*sync=*/false).ok());
   };
   auto read = [&](const std::string& ev) {
     auto r = read_run(*store, "alpha", id_of(1), ev);
@@ -395,8 +396,8 @@ TEST(EvalRuns, ScheduledOnlyRunsReadAsPendingAndRescheduleAfterFinishing) {
     return r.ok() ? *r : std::nullopt;
   };
   EXPECT_FALSE(read("a"));
-  write([&](rocksdb::WriteBatch& b) { return put_pending(*store, b, "alpha", id_of(1), "a", kNow); });
-  write([&](rocksdb::WriteBatch& b) { return put_pending(*store, b, "alpha", id_of(1), "b", kNow + 1); });
+  write([&](rocksdb::WriteBatch& b) { return put_pending(db, b, "alpha", id_of(1), "a", kNow); });
+  write([&](rocksdb::WriteBatch& b) { return put_pending(db, b, "alpha", id_of(1), "b", kNow + 1); });
   auto a = read("a");
   ASSERT_TRUE(a);
   EXPECT_EQ(a->state, RunState::kPending);
@@ -407,7 +408,7 @@ TEST(EvalRuns, ScheduledOnlyRunsReadAsPendingAndRescheduleAfterFinishing) {
   EvalRun done = *a;
   done.state = RunState::kCompleted;
   done.attempts = 1;
-  write([&](rocksdb::WriteBatch& b) { return put_run(*store, b, done); });
+  write([&](rocksdb::WriteBatch& b) { return put_run(db, b, done); });
   EXPECT_EQ(read("a")->state, RunState::kCompleted);
   std::string cursor;
   auto active = scan_active(*store, cursor, 10);
@@ -424,7 +425,7 @@ TEST(EvalRuns, ScheduledOnlyRunsReadAsPendingAndRescheduleAfterFinishing) {
   EXPECT_TRUE(runs_for_request(*store, "beta", id_of(1))->empty());
 
   // Scheduled again (the record was logged anew): pending wins over the old result.
-  write([&](rocksdb::WriteBatch& b) { return put_pending(*store, b, "alpha", id_of(1), "a", kNow + 5); });
+  write([&](rocksdb::WriteBatch& b) { return put_pending(db, b, "alpha", id_of(1), "a", kNow + 5); });
   EXPECT_EQ(read("a")->state, RunState::kPending);
   EXPECT_EQ(read("a")->created_us, kNow + 5);
   EXPECT_EQ(runs_for_request(*store, "alpha", id_of(1))->at(0).state, RunState::kPending);

@@ -821,9 +821,9 @@ TEST(ScoreStore, RetentionDeletesTheScoresOfDeletedRequests) {
   EXPECT_EQ(eval_count(false), 2);  // the index
   EXPECT_EQ(eval_count(true), 2);   // the histograms, rebuilt
   // The feedback went with the request: an id reused later starts clean.
-  auto fields = log.with_store([&](Store& st) -> Expected<bool> {
+  auto fields = log.with_lease([&](const Store::Lease& db) -> Expected<bool> {
     RequestRecord r = record("p", 0);
-    if (auto ok = attach_score_data(st, r); !ok) return std::move(ok).error();
+    if (auto ok = attach_score_data(db, r); !ok) return std::move(ok).error();
     return r.feedback.empty();
   });
   ASSERT_TRUE(fields.ok());

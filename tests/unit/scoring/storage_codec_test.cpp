@@ -862,16 +862,16 @@ constexpr std::int64_t kNow = 1714564800000000;
 // Rewrites every value `is_ours` picks in `cf` with `to_v1(value)`, the way
 // a database written before version 2 holds it.
 template <class IsOurs, class ToV1>
-std::size_t rewrite_as_v1(Store& store, ColumnFamily cf, IsOurs&& is_ours, ToV1&& to_v1) {
+std::size_t rewrite_as_v1(const Store::Lease& db, ColumnFamily cf, IsOurs&& is_ours, ToV1&& to_v1) {
   std::vector<std::pair<std::string, std::string>> rewrites;
-  std::unique_ptr<rocksdb::Iterator> it(store.db().NewIterator(rocksdb::ReadOptions(), store.cf(cf)));
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(rocksdb::ReadOptions(), db.cf(cf)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string value = it->value().ToString();
     if (is_ours(value)) rewrites.emplace_back(it->key().ToString(), to_v1(value));
   }
   EXPECT_TRUE(it->status().ok());
   for (const auto& [key, value] : rewrites) {
-    EXPECT_TRUE(store.db().Put(rocksdb::WriteOptions(), store.cf(cf), key, value).ok());
+    EXPECT_TRUE(db.db().Put(rocksdb::WriteOptions(), db.cf(cf), key, value).ok());
   }
   return rewrites.size();
 }
@@ -898,12 +898,12 @@ TEST(StorageCodec, ADatabaseWrittenInVersionOneKeepsWorking) {
   const Score stored = *written;
 
   // What an old binary would have left on disk.
-  const auto rewritten = log->with_store([&](Store& store) -> Expected<std::size_t> {
+  const auto rewritten = log->with_lease([&](const Store::Lease& db) -> Expected<std::size_t> {
     std::size_t n = rewrite_as_v1(
-        store, ColumnFamily::kRecords, [](const std::string& v) { return !v.empty() && v[0] == 2; },
+        db, ColumnFamily::kRecords, [](const std::string& v) { return !v.empty() && v[0] == 2; },
         [](const std::string& v) { return v1::encode_metadata(*decode_metadata(v)); });
     n += rewrite_as_v1(
-        store, ColumnFamily::kScores,
+        db, ColumnFamily::kScores,
         [](const std::string& v) { return !v.empty() && v[0] == 2 && decode_score(v).ok(); },
         [](const std::string& v) { return v1::encode_score(*decode_score(v)); });
     return n;
@@ -941,9 +941,9 @@ TEST(StorageCodec, ADatabaseWrittenInVersionOneKeepsWorking) {
   ASSERT_TRUE(log->flush());
   // Had the old value not decoded, its four property entries would stay
   // behind (queries skip them, so only the index shows it).
-  const auto property_entries = log->with_store([](Store& store) -> Expected<std::size_t> {
+  const auto property_entries = log->with_lease([](const Store::Lease& db) -> Expected<std::size_t> {
     std::unique_ptr<rocksdb::Iterator> it(
-        store.db().NewIterator(rocksdb::ReadOptions(), store.cf(ColumnFamily::kIdxProperty)));
+        db.db().NewIterator(rocksdb::ReadOptions(), db.cf(ColumnFamily::kIdxProperty)));
     std::size_t n = 0;
     for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
     return n;

@@ -1,11 +1,12 @@
-// The request log on a full disk, through a FileSystem wrapper installed with
-// StoreOptions::env: while the fault is on it reports no free space and
-// every file write fails with NoSpace. The log must keep accepting records
-// (bounded), report the failure, and store everything it kept once the disk
-// has room again — across a reopen too. (Writes are refused below the free
-// space floor before RocksDB sees the full disk: see scoring/free_space.hpp
-// for why. Other I/O errors are not tested here: RocksDB 7.8 aborts on the
-// next write after a failed WAL append.)
+// Storage faults, through a FileSystem wrapper installed with
+// StoreOptions::env: while the fault is on every file append fails, either
+// like a full disk (NoSpace, and no free space reported) or with an I/O error
+// (EIO). The log must keep accepting records (bounded), report the failure,
+// and store everything it kept once the disk works again — across a reopen
+// too. A full disk is refused below the free-space floor before RocksDB sees
+// it (scoring/free_space.hpp says why); an I/O error reaches RocksDB, which
+// cannot continue on that instance, so the Store reopens the database
+// (scoring/store.hpp).
 
 #include <gtest/gtest.h>
 #include <rocksdb/env.h>
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "scoring/request_log.hpp"
+#include "scoring/score_store.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace arbiter::scoring {
@@ -161,10 +163,13 @@ bool stored(const RequestLog& log, int i) {
   return got.ok() && got->has_value();
 }
 
-class StorageFaults : public ::testing::TestWithParam<Durability> {};
+enum class Fault { kNoSpace, kIOError };
 
-TEST_P(StorageFaults, RecordsWaitOutAFullDiskAndAreStoredWhenItRecovers) {
-  const Durability durability = GetParam();
+class StorageFaults : public ::testing::TestWithParam<std::tuple<Durability, Fault>> {};
+
+TEST_P(StorageFaults, RecordsWaitOutAFaultyDiskAndAreStoredWhenItRecovers) {
+  const auto [durability, fault] = GetParam();
+  const bool no_space = fault == Fault::kNoSpace;
   TempDir dir;
   Faulty faulty;
   {
@@ -173,7 +178,7 @@ TEST_P(StorageFaults, RecordsWaitOutAFullDiskAndAreStoredWhenItRecovers) {
     ASSERT_TRUE(log.flush());
     EXPECT_TRUE(log.counters().storage_ok);
 
-    faulty.fs->set_failing(true);
+    faulty.fs->set_failing(true, no_space);
     std::atomic<int> failed_callbacks{0};
     for (int i = 10; i < 20; ++i) {
       ASSERT_TRUE(log.submit(record(i), [&](bool ok) {
@@ -189,7 +194,8 @@ TEST_P(StorageFaults, RecordsWaitOutAFullDiskAndAreStoredWhenItRecovers) {
     EXPECT_GE(c.write_errors, 1u);
     EXPECT_EQ(c.dropped, 0u);
     EXPECT_EQ(c.failed_records, 0u);
-    EXPECT_NE(log.counters().last_error.find("no space left on device"), std::string::npos)
+    EXPECT_NE(log.counters().last_error.find(no_space ? "no space left on device" : "input/output error"),
+              std::string::npos)
         << log.counters().last_error;
     // Still known (queued), so scores for them are accepted meanwhile.
     auto known = log.known("p", id_of(15));
@@ -205,6 +211,8 @@ TEST_P(StorageFaults, RecordsWaitOutAFullDiskAndAreStoredWhenItRecovers) {
     c = log.counters();
     EXPECT_EQ(c.recoveries, 1u);
     EXPECT_EQ(c.written, 20u);
+    // A full disk never reached RocksDB; an I/O error needed a reopen.
+    EXPECT_EQ(c.reopens, no_space ? 0u : 1u);
 
     // Written after the recovery: stored too.
     ASSERT_TRUE(log.submit(record(20)));
@@ -217,7 +225,13 @@ TEST_P(StorageFaults, RecordsWaitOutAFullDiskAndAreStoredWhenItRecovers) {
   for (int i = 0; i <= 20; ++i) EXPECT_TRUE(stored(reopened, i)) << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, StorageFaults, ::testing::Values(Durability::kRelaxed, Durability::kStrict));
+INSTANTIATE_TEST_SUITE_P(Modes, StorageFaults,
+                         ::testing::Combine(::testing::Values(Durability::kRelaxed, Durability::kStrict),
+                                            ::testing::Values(Fault::kNoSpace, Fault::kIOError)),
+                         [](const auto& param_info) {
+                           return std::string(std::get<0>(param_info.param) == Durability::kStrict ? "Strict" : "Relaxed") +
+                                  (std::get<1>(param_info.param) == Fault::kNoSpace ? "NoSpace" : "IOError");
+                         });
 
 TEST(StorageFaultsQueue, AFullQueueDuringAnOutageDropsAndCountsTheRest) {
   TempDir dir;
@@ -240,18 +254,126 @@ TEST(StorageFaultsQueue, AFullQueueDuringAnOutageDropsAndCountsTheRest) {
   EXPECT_EQ(log.counters().written, static_cast<std::uint64_t>(accepted));
 }
 
-TEST(StorageFaultsQueue, CloseGivesUpOnADiskThatStaysFullAndSaysSo) {
+class StorageFaultsClose : public ::testing::TestWithParam<Fault> {};
+
+// With an I/O error this also proves that closing a broken database does not
+// sync its failed WAL (which aborts the process in Debian's librocksdb).
+TEST_P(StorageFaultsClose, CloseGivesUpOnADiskThatStaysFaultyAndSaysSo) {
   TempDir dir;
   Faulty faulty;
   RequestLog log(options_for(dir, faulty, Durability::kRelaxed));
-  faulty.fs->set_failing(true);
+  ASSERT_TRUE(log.submit(record(100)));
+  ASSERT_TRUE(log.flush());
+  faulty.fs->set_failing(true, GetParam() == Fault::kNoSpace);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(log.submit(record(i)));
   ASSERT_TRUE(eventually([&] { return !log.counters().storage_ok; }));
   (void)log.close();  // returns: bounded attempts while stopping
   const auto c = log.counters();
   EXPECT_EQ(c.failed_records, 5u);
-  EXPECT_EQ(c.written, 0u);
+  EXPECT_EQ(c.written, 1u);
   faulty.fs->set_failing(false);
+  // What was written before the fault is still there.
+  RequestLog reopened(options_for(dir, faulty, Durability::kRelaxed));
+  EXPECT_TRUE(stored(reopened, 100));
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, StorageFaultsClose, ::testing::Values(Fault::kNoSpace, Fault::kIOError),
+                         [](const auto& param_info) { return param_info.param == Fault::kNoSpace ? "NoSpace" : "IOError"; });
+
+// The Store's side of an I/O error: broken until reopened, no WAL sync on a
+// failed WAL, reads on the old instance meanwhile, the reopen waits for every
+// Lease, and nothing written before the fault is lost.
+TEST(StorageFaultsStore, AnIOErrorBreaksTheInstanceAndAReopenRecoversIt) {
+  TempDir dir;
+  Faulty faulty;
+  StoreOptions options;
+  options.env = faulty.env;
+  auto store = Store::open(dir.path().string() + "/data", options);
+  const RequestRecord before = record(1);
+  const RequestRecord* one[] = {&before};
+  ASSERT_TRUE(store->write(one, /*sync=*/false).ok());
+
+  faulty.fs->set_failing(true, /*no_space=*/false);
+  const RequestRecord during = record(2);
+  const RequestRecord* two[] = {&during};
+  auto failed = store->write(two, /*sync=*/false);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().code, ErrorCode::kStorage);
+  EXPECT_TRUE(store->broken());
+  // Refused without reaching RocksDB (a WAL sync here would abort).
+  EXPECT_FALSE(store->sync_wal().ok());
+  EXPECT_FALSE(store->write(one, /*sync=*/true).ok());
+  // Still failing: the probe write fails, the old instance stays for reads.
+  auto still = store->resume();
+  ASSERT_FALSE(still.ok());
+  EXPECT_NE(still.error().message.find("input/output error"), std::string::npos) << still.error().message;
+  EXPECT_TRUE(store->broken());
+  EXPECT_TRUE(store->get("p", id_of(1), false)->has_value());
+
+  faulty.fs->set_failing(false);
+  {
+    // A Lease in use postpones the reopen (bounded wait), keeping the instance.
+    auto held = store->lease();
+    ASSERT_TRUE(held.ok());
+    auto postponed = store->resume(std::chrono::milliseconds(20));
+    ASSERT_FALSE(postponed.ok());
+    EXPECT_EQ(postponed.error().code, ErrorCode::kUnavailable);
+    EXPECT_TRUE(store->broken());
+    EXPECT_EQ(store->reopens(), 0u);
+    EXPECT_TRUE(store->lease().ok());
+  }
+  ASSERT_TRUE(store->resume().ok());
+  EXPECT_FALSE(store->broken());
+  EXPECT_EQ(store->reopens(), 1u);
+  EXPECT_TRUE(store->get("p", id_of(1), false)->has_value());  // replayed from the WAL
+  EXPECT_FALSE(store->get("p", id_of(2), false)->has_value());  // its write failed
+  ASSERT_TRUE(store->write(two, /*sync=*/true).ok());
+  ASSERT_TRUE(store->sync_wal().ok());
+  ASSERT_TRUE(store->close().ok());
+  EXPECT_FALSE(store->lease().ok());
+
+  auto reopened = Store::open(dir.path().string() + "/data", options);
+  EXPECT_TRUE(reopened->get("p", id_of(1), false)->has_value());
+  EXPECT_TRUE(reopened->get("p", id_of(2), false)->has_value());
+}
+
+// Without proxied traffic nothing but the score writer notices the fault:
+// it must reopen the database itself. Scores are refused (never acknowledged
+// and lost) during the fault and accepted after it.
+TEST(StorageFaultsScores, TheScoreWriterRecoversFromAnIOErrorOnItsOwn) {
+  TempDir dir;
+  Faulty faulty;
+  RequestLog log(options_for(dir, faulty, Durability::kRelaxed));
+  ScoreStore scores(log, [] { return kNow; });
+  ASSERT_TRUE(log.submit(record(1)));
+  ASSERT_TRUE(log.flush());
+  Score s;
+  s.id = "quality-1";  // every upsert below writes this one score
+  s.request_id = id_of(1);
+  s.name = "quality";
+  s.value = 1;
+  s.timestamp_us = kNow;
+  ASSERT_TRUE(scores.upsert("p", s).ok());
+
+  faulty.fs->set_failing(true, /*no_space=*/false);
+  s.value = 2;
+  auto refused = scores.upsert("p", s);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.error().code == ErrorCode::kStorage || refused.error().code == ErrorCode::kUnavailable)
+      << refused.error().message;
+
+  faulty.fs->set_failing(false);
+  // The first attempt after the fault may find the reopen still to do (each
+  // failed write asks for one); it happens without any proxied record.
+  s.value = 3;
+  ASSERT_TRUE(eventually([&] { return scores.upsert("p", s).ok(); }));
+  EXPECT_EQ(log.counters().reopens, 1u);
+  ScoreListQuery q;
+  q.request_id = id_of(1);
+  auto listed = scores.list("p", q);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->scores.size(), 1u);
+  EXPECT_EQ(listed->scores[0].value, 3.0);
 }
 
 }  // namespace

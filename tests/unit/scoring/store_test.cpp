@@ -41,8 +41,8 @@ Expected<void> write_one(Store& store, const RequestRecord& r, bool sync = false
 }
 
 std::size_t count_entries(const Store& store, ColumnFamily cf) {
-  std::unique_ptr<rocksdb::Iterator> it(
-      store.db().NewIterator(rocksdb::ReadOptions(), store.cf(cf)));
+  const auto db = *store.lease();
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(rocksdb::ReadOptions(), db.cf(cf)));
   std::size_t n = 0;
   for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
   EXPECT_TRUE(it->status().ok());
@@ -53,8 +53,9 @@ TEST(Store, CreatesEveryColumnFamily) {
   TempDir dir;
   {
     auto store = Store::open(dir.path());
+    const auto db = *store->lease();
     for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
-      EXPECT_NE(store->cf(static_cast<ColumnFamily>(i)), nullptr);
+      EXPECT_NE(db.cf(static_cast<ColumnFamily>(i)), nullptr);
     }
   }
   std::vector<std::string> names;
@@ -75,17 +76,18 @@ TEST(Store, CreatesEveryColumnFamily) {
 TEST(Store, IndexesAndFiltersArePartitioned) {
   TempDir dir;
   auto store = Store::open(dir.path());
+  const auto db = *store->lease();
   for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
     const auto which = static_cast<ColumnFamily>(i);
-    const rocksdb::Options options = store->db().GetOptions(store->cf(which));
+    const rocksdb::Options options = db.db().GetOptions(db.cf(which));
     const auto* table = options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
     ASSERT_NE(table, nullptr) << i;
     EXPECT_EQ(table->index_type, rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch) << i;
     EXPECT_TRUE(table->cache_index_and_filter_blocks) << i;
     EXPECT_EQ(table->partition_filters, table->filter_policy != nullptr) << i;
   }
-  const auto* records = store->db()
-                            .GetOptions(store->cf(ColumnFamily::kRecords))
+  const auto* records = db.db()
+                            .GetOptions(db.cf(ColumnFamily::kRecords))
                             .table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
   EXPECT_TRUE(records->partition_filters);
 }
@@ -231,8 +233,8 @@ TEST(Store, RewritingAnIdReplacesItsIndexEntries) {
   EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxProperty), 1u);
   EXPECT_EQ(count_entries(*store, ColumnFamily::kBodies), 2u);  // old stream_raw is gone
   std::string value;
-  EXPECT_TRUE(store->db()
-                  .Get(rocksdb::ReadOptions(), store->cf(ColumnFamily::kIdxUser),
+  EXPECT_TRUE(store->lease()->db()
+                  .Get(rocksdb::ReadOptions(), store->lease()->cf(ColumnFamily::kIdxUser),
                        keys::entry(keys::user_prefix("p", "bob"), 2000, "id"), &value)
                   .ok());
   auto got = store->get("p", "id", false);
@@ -274,8 +276,8 @@ TEST(Store, NewIdsMixedWithAReplacementInOneBatch) {
   EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxUser), 3u);      // alice, bob, alice
   EXPECT_EQ(count_entries(*store, ColumnFamily::kIdxProperty), 3u);  // the old env=prod is gone
   std::string value;
-  EXPECT_TRUE(store->db()
-                  .Get(rocksdb::ReadOptions(), store->cf(ColumnFamily::kIdxUser),
+  EXPECT_TRUE(store->lease()->db()
+                  .Get(rocksdb::ReadOptions(), store->lease()->cf(ColumnFamily::kIdxUser),
                        keys::entry(keys::user_prefix("p", "alice"), 1000, "client-id"), &value)
                   .IsNotFound());
   EXPECT_EQ((*store->get("p", "client-id", false))->user_id, "bob");

@@ -552,11 +552,11 @@ TEST(WebhookService, EvaluationCompletedFromTheListenerSeam) {
   ev.scores.push_back(s);
   // What the evaluator runtime does: offer the batch, commit, report.
   auto written = f.log->with_store([&](Store& store) -> Expected<void> {
+    auto db = store.lease();
+    if (!db.ok()) return std::move(db).error();
     rocksdb::WriteBatch batch;
-    for (auto* l : f.log->listeners()) l->on_evaluation(store, ev, batch);
-    const auto st = store.db().Write(rocksdb::WriteOptions(), &batch);
-    if (!st.ok()) return storage_error(st.ToString());
-    return {};
+    for (auto* l : f.log->listeners()) l->on_evaluation(*db, ev, batch);
+    return store.commit(*db, batch, /*sync=*/false);
   });
   ASSERT_TRUE(written.ok());
   for (auto* l : f.log->listeners()) l->evaluation_written(ev);
