@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <initializer_list>
 #include <thread>
 #include <unordered_map>
 #include <variant>
@@ -51,6 +53,77 @@ rocksdb::CompressionType pick_compression() {
     if (std::find(supported.begin(), supported.end(), want) != supported.end()) return want;
   }
   return rocksdb::kNoCompression;
+}
+
+// The insert-hint prefix of an index key: its leading parts (keys.hpp:
+// part(s) never contains 0x00, so the n-th 0x00 ends the n-th part), after
+// an optional one-byte tag. RocksDB keeps the skiplist position of the last
+// insert per prefix; index keys of one prefix arrive in time order (entries
+// are prefix + ts + id), so the next insert starts there instead of searching
+// the whole memtable.
+class PartsPrefix final : public rocksdb::SliceTransform {
+ public:
+  // Untagged keys: the prefix is the first `parts` parts.
+  explicit PartsPrefix(int parts) : untagged_parts_(parts) {}
+  // Tagged keys: the prefix is the tag byte and then as many parts as its
+  // entry says (0 = the tag alone); keys with other tags are not hinted.
+  explicit PartsPrefix(std::initializer_list<std::pair<char, int>> parts_by_tag) : tagged_(true) {
+    parts_by_tag_.fill(-1);
+    for (const auto& [tag, parts] : parts_by_tag) parts_by_tag_[static_cast<unsigned char>(tag)] = parts;
+  }
+  const char* Name() const override { return "arbiter.PartsPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), prefix_length(key));
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return prefix_length(key) != 0; }
+
+ private:
+  // 0 when the key has no hinted prefix.
+  std::size_t prefix_length(const rocksdb::Slice& key) const {
+    std::size_t at = 0;
+    int parts = untagged_parts_;
+    if (tagged_) {
+      if (key.size() == 0) return 0;
+      parts = parts_by_tag_[static_cast<unsigned char>(key[0])];
+      if (parts < 0) return 0;
+      if (parts == 0) return 1;
+      at = 1;
+    }
+    for (; at < key.size(); ++at) {
+      if (key[at] == '\0' && --parts == 0) return at + 1;
+    }
+    return 0;
+  }
+
+  bool tagged_ = false;
+  int untagged_parts_ = 0;
+  std::array<int, 256> parts_by_tag_{};
+};
+
+// The insert-hint prefix of each column family's time-ordered keys (layouts:
+// keys.hpp, score_store.hpp, webhook_outbox.cpp); null for column families
+// keyed by id alone.
+std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(ColumnFamily cf) {
+  switch (cf) {
+    case ColumnFamily::kIdxTime:
+      return std::make_shared<PartsPrefix>(1);
+    case ColumnFamily::kIdxUser:
+    case ColumnFamily::kIdxSession:
+    case ColumnFamily::kIdxModel:
+      return std::make_shared<PartsPrefix>(2);
+    case ColumnFamily::kIdxProperty:
+      return std::make_shared<PartsPrefix>(3);
+    case ColumnFamily::kIdxScore:
+      // 'T' project name ts…, 'A' project ts…; 'V' is ordered by value.
+      return std::make_shared<PartsPrefix>(std::initializer_list<std::pair<char, int>>{{'T', 2}, {'A', 1}});
+    case ColumnFamily::kOutbox:
+      // Queue 'Q' webhook ts…, list 'L' project webhook ts…, state 'S'
+      // project state-byte webhook ts… (two 0x00s), prune 'T' ts….
+      return std::make_shared<PartsPrefix>(
+          std::initializer_list<std::pair<char, int>>{{'Q', 1}, {'L', 2}, {'S', 2}, {'T', 0}});
+    default:
+      return nullptr;
+  }
 }
 
 bool is_lock_error(const rocksdb::Status& s) {
@@ -243,6 +316,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       // Retention deletes bodies; without blob GC their space never returns.
       o.enable_blob_garbage_collection = true;
     }
+    o.memtable_insert_with_hint_prefix_extractor = insert_hint_prefix(which);
     descriptors.emplace_back(std::string(kCfNames[i]), o);
   }
 
@@ -274,17 +348,32 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
   if (auto* failed = std::get_if<rocksdb::Status>(&opened)) throw_open_error(path, *failed);
 
   std::unique_ptr<Store> store(new Store(path, std::move(opener)));
-  store->current_.store(std::get<std::shared_ptr<Instance>>(std::move(opened)));
+  store->publish(std::get<std::shared_ptr<Instance>>(std::move(opened)));
   return store;
 }
 
 Store::~Store() { (void)close(); }
 
+std::shared_ptr<Store::Instance> Store::publish(std::shared_ptr<Instance> instance, std::string why) {
+  std::lock_guard lk(current_mu_);
+  unavailable_ = std::move(why);
+  std::swap(current_, instance);
+  return instance;
+}
+
+std::shared_ptr<Store::Instance> Store::current() const {
+  std::lock_guard lk(current_mu_);
+  return current_;
+}
+
 Expected<Store::Lease> Store::lease() const {
-  if (auto instance = current_.load(std::memory_order_acquire)) return Lease(std::move(instance));
+  {
+    std::lock_guard lk(current_mu_);
+    if (current_ != nullptr) return Lease(current_);
+    if (!unavailable_.empty()) return unavailable(unavailable_);
+  }
   if (closed_.load(std::memory_order_acquire)) return unavailable("storage is closed");
-  const auto why = unavailable_.load(std::memory_order_acquire);
-  return unavailable(why ? *why : std::string("storage is being reopened"));
+  return unavailable("storage is being reopened");
 }
 
 void Store::note_failure(const rocksdb::Status& status) {
@@ -309,7 +398,7 @@ bool Store::wait_unleased(const std::shared_ptr<Instance>& instance, std::chrono
 Expected<void> Store::close() {
   std::lock_guard lock(reopen_mu_);
   if (closed_.exchange(true)) return {};
-  auto instance = current_.exchange(nullptr);
+  auto instance = publish(nullptr, "storage is closed");
   if (instance == nullptr) return {};  // a reopen failed: nothing is open
   // Every Lease should have ended (the contract); wait out stragglers.
   (void)wait_unleased(instance, std::chrono::hours(1));
@@ -460,7 +549,7 @@ Expected<void> Store::probe_write() const {
 Expected<void> Store::resume(std::chrono::milliseconds lease_wait) {
   std::lock_guard lock(reopen_mu_);
   if (closed_.load(std::memory_order_acquire)) return unavailable("storage is closed");
-  auto instance = current_.load(std::memory_order_acquire);
+  auto instance = current();
   if (instance != nullptr && !broken()) {
     // Resume() is a no-op without a background error; with one it retries
     // what failed (flush, WAL switch) and fails again while the cause stays.
@@ -476,10 +565,9 @@ Expected<void> Store::resume(std::chrono::milliseconds lease_wait) {
   // takes writes again.
   if (auto probe = probe_write(); !probe.ok()) return probe;
   if (instance != nullptr) {
-    unavailable_.store(std::make_shared<const std::string>("storage is being reopened after an I/O error"));
-    current_.store(nullptr, std::memory_order_release);
+    publish(nullptr, "storage is being reopened after an I/O error");
     if (!wait_unleased(instance, lease_wait)) {
-      current_.store(std::move(instance), std::memory_order_release);
+      publish(std::move(instance));
       return unavailable("storage reopen postponed: the database is still in use");
     }
     // No WAL sync: the WAL writer has failed. What reached the WAL before
@@ -490,10 +578,10 @@ Expected<void> Store::resume(std::chrono::milliseconds lease_wait) {
   auto opened = opener_->open();
   if (auto* failed = std::get_if<rocksdb::Status>(&opened)) {
     auto error = status_error("reopen storage", *failed);
-    unavailable_.store(std::make_shared<const std::string>(error.message));
+    publish(nullptr, error.message);
     return unavailable(error.message);
   }
-  current_.store(std::get<std::shared_ptr<Instance>>(std::move(opened)), std::memory_order_release);
+  publish(std::get<std::shared_ptr<Instance>>(std::move(opened)));
   broken_.store(false, std::memory_order_release);
   reopens_.fetch_add(1, std::memory_order_relaxed);
   return {};

@@ -245,9 +245,16 @@ class Store {
   std::string path_;
   std::shared_ptr<const Opener> opener_;  // everything needed to open the database again
   // The open instance; null while closed or being reopened (then
-  // unavailable_ says why).
-  std::atomic<std::shared_ptr<Instance>> current_;
-  std::atomic<std::shared_ptr<const std::string>> unavailable_;
+  // unavailable_ says why). A plain mutex rather than
+  // std::atomic<std::shared_ptr>: libstdc++ 12's load() releases its lock bit
+  // with a relaxed store, which ThreadSanitizer rightly reports as a race
+  // with a concurrent store().
+  mutable std::mutex current_mu_;
+  std::shared_ptr<Instance> current_;
+  std::string unavailable_;
+  // Publishes `instance` (null: none, for `why`); returns the previous one.
+  std::shared_ptr<Instance> publish(std::shared_ptr<Instance> instance, std::string why = {});
+  std::shared_ptr<Instance> current() const;
   std::atomic<bool> broken_{false};
   std::atomic<bool> closed_{false};
   std::atomic<std::uint64_t> reopens_{0};

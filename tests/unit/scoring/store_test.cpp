@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <stdlib.h>
 
@@ -12,6 +13,8 @@
 #include <vector>
 
 #include "scoring/keys.hpp"
+#include "scoring/score_store.hpp"
+#include "scoring/webhook_outbox.hpp"
 
 namespace arbiter::scoring {
 namespace {
@@ -90,6 +93,48 @@ TEST(Store, IndexesAndFiltersArePartitioned) {
                             .GetOptions(db.cf(ColumnFamily::kRecords))
                             .table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
   EXPECT_TRUE(records->partition_filters);
+}
+
+// Time-ordered index keys are inserted with a hint: RocksDB keeps the
+// memtable position of the last insert per prefix, so the prefix must be
+// exactly the part of the key before the timestamp (else every insert would
+// start from a useless hint, or keys of different series would share one).
+TEST(Store, TimeOrderedIndexesHintMemtableInsertsByTheirSeriesPrefix) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  const auto db = *store->lease();
+  auto extractor = [&](ColumnFamily cf) {
+    return db.db().GetOptions(db.cf(cf)).memtable_insert_with_hint_prefix_extractor;
+  };
+  // A project, user, value… with the escaped bytes and a timestamp holding 0x00.
+  const std::string project = std::string("p\0j", 3) + "\x01";
+  const std::int64_t ts = 0x0100000000000000;  // big-endian bytes with 0x00s
+  auto expect_series = [&](ColumnFamily cf, const std::string& prefix) {
+    const auto hint = extractor(cf);
+    ASSERT_NE(hint, nullptr) << column_family_name(cf);
+    const std::string key = keys::entry(prefix, ts, "id-1");
+    const rocksdb::Slice slice(key);
+    ASSERT_TRUE(hint->InDomain(slice)) << column_family_name(cf);
+    EXPECT_EQ(hint->Transform(slice).ToString(), prefix) << column_family_name(cf);
+  };
+  expect_series(ColumnFamily::kIdxTime, keys::time_prefix(project));
+  expect_series(ColumnFamily::kIdxUser, keys::user_prefix(project, "u\0"));
+  expect_series(ColumnFamily::kIdxSession, keys::session_prefix(project, "s"));
+  expect_series(ColumnFamily::kIdxModel, keys::model_prefix(project, "gpt-4o"));
+  expect_series(ColumnFamily::kIdxProperty, keys::property_prefix(project, "env", "prod"));
+  expect_series(ColumnFamily::kIdxScore, score_keys::time_prefix(project, "quality"));
+  expect_series(ColumnFamily::kIdxScore, std::string("A") + keys::part(project));
+  expect_series(ColumnFamily::kOutbox, outbox::queue_prefix("hook"));
+  expect_series(ColumnFamily::kOutbox, outbox::list_prefix(project, "hook"));
+  expect_series(ColumnFamily::kOutbox, outbox::state_prefix(project, DeliveryState::kPending, "hook"));
+  expect_series(ColumnFamily::kOutbox, std::string(1, outbox::kPruneTag));
+  // Ordered by value, not time: no hint.
+  const std::string by_value = score_keys::value_prefix(project, "quality") + "12345678";
+  EXPECT_FALSE(extractor(ColumnFamily::kIdxScore)->InDomain(by_value));
+  // Keyed by id: no extractor at all.
+  for (auto cf : {ColumnFamily::kRecords, ColumnFamily::kBodies, ColumnFamily::kScores, ColumnFamily::kEvalRuns}) {
+    EXPECT_EQ(extractor(cf), nullptr) << column_family_name(cf);
+  }
 }
 
 TEST(Store, NestedPathIsCreated) {
