@@ -23,6 +23,12 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// Records handed off to queued runs (Task::record): at most this many bytes
+// (bodies plus the struct) in all, and none larger than the per-record cap;
+// past either, the worker reads the record back as before.
+constexpr std::size_t kHandoffBudgetBytes = 8u << 20;
+constexpr std::size_t kHandoffMaxRecordBytes = 256u << 10;
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
@@ -349,6 +355,7 @@ void EvaluatorRuntime::on_records(const Store::Lease& db, std::span<const Reques
   }
   const std::int64_t now = now_us();
   for (const RequestRecord* r : records) {
+    std::shared_ptr<const RequestRecord> handed;  // made for the record's first queued run
     for (std::size_t i = 0; i < evaluators_.size(); ++i) {
       Evaluator& ev = *evaluators_[i];
       if (!filter_matches(ev.options.filter, *r)) continue;
@@ -373,7 +380,8 @@ void EvaluatorRuntime::on_records(const Store::Lease& db, std::span<const Reques
         ++staged_.deferred;
         continue;
       }
-      staged_.runs.push_back(Task{r->project, r->request_id, i});
+      if (!handed) handed = hand_off(*r);
+      staged_.runs.push_back(Task{r->project, r->request_id, i, /*skip_waiting=*/false, handed});
       ++staged_.reserved;
     }
   }
@@ -419,7 +427,7 @@ void EvaluatorRuntime::feedback_written(std::string_view project, std::string_vi
                                         const json&) {
   // Cheap: queue a re-check per evaluator that waits for fields; the worker
   // reads the run and runs it only if it is waiting (or still pending).
-  for (std::size_t i : with_needs_) enqueue(Task{std::string(project), std::string(request_id), i}, true);
+  for (std::size_t i : with_needs_) enqueue(Task{std::string(project), std::string(request_id), i, /*skip_waiting=*/false, /*record=*/nullptr}, true);
 }
 
 void EvaluatorRuntime::release_reservations(std::size_t n) {
@@ -458,8 +466,27 @@ void EvaluatorRuntime::retry_later(const Task& task) {
     active_.erase(run_keys::run(task.project, task.request_id, evaluators_[task.evaluator]->options.name));
     return;
   }
-  delayed_.push(Delayed{Clock::now() + std::chrono::seconds(1), task});
+  Task later = task;
+  later.record.reset();  // a second from now, read it back: do not hold it
+  delayed_.push(Delayed{Clock::now() + std::chrono::seconds(1), std::move(later)});
   ++queued_;
+}
+
+std::shared_ptr<const RequestRecord> EvaluatorRuntime::hand_off(const RequestRecord& record) {
+  const std::size_t bytes = sizeof(RequestRecord) + record.request_body.size() + record.response_body.size() +
+                            record.stream_raw.size();
+  if (bytes > kHandoffMaxRecordBytes) return nullptr;
+  auto& held = *handoff_bytes_;
+  std::size_t before = held.load(std::memory_order_relaxed);
+  do {
+    if (before + bytes > kHandoffBudgetBytes) return nullptr;
+  } while (!held.compare_exchange_weak(before, before + bytes, std::memory_order_relaxed));
+  // The deleter gives the bytes back when the record's last run lets go.
+  return std::shared_ptr<const RequestRecord>(new RequestRecord(record),
+                                              [counter = handoff_bytes_, bytes](const RequestRecord* r) {
+                                                delete r;
+                                                counter->fetch_sub(bytes, std::memory_order_relaxed);
+                                              });
 }
 
 void EvaluatorRuntime::finish_active(const std::string& key) {
@@ -553,7 +580,7 @@ void EvaluatorRuntime::resume_backlog() {
     const std::size_t i = find(ref.evaluator);
     if (i == evaluators_.size()) continue;  // no longer configured: left as it is
     // A run already queued or running (scheduled by on_records) is left to it.
-    if (enqueue(Task{std::move(ref.project), std::move(ref.request_id), i, /*skip_waiting=*/!startup}, true,
+    if (enqueue(Task{std::move(ref.project), std::move(ref.request_id), i, /*skip_waiting=*/!startup, /*record=*/nullptr}, true,
                 /*recheck_active=*/false)) {
       evaluators_[i]->scheduled.fetch_add(1, std::memory_order_relaxed);
     }
@@ -599,7 +626,10 @@ void EvaluatorRuntime::process(const Task& task) {
   Evaluator& ev = *evaluators_[task.evaluator];
   const std::string key = run_keys::run(task.project, task.request_id, ev.options.name);
   bool skip_waiting = task.skip_waiting;
-  for (;;) {
+  // The record handed off with the task is what was committed when the run
+  // was scheduled; a second look (the run was re-checked) reads storage.
+  std::shared_ptr<const RequestRecord> handed = task.record;
+  for (;; handed.reset()) {
     auto stored = log_.with_store([&](Store& store) {
       return read_run(store, task.project, task.request_id, ev.options.name);
     });
@@ -630,24 +660,50 @@ void EvaluatorRuntime::process(const Task& task) {
     if (run.next_attempt_us > now) {
       // Resumed during a backoff (e.g. after a restart): wait out the rest.
       std::lock_guard lk(mu_);
-      delayed_.push(Delayed{Clock::now() + std::chrono::microseconds(run.next_attempt_us - now), task});
+      Task later = task;
+      later.record.reset();
+      delayed_.push(Delayed{Clock::now() + std::chrono::microseconds(run.next_attempt_us - now), std::move(later)});
       ++queued_;
       return;
     }
 
-    auto record = log_.get(task.project, task.request_id, /*include_bodies=*/true, /*with_scores=*/false);
-    if (!record.ok()) {
-      if (record.error().code != ErrorCode::kUnavailable) note_error(ev, record.error().message);
+    // The record with its posted feedback: handed off (then only the
+    // feedback is read), or read back with its bodies.
+    std::optional<RequestRecord> stored_record;
+    const RequestRecord* record = handed.get();
+    std::optional<json> posted;
+    auto loaded = [&]() -> Expected<bool> {
+      if (handed) {
+        auto fields = log_.with_lease([&](const Store::Lease& db) {
+          return read_feedback(db, task.project, task.request_id);
+        });
+        if (!fields.ok()) return std::move(fields).error();
+        posted = std::move(*fields);
+        return true;
+      }
+      auto got = log_.get(task.project, task.request_id, /*include_bodies=*/true, /*with_scores=*/false);
+      if (!got.ok()) return std::move(got).error();
+      if (!*got) return false;
+      stored_record = std::move(*got);
+      record = &*stored_record;
+      return true;
+    }();
+    if (!loaded.ok()) {
+      if (loaded.error().code != ErrorCode::kUnavailable) note_error(ev, loaded.error().message);
       finish_active(key);
       return;
     }
-    if (!*record) {
+    if (!*loaded) {
       run.error = "request " + task.request_id + " is no longer stored (retention?)";
       if (!finish_run(ev, run, nullptr)) return retry_later(task);
       finish_active(key);
       return;
     }
-    const json event = build_eval_event(**record, ev.event_inputs);
+    json event = build_eval_event(*record, ev.event_inputs);
+    if (posted) {
+      json& feedback = event["feedback"];
+      for (const auto& [k, v] : posted->items()) feedback[k] = v;
+    }
     auto missing = missing_fields(event, ev.options.needs);
     if (!missing.empty()) {
       if (run.state != RunState::kWaiting || run.missing != missing) {
@@ -712,7 +768,9 @@ void EvaluatorRuntime::process(const Task& task) {
       note_error(ev, result.error, task.project);
       {
         std::lock_guard lk(mu_);
-        delayed_.push(Delayed{Clock::now() + backoff, task});
+        Task later = task;
+        later.record.reset();
+        delayed_.push(Delayed{Clock::now() + backoff, std::move(later)});
         ++queued_;
       }
       work_cv_.notify_one();

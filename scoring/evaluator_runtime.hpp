@@ -12,7 +12,9 @@
 //
 // Running. Workers (never the proxy's I/O threads) take runs round-robin
 // over evaluators, each evaluator limited to its `concurrency`. A run reads
-// the record (bodies and feedback included), builds the event
+// the record (bodies and feedback included; a run queued by records_written
+// gets the record it was scheduled with, copied in on_records within a
+// bounded byte budget, and reads only the posted feedback), builds the event
 // (eval_event.hpp), and if a `needs` path is missing becomes
 // waiting-for-fields until feedback_written reports new fields for that
 // request. Otherwise the kind evaluates it with the evaluator's timeout.
@@ -216,6 +218,11 @@ class EvaluatorRuntime final : public WriteListener {
     // waiting (feedback_written re-checks those), so a pass over deferred
     // runs does not re-read every waiting one.
     bool skip_waiting = false;
+    // The record as committed, when the run was scheduled by
+    // records_written and the handoff budget had room: the worker's first
+    // look uses it instead of reading the record back. Shared by the
+    // record's runs; never mutated.
+    std::shared_ptr<const RequestRecord> record;
   };
   struct Delayed {
     std::chrono::steady_clock::time_point due;
@@ -238,6 +245,9 @@ class EvaluatorRuntime final : public WriteListener {
   bool enqueue(Task task, bool force, bool recheck_active = true);
   void finish_active(const std::string& key);
   void retry_later(const Task& task);
+  // A copy of the record for the runs scheduled with it, or null when it is
+  // larger than the per-record cap or the budget (evaluator_runtime.cpp) is spent.
+  std::shared_ptr<const RequestRecord> hand_off(const RequestRecord& record);
   void release_reservations(std::size_t n);
   void resume_backlog();
   void record_duration(Evaluator& ev, std::int64_t duration_us);
@@ -258,6 +268,9 @@ class EvaluatorRuntime final : public WriteListener {
   EvaluatorRuntimeOptions options_;
   std::unique_ptr<OutboundHttp> http_;
   std::atomic<bool> cancel_{false};  // network kinds abandon calls in flight when set (stop)
+  // Bytes of records handed off to queued runs (see Task::record), bounded
+  // by kHandoffBudgetBytes; shared with the copies' deleters.
+  std::shared_ptr<std::atomic<std::size_t>> handoff_bytes_ = std::make_shared<std::atomic<std::size_t>>(0);
   std::vector<std::unique_ptr<Evaluator>> evaluators_;
   std::vector<std::size_t> with_needs_;  // evaluators that have `needs`
 

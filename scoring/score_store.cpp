@@ -329,18 +329,24 @@ Expected<void> attach_score_data(const Store::Lease& db, RequestRecord& record,
   return attach_feedback(db, record, snapshot);
 }
 
-Expected<void> attach_feedback(const Store::Lease& db, RequestRecord& record, const rocksdb::Snapshot* snapshot) {
-  auto fb =
-      read(db, ColumnFamily::kScores, feedback_key(record.project, record.request_id), snapshot);
+Expected<std::optional<json>> read_feedback(const Store::Lease& db, std::string_view project,
+                                            std::string_view request_id, const rocksdb::Snapshot* snapshot) {
+  auto fb = read(db, ColumnFamily::kScores, feedback_key(project, request_id), snapshot);
   if (!fb.ok()) return std::move(fb).error();
-  if (*fb) {
-    try {
-      const json fields = json::from_cbor(**fb);
-      if (!record.feedback.is_object()) record.feedback = json::object();
-      for (const auto& [k, v] : fields.items()) record.feedback[k] = v;
-    } catch (const json::exception& e) {
-      return storage_error(std::string("corrupt feedback: ") + e.what());
-    }
+  if (!*fb) return std::optional<json>();
+  try {
+    return std::optional<json>(json::from_cbor(**fb));
+  } catch (const json::exception& e) {
+    return storage_error(std::string("corrupt feedback: ") + e.what());
+  }
+}
+
+Expected<void> attach_feedback(const Store::Lease& db, RequestRecord& record, const rocksdb::Snapshot* snapshot) {
+  auto fields = read_feedback(db, record.project, record.request_id, snapshot);
+  if (!fields.ok()) return std::move(fields).error();
+  if (*fields) {
+    if (!record.feedback.is_object()) record.feedback = json::object();
+    for (const auto& [k, v] : (*fields)->items()) record.feedback[k] = v;
   }
   return {};
 }
@@ -447,17 +453,46 @@ std::int64_t ScoreStore::now_us() const {
       .count();
 }
 
-namespace {
+Expected<std::optional<ScoreConfig>> ScoreStore::config_by_id(const BatchView& db, std::string_view project,
+                                                              const std::string& id) {
+  WriterCache::Key key{std::string(project), id};
+  if (auto it = cache_.by_id.find(key); it != cache_.by_id.end()) return std::optional<ScoreConfig>(it->second);
+  auto raw = db.read(ColumnFamily::kScores, config_key(project, id));
+  if (!raw.ok()) return std::move(raw).error();
+  if (!*raw) return std::optional<ScoreConfig>();  // may be created later: not remembered
+  auto config = decode_config(**raw);
+  if (!config.ok()) return std::move(config).error();
+  if (cache_.by_id.size() >= WriterCache::kMaxEntries) cache_.by_id.clear();
+  cache_.by_id.emplace(std::move(key), *config);
+  return std::optional<ScoreConfig>(std::move(config).value());
+}
 
-Expected<void> check_configs(const BatchView& db, std::string_view project, std::vector<Score>& scores) {
+Expected<void> ScoreStore::check_configs(const BatchView& db, std::string_view project, std::vector<Score>& scores) {
   for (auto& s : scores) {
-    std::string config_id = s.config_id;
-    if (config_id.empty()) {
-      auto by_name = db.read(ColumnFamily::kScores, config_name_key(project, s.name));
-      if (!by_name.ok()) return std::move(by_name).error();
-      if (*by_name) config_id = **by_name;
+    std::optional<ScoreConfig> config;
+    if (!s.config_id.empty()) {
+      auto by_id = config_by_id(db, project, s.config_id);
+      if (!by_id.ok()) return std::move(by_id).error();
+      if (!*by_id) return invalid_argument("score config '" + sanitize_utf8(s.config_id) + "' does not exist");
+      config = std::move(*by_id);
+    } else {
+      WriterCache::Key key{std::string(project), s.name};
+      if (auto it = cache_.by_name.find(key); it != cache_.by_name.end()) {
+        config = it->second;
+      } else {
+        auto named = db.read(ColumnFamily::kScores, config_name_key(project, s.name));
+        if (!named.ok()) return std::move(named).error();
+        if (*named) {
+          auto by_id = config_by_id(db, project, **named);
+          if (!by_id.ok()) return std::move(by_id).error();
+          if (!*by_id) return invalid_argument("score config '" + sanitize_utf8(**named) + "' does not exist");
+          config = std::move(*by_id);
+        }
+        if (cache_.by_name.size() >= WriterCache::kMaxEntries) cache_.by_name.clear();
+        cache_.by_name.emplace(std::move(key), config);
+      }
     }
-    if (config_id.empty()) {
+    if (!config) {
       if (s.data_type == ScoreDataType::kCategorical && s.label.empty()) {
         return invalid_argument("score '" + sanitize_utf8(s.name) +
                                 "': a numeric CATEGORICAL value needs a score config that maps it");
@@ -465,24 +500,15 @@ Expected<void> check_configs(const BatchView& db, std::string_view project, std:
       if (s.data_type == ScoreDataType::kCategorical) s.value.reset();
       continue;
     }
-    auto raw = db.read(ColumnFamily::kScores, config_key(project, config_id));
-    if (!raw.ok()) return std::move(raw).error();
-    if (!*raw) {
-      return invalid_argument("score config '" + sanitize_utf8(config_id) + "' does not exist");
-    }
-    auto config = decode_config(**raw);
-    if (!config.ok()) return std::move(config).error();
     if (config->name != s.name) {
       return invalid_argument("score '" + sanitize_utf8(s.name) + "' does not match the name '" +
-                              sanitize_utf8(config->name) + "' of config '" +
-                              sanitize_utf8(config_id) + "'");
+                              sanitize_utf8(config->name) + "' of config '" + sanitize_utf8(config->id) + "'");
     }
     if (auto ok = apply_config(s, *config); !ok) return ok;
   }
   return {};
 }
 
-}  // namespace
 
 // ---- the group-commit writer ----
 //
@@ -555,6 +581,11 @@ void ScoreStore::writer_loop() {
 
 void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
   const auto& listeners = log_.listeners();
+  if (const auto generation = config_generation_.load(std::memory_order_acquire);
+      generation != cache_.config_generation) {
+    cache_.by_name.clear();  // a config was created: "no config" answers may be stale
+    cache_.config_generation = generation;
+  }
   auto committed = log_.with_store([&](Store& store) -> Expected<void> {
     auto lease = store.lease();
     if (!lease.ok()) return std::move(lease).error();
@@ -593,7 +624,13 @@ void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
       return Error{written.error().code, "write scores: " + written.error().message};
     }
     for (auto& job : group) {
-      if (job->result.ok()) aggregates_.apply(job->deltas);
+      if (!job->result.ok()) continue;
+      aggregates_.apply(job->deltas);
+      if (job->kind != Job::Kind::kWrite) continue;
+      for (const Score& s : *job->result) {
+        if (cache_.names.size() >= WriterCache::kMaxEntries) cache_.names.clear();
+        cache_.names.emplace(job->project, s.name);  // its 'M' entry is stored now
+      }
     }
     return {};
   });
@@ -702,7 +739,7 @@ Expected<std::vector<Score>> ScoreStore::build_write(const BatchView& db, Job& j
 
     put(ColumnFamily::kScores, key, encode_score(s));
     put(ColumnFamily::kScores, id_key(project, s.id), std::string_view(key).substr(tagged('S', project).size()));
-    put(ColumnFamily::kScores, name_key(project, s.name), {});
+    if (cache_.names.count({std::string(project), s.name}) == 0) put(ColumnFamily::kScores, name_key(project, s.name), {});
     const IndexKeys ik = index_keys(project, s);
     put(ColumnFamily::kIdxScore, ik.time, time_payload(s));
     if (!ik.value.empty()) put(ColumnFamily::kIdxScore, ik.value, ts_bytes(s.timestamp_us));
@@ -1038,6 +1075,7 @@ Expected<ScoreConfig> ScoreStore::create_config(std::string_view project, ScoreC
     if (!st.ok()) return status_error("build config batch", st);
     auto written = store.commit(db, batch, /*sync=*/true);
     if (!written.ok()) return Error{written.error().code, "write score config: " + written.error().message};
+    config_generation_.fetch_add(1, std::memory_order_release);
     return config;
   });
 }

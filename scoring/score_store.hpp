@@ -47,6 +47,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -102,6 +104,11 @@ std::optional<TimeEntry> parse_time_entry(std::string_view key, std::size_t pref
 // posted feedback fields into record.feedback. `snapshot` may be null.
 Expected<void> attach_score_data(const Store::Lease& db, RequestRecord& record,
                                  const rocksdb::Snapshot* snapshot = nullptr);
+// The feedback fields posted for a request (POST .../feedback), merged;
+// nullopt when none were posted.
+Expected<std::optional<nlohmann::json>> read_feedback(const Store::Lease& db, std::string_view project,
+                                                      std::string_view request_id,
+                                                      const rocksdb::Snapshot* snapshot = nullptr);
 // Only the feedback part of attach_score_data.
 Expected<void> attach_feedback(const Store::Lease& db, RequestRecord& record,
                                const rocksdb::Snapshot* snapshot = nullptr);
@@ -239,6 +246,11 @@ class ScoreStore {
   void run_group(std::vector<std::unique_ptr<Job>>& group);
   Expected<std::vector<Score>> build_write(const BatchView& db, Job& job);
   Expected<std::vector<Score>> build_remove(const BatchView& db, Job& job);
+  // Applies each score's config (by its config_id, else by its name).
+  Expected<void> check_configs(const BatchView& db, std::string_view project, std::vector<Score>& scores);
+  // The stored config with this id, through cache_; nullopt when none.
+  Expected<std::optional<ScoreConfig>> config_by_id(const BatchView& db, std::string_view project,
+                                                    const std::string& id);
   Expected<void> check_known(std::string_view project, std::string_view request_id) const;
   std::int64_t now_us() const;
 
@@ -247,7 +259,25 @@ class ScoreStore {
   RequestLog& log_;
   std::function<std::int64_t()> now_us_;
   std::mutex config_mu_;  // serialises config creation (one config per name)
+  // Bumped after every config creation: the writer forgets which names had
+  // no config.
+  std::atomic<std::uint64_t> config_generation_{0};
   ScoreAggregates aggregates_;
+
+  // What the writer thread knows storage holds, so that a score does not
+  // re-read its config or rewrite its name entry every time (writer thread
+  // only). Configs are never changed or deleted once created, and name
+  // entries never deleted, so only "no config for this name" can go stale
+  // (config_generation_). Names are remembered only after their commit.
+  struct WriterCache {
+    using Key = std::pair<std::string, std::string>;  // project, score name or config id
+    static constexpr std::size_t kMaxEntries = 4096;  // per map; past it, start over
+    std::set<Key> names;                               // 'M' entry stored
+    std::map<Key, std::optional<ScoreConfig>> by_name;  // the config named by the score's name, or none
+    std::map<Key, ScoreConfig> by_id;                  // configs by id (found ones only)
+    std::uint64_t config_generation = 0;
+  };
+  WriterCache cache_;
 
   mutable std::mutex queue_mu_;
   std::condition_variable queue_cv_;

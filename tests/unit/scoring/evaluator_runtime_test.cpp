@@ -645,6 +645,61 @@ TEST(EvaluatorRuntime, WaitsForNeededFieldsThenRuns) {
   EXPECT_EQ(f.run(id_of(1), "exact")->scores[0]["value"], true);
 }
 
+// A run scheduled by a record write gets the record it was scheduled with
+// (no read back) but still sees feedback posted before it ran; a record too
+// large to hand off is read back. Both must give the kind the same event a
+// read-back gives.
+TEST(EvaluatorRuntime, HandedOffRecordsSeePostedFeedbackAndLargeOnesAreReadBack) {
+  Fixture f;
+  auto ev = evaluator("see");
+  ev.concurrency = 1;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool gate_open = false;
+  std::map<std::string, json> events;  // by request id
+  f.kinds["see"] = [&](const json& e) {
+    std::unique_lock lk(mu);
+    events[e["request_id"].get<std::string>()] = e;
+    cv.notify_all();
+    cv.wait(lk, [&] { return gate_open; });  // the first run holds the only slot
+    return ok_score("see", 1);
+  };
+  f.open({ev}, /*capacity=*/100, /*workers=*/1);
+  f.submit(chat_record(1));
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return events.count(id_of(1)) == 1; }));
+  }
+  // Queued behind it, with their records: one ordinary, one past the cap.
+  f.submit(chat_record(2, "Lyon"));
+  f.submit(chat_record(3, std::string(300 * 1024, 'x')));
+  Feedback truth;
+  truth.rating = true;
+  truth.fields = {{"ground_truth", "Paris"}};
+  ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(2), truth).ok());
+  ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(3), truth).ok());
+  {
+    std::lock_guard lk(mu);
+    gate_open = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(f.runtime->wait_idle(10s));
+
+  std::lock_guard lk(mu);
+  ASSERT_EQ(events.size(), 3u);
+  for (int i : {2, 3}) {
+    const json& e = events[id_of(i)];
+    EXPECT_EQ(e["feedback"]["ground_truth"], "Paris") << i;
+    // The same event a read-back builds.
+    auto stored = f.log->get("alpha", id_of(i), /*include_bodies=*/true, /*with_scores=*/false);
+    ASSERT_TRUE(stored.ok() && *stored);
+    EXPECT_EQ(e, build_eval_event(**stored, /*with_inputs=*/!e["inputs"].empty())) << i;
+  }
+  EXPECT_EQ(events[id_of(2)]["outputs"]["content"], "Lyon");
+  EXPECT_EQ(events[id_of(3)]["outputs"]["content"].get<std::string>().size(), 300u * 1024);
+  EXPECT_EQ(f.runtime->counters("see").completed, 3u);
+}
+
 TEST(EvaluatorRuntime, RetriesTransientFailuresThenSucceeds) {
   Fixture f;
   std::atomic<int> calls{0};

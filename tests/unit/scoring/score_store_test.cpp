@@ -241,6 +241,45 @@ TEST(ScoreStore, SessionScoresNeedAKnownSession) {
   EXPECT_EQ(page->scores[0].session_id, "sess-1");
 }
 
+// The writer remembers which names have no config and which names are
+// stored, so that a score does not re-read its config or rewrite its name
+// entry every time: a config created later must still apply at once, a config
+// id that did not exist must be found once it does, and a name whose write
+// was refused must still be stored by its first successful write.
+TEST(ScoreStore, TheWritersMemoryOfConfigsAndNamesNeverGoesStale) {
+  Fixture f;
+  f.add_records("p", 1);
+  ASSERT_TRUE(f.scores->submit("p", id_of(0), {{"latency", ScoreDataType::kNumeric, 120}}).ok());
+  ASSERT_TRUE(f.scores
+                  ->create_config("p", *parse_score_config(json::parse(
+                                           R"({"name": "latency", "data_type": "NUMERIC", "max_value": 100})")))
+                  .ok());
+  auto over = f.scores->submit("p", id_of(0), {{"latency", ScoreDataType::kNumeric, 120}});
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.error().message.find("max_value 100"), std::string::npos) << over.error().message;
+
+  Score t = f.typed("", 0, "speed", 5, kNow);
+  t.config_id = "speed-cfg";
+  EXPECT_NE(f.scores->upsert("p", t).error().message.find("does not exist"), std::string::npos);
+  ASSERT_TRUE(f.scores
+                  ->create_config("p", *parse_score_config(json::parse(
+                                           R"({"id": "speed-cfg", "name": "speed", "data_type": "NUMERIC"})")))
+                  .ok());
+  auto stored = f.scores->upsert("p", t);
+  ASSERT_TRUE(stored.ok()) << stored.error().message;
+  EXPECT_EQ(stored->config_id, "speed-cfg");
+
+  // "fresh" is refused with its group-mate; later it is written alone.
+  ASSERT_FALSE(f.scores
+                   ->submit("p", id_of(0),
+                            {{"fresh", ScoreDataType::kNumeric, 1}, {"latency", ScoreDataType::kNumeric, 101}})
+                   .ok());
+  ASSERT_TRUE(f.scores->submit("p", id_of(0), {{"fresh", ScoreDataType::kNumeric, 1}}).ok());
+  auto names = f.with([](Store& store) { return score_names(store, "p"); });
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"fresh", "latency", "speed"}));
+}
+
 TEST(ScoreStore, ConfigsValidateSynchronously) {
   Fixture f;
   f.add_records("p", 1);
