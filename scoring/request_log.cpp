@@ -402,6 +402,12 @@ Expected<void> RequestLog::close() {
   return store_->close();
 }
 
+bool RequestLog::pending(std::string_view project, std::string_view request_id) const {
+  if (inflight_.contains(project, request_id)) return true;
+  std::lock_guard lk(mu_);
+  return queued_keys_.count(registry_key(project, request_id)) != 0;
+}
+
 Expected<bool> RequestLog::known(std::string_view project, std::string_view request_id) const {
   if (inflight_.contains(project, request_id)) return true;
   {

@@ -163,6 +163,9 @@ class RequestLog {
   // misses a request that moves from one to the next meanwhile (an entry
   // leaves each stage only after it is in the next).
   Expected<bool> known(std::string_view project, std::string_view request_id) const;
+  // The first two stages of known(): in flight or waiting to be written. Does
+  // not touch storage, so it may be called from inside with_store().
+  bool pending(std::string_view project, std::string_view request_id) const;
 
   // Stored record, with its scores and posted feedback fields attached
   // (attach_score_data); nullopt for unknown ids and for another project's ids.

@@ -111,6 +111,7 @@ json webhook_payload(const WebhookEventData& ev, bool include_bodies) {
       j["response_truncated"] = r.response_truncated;
     }
   } else {
+    if (!ev.request_id.empty()) j["request_id"] = sanitize_utf8(ev.request_id);
     j["session_id"] = opt_string(ev.session_id);
   }
   if (ev.data != nullptr && ev.data->is_object()) {

@@ -92,6 +92,9 @@ struct WebhookEventData {
   WebhookEvent event = WebhookEvent::kRequestLogged;
   const RequestRecord* record = nullptr;  // the request; null for session scores
   std::string session_id;                 // session scores only
+  // Without a record: the request the event is about, when it will never be
+  // stored (lost by relaxed durability at a crash, or deleted by retention).
+  std::string request_id;
   const nlohmann::json* data = nullptr;   // {"scores": [...]} / {"evaluation": {...}, "scores": [...]}
 };
 

@@ -484,19 +484,29 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
 
         std::optional<RequestRecord> record;
         if (!d.request_id.empty()) {
+          // Asked before the read: a request leaves "pending" only once it is
+          // stored, so a read after a "no" is final.
+          const bool pending = d.event != WebhookEvent::kRequestLogged && log_.pending(d.project, d.request_id);
           auto got = store.get(d.project, d.request_id, w.include_bodies);
           if (!got.ok()) {
             fail("cannot read request " + d.request_id + ": " + got.error().message);
             continue;
           }
           record = std::move(*got);
-          if (!record) {
-            fail(d.event == WebhookEvent::kRequestLogged
-                     ? "request " + d.request_id + " is no longer stored"
-                     : "request " + d.request_id + " is not stored (yet)");
+          if (!record && d.event == WebhookEvent::kRequestLogged) {
+            fail("request " + d.request_id + " is no longer stored");
             continue;
           }
-          if (d.filter_deferred && !properties_match(w.property_filters, record->properties)) {
+          if (!record && pending) {
+            fail("request " + d.request_id + " is not stored yet");
+            continue;
+          }
+          // A score or evaluation event whose request will never be stored
+          // (relaxed durability lost it at a crash, or retention deleted it)
+          // is sent without the record rather than retried until dead; one
+          // whose webhook filters on properties cannot be matched and is
+          // skipped.
+          if (d.filter_deferred && (!record || !properties_match(w.property_filters, record->properties))) {
             h.in_flight.erase(id);
             skipped.push_back(std::move(d));
             continue;
@@ -505,6 +515,7 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
         WebhookEventData ev;
         ev.event = d.event;
         ev.record = record ? &*record : nullptr;
+        if (!record) ev.request_id = d.request_id;
         ev.session_id = d.session_id;
         ev.data = &d.data;
         ready.push_back({i, id, serialize_payload(webhook_payload(ev, w.include_bodies))});

@@ -529,6 +529,58 @@ TEST(WebhookService, AScoreOnACallInFlightChecksTheFiltersAtSendTime) {
   EXPECT_EQ(f.service->stats().at(0).second.skipped, 1u);
 }
 
+// A score event whose request will never be stored (relaxed durability lost
+// it at a crash) is sent without the record, not retried until dead; while
+// the request is still pending (in flight or queued) it waits for it; a
+// webhook that filters on properties cannot match it and skips it.
+TEST(WebhookService, ScoreEventsForRequestsThatWillNeverBeStoredAreSentWithoutTheRecord) {
+  Fixture f;
+  WebhookOptions filtered = hook("filtered", static_cast<std::uint8_t>(WebhookEvent::kScoreCreated));
+  filtered.property_filters = {{"env", "prod"}};
+  f.open({hook("scores", static_cast<std::uint8_t>(WebhookEvent::kScoreCreated)), filtered},
+         [](const OutboundRequest&) { return answer(200); });
+  auto offer = [&](int request) {
+    Score s;
+    s.id = "s-" + std::to_string(request);
+    s.project = "alpha";
+    s.request_id = id_of(request);
+    s.name = "accuracy";
+    s.value = 1;
+    s.data_type = ScoreDataType::kNumeric;
+    auto written = f.log->with_store([&](Store& store) -> Expected<void> {
+      auto db = store.lease();
+      if (!db.ok()) return std::move(db).error();
+      rocksdb::WriteBatch batch;
+      for (auto* l : f.log->listeners()) l->on_scores(*db, "alpha", std::span<const Score>(&s, 1), batch);
+      return store.commit(*db, batch, /*sync=*/false);
+    });
+    ASSERT_TRUE(written.ok());
+  };
+  offer(1);  // request 1 never reaches the log
+  {
+    auto in_flight = f.log->inflight().track("alpha", id_of(2));
+    offer(2);  // request 2 is in flight: its delivery waits for the record
+    f.service->start();
+    ASSERT_TRUE(wait_until([&] { return f.transport->requests().size() == 1; }, 10s));
+    ASSERT_TRUE(f.log->submit(record("alpha", 2)));
+  }
+  ASSERT_TRUE(f.log->flush());
+  ASSERT_TRUE(wait_until([&] { return f.transport->requests().size() == 2; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return f.all_in("alpha", DeliveryState::kDelivered, 2); }, 10s));
+
+  const json lost = json::parse(f.transport->requests().at(0).body);
+  EXPECT_EQ(lost.at("event"), "score.created");
+  EXPECT_EQ(lost.at("request_id"), id_of(1));
+  EXPECT_EQ(lost.at("scores").at(0).at("name"), "accuracy");
+  const json stored = json::parse(f.transport->requests().at(1).body);
+  EXPECT_EQ(stored.at("request_id"), id_of(2));
+  EXPECT_NE(stored.dump().find("gpt-4o-mini"), std::string::npos) << stored.dump();  // with its record
+  EXPECT_EQ(lost.dump().find("gpt-4o-mini"), std::string::npos) << lost.dump();      // without one
+  // The filtering webhook could not match request 1 and skipped it; request 2
+  // has no env=prod property either.
+  EXPECT_EQ(f.service->stats().at(1).second.skipped, 2u);
+}
+
 TEST(WebhookService, EvaluationCompletedFromTheListenerSeam) {
   Fixture f;
   f.open({hook("evals", static_cast<std::uint8_t>(WebhookEvent::kEvaluationCompleted))},
