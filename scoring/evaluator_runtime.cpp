@@ -466,9 +466,13 @@ void EvaluatorRuntime::retry_later(const Task& task) {
     active_.erase(run_keys::run(task.project, task.request_id, evaluators_[task.evaluator]->options.name));
     return;
   }
+  delay(task, Clock::now() + std::chrono::seconds(1));
+}
+
+void EvaluatorRuntime::delay(const Task& task, Clock::time_point due) {
   Task later = task;
-  later.record.reset();  // a second from now, read it back: do not hold it
-  delayed_.push(Delayed{Clock::now() + std::chrono::seconds(1), std::move(later)});
+  later.record.reset();
+  delayed_.push(Delayed{due, std::move(later)});
   ++queued_;
 }
 
@@ -660,10 +664,7 @@ void EvaluatorRuntime::process(const Task& task) {
     if (run.next_attempt_us > now) {
       // Resumed during a backoff (e.g. after a restart): wait out the rest.
       std::lock_guard lk(mu_);
-      Task later = task;
-      later.record.reset();
-      delayed_.push(Delayed{Clock::now() + std::chrono::microseconds(run.next_attempt_us - now), std::move(later)});
-      ++queued_;
+      delay(task, Clock::now() + std::chrono::microseconds(run.next_attempt_us - now));
       return;
     }
 
@@ -768,10 +769,7 @@ void EvaluatorRuntime::process(const Task& task) {
       note_error(ev, result.error, task.project);
       {
         std::lock_guard lk(mu_);
-        Task later = task;
-        later.record.reset();
-        delayed_.push(Delayed{Clock::now() + backoff, std::move(later)});
-        ++queued_;
+        delay(task, Clock::now() + backoff);
       }
       work_cv_.notify_one();
       return;  // still active

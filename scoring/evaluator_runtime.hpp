@@ -224,6 +224,9 @@ class EvaluatorRuntime final : public WriteListener {
     // record's runs; never mutated.
     std::shared_ptr<const RequestRecord> record;
   };
+  // A task that waits (a retry, a backoff) reads its record back when it
+  // runs: it does not hold the handed-off copy meanwhile. Call with mu_ held.
+  void delay(const Task& task, std::chrono::steady_clock::time_point due);
   struct Delayed {
     std::chrono::steady_clock::time_point due;
     Task task;

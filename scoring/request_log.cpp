@@ -409,11 +409,7 @@ bool RequestLog::pending(std::string_view project, std::string_view request_id) 
 }
 
 Expected<bool> RequestLog::known(std::string_view project, std::string_view request_id) const {
-  if (inflight_.contains(project, request_id)) return true;
-  {
-    std::lock_guard lk(mu_);
-    if (queued_keys_.count(registry_key(project, request_id)) != 0) return true;
-  }
+  if (pending(project, request_id)) return true;
   std::shared_lock lk(store_mu_);
   if (!store_->is_open()) return unavailable("request log is closed");
   return store_->contains(project, request_id);
