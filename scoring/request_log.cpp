@@ -262,8 +262,9 @@ void RequestLog::sync_loop() {
     sync_cv_.wait_until(lk, *sync_due_, [&] { return sync_stop_; });
     sync_due_.reset();
     lk.unlock();
-    // Concurrent with the storage thread's writes (RocksDB allows it): a
-    // slow fsync never holds records in the queue.
+    // Concurrent with the storage thread's writes (the fsync goes to the WAL
+    // files, not through RocksDB: scoring/wal_files.hpp): a slow fsync never
+    // holds records in the queue.
     if (auto r = store_->sync_wal(); !r.ok()) {
       write_errors_.fetch_add(1, std::memory_order_relaxed);
       set_error(r.error().message);

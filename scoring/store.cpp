@@ -21,6 +21,7 @@
 
 #include "scoring/free_space.hpp"
 #include "scoring/keys.hpp"
+#include "scoring/wal_files.hpp"
 
 namespace arbiter::scoring {
 
@@ -210,6 +211,11 @@ struct Store::Opener {
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   std::size_t known_count = 0;        // descriptors[0, known_count) are kCfNames, in order
   std::shared_ptr<rocksdb::Env> env;  // keeps StoreOptions::env alive
+  // RocksDB's file system, as seen through WalFiles; `wal_env` is the Env
+  // RocksDB is given (db_options.env).
+  std::shared_ptr<WalFiles> wal_files;
+  std::shared_ptr<rocksdb::Env> wal_env;
+  std::function<void()> after_failed_write;  // StoreOptions::after_failed_write
 
   // The database, or the RocksDB status that prevented opening it.
   std::variant<std::shared_ptr<Store::Instance>, rocksdb::Status> open() const {
@@ -262,7 +268,12 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_total_bytes);
   db_options.keep_log_file_num = 4;
   db_options.max_open_files = options.max_open_files;
-  if (options.env) db_options.env = options.env.get();
+  // Every file goes through WalFiles (on top of the caller's Env, if any),
+  // which is how sync_wal() fsyncs the WAL (scoring/wal_files.hpp).
+  rocksdb::Env* base_env = options.env ? options.env.get() : rocksdb::Env::Default();
+  auto wal_files = std::make_shared<WalFiles>(base_env->GetFileSystem());
+  std::shared_ptr<rocksdb::Env> wal_env = rocksdb::NewCompositeEnv(wal_files);
+  db_options.env = wal_env.get();
 
   const auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   const auto compression = pick_compression();
@@ -344,6 +355,9 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
   opener->descriptors = std::move(descriptors);
   opener->known_count = known_count;
   opener->env = options.env;
+  opener->wal_files = std::move(wal_files);
+  opener->wal_env = std::move(wal_env);
+  opener->after_failed_write = options.after_failed_write;
   auto opened = opener->open();
   if (auto* failed = std::get_if<rocksdb::Status>(&opened)) throw_open_error(path, *failed);
 
@@ -514,6 +528,7 @@ Expected<void> Store::write_batch(const Lease& lease, rocksdb::WriteBatch& batch
   wo.sync = sync;
   const rocksdb::Status s = db_write(lease.db(), wo, batch);
   if (!s.ok()) {
+    if (opener_->after_failed_write) opener_->after_failed_write();
     note_failure(s);
     return status_error("write batch", s);
   }
@@ -527,10 +542,10 @@ Error Store::broken_error() {
 Expected<void> Store::sync_wal() {
   auto lease = this->lease();
   if (!lease.ok()) return std::move(lease).error();
-  // Syncing a WAL whose writer has failed aborts the process (an assertion
-  // in Debian's librocksdb); the reopen starts a new one.
+  // Nothing to make durable on a broken instance: the reopen replays what
+  // reached the WAL. Not DB::SyncWAL(): see scoring/wal_files.hpp.
   if (broken()) return broken_error();
-  const rocksdb::Status s = lease->db().SyncWAL();
+  const rocksdb::Status s = opener_->wal_files->sync();
   if (!s.ok()) {
     note_failure(s);
     return status_error("sync WAL", s);

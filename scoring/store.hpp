@@ -96,6 +96,9 @@ struct StoreOptions {
   // A test seam: tests install a fault-injecting FileSystem (full disk, I/O
   // errors) to prove the gateway survives and recovers. Must outlive the Store.
   std::shared_ptr<rocksdb::Env> env;
+  // A test seam: called on the writing thread after a write to the database
+  // failed, before the failure is recorded (the instance marked broken).
+  std::function<void()> after_failed_write;
 };
 
 struct RetentionStats {
@@ -180,6 +183,9 @@ class Store {
   Expected<void> commit(const Lease& lease, rocksdb::WriteBatch& batch, bool sync);
 
   // fsyncs the WAL: everything written before is durable against power loss.
+  // Runs beside writes (never holds them up), and never through RocksDB's
+  // own WAL writer, which a write failing at the same moment can leave in a
+  // state DB::SyncWAL() asserts on (scoring/wal_files.hpp).
   Expected<void> sync_wal();
 
   // After a failed write: RocksDB may have stopped accepting writes (a
