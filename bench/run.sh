@@ -23,6 +23,7 @@
 #                         configured (1-10, the local kinds, all scoring every request), measured
 #                         side by side with the plain one, and report its evaluator counters
 #   --evaluator-sampling P  their `sampling` percentage (default 100: every request, each)
+#   --background-nice N   server.background_nice for every arbiter (default 5)
 #   --portkey             also measure Portkey's gateway (bench/portkey, npm ci when needed).
 #                         Default: on when bench/portkey/node_modules exists. --no-portkey: off
 #   --no-stream           skip the streaming stage (added TTFT, memory per open stream)
@@ -57,6 +58,7 @@ request_log=1
 webhook=0
 evaluators=0
 evaluator_sampling=100
+background_nice=
 evaluator=1
 portkey=auto
 stream=1
@@ -79,6 +81,7 @@ while [ $# -gt 0 ]; do
     --webhook) webhook=1; shift ;;
     --evaluators) evaluators=${2:?--evaluators needs a value}; shift 2 ;;
     --evaluator-sampling) evaluator_sampling=${2:?--evaluator-sampling needs a value}; shift 2 ;;
+    --background-nice) background_nice=${2:?--background-nice needs a value}; shift 2 ;;
     --no-evaluator) evaluator=0; shift ;;
     --portkey) portkey=1; shift ;;
     --no-portkey) portkey=0; shift ;;
@@ -334,7 +337,7 @@ EOF
 # arbiter_yaml NAME LOG(0/1) WEBHOOK(0/1): the common part of an arbiter config
 arbiter_yaml() {
   cat <<EOF
-server: { proxy_listen: 127.0.0.1:0, api_listen: 127.0.0.1:0, threads: $threads, log_level: warn }
+server: { proxy_listen: 127.0.0.1:0, api_listen: 127.0.0.1:0, threads: $threads, log_level: warn$([ -n "$background_nice" ] && echo ", background_nice: $background_nice") }
 storage: { path: $tmp/$1/data$([ "$2" = 1 ] || echo ", log_requests: false") }
 upstreams: [ { name: openai, base_url: "http://$fake_addr" } ]
 projects: [ { name: bench, api_keys: [ "$key" ] } ]
@@ -615,6 +618,11 @@ fi
 if [ "$evaluator" = 1 ]; then
   drain_evaluators "$arbiter_api"
   read -r a_ev_matched a_ev_completed a_ev_errors a_ev_deferred <<<"$(ev_counters "$arbiter_api")"
+  # What the last failed run said (the API keeps the latest error per evaluator).
+  if [ "${a_ev_errors:-0}" != 0 ]; then
+    a_ev_last_error=$("$CURL" -sS --max-time 5 -H "Authorization: Bearer $key" "http://$arbiter_api/v1/evaluators" 2>/dev/null |
+                      grep -o '"last_error":"[^"]*"' | sed 's/^"last_error"://' | paste -sd ' ' -)
+  fi
 fi
 
 arbiter_rss_after=$(rss_kib "$arbiter_pid")
@@ -625,6 +633,11 @@ if [ "$webhook" = 1 ]; then
   wh_enqueued=$(metric 'arbiter_webhook_enqueued_total{webhook="bench"}')
   wh_delivered=$(metric 'arbiter_webhook_delivered_total{webhook="bench"}')
   wh_failed=$(metric 'arbiter_webhook_failed_attempts_total{webhook="bench"}')
+fi
+# The log's own figures: every proxied call written, none dropped (a full queue drops and counts).
+if [ "$request_log" = 1 ]; then
+  log_written=$(metric arbiter_log_records_written_total)
+  log_dropped=$(metric arbiter_log_records_dropped_total)
 fi
 arbiter_rss_peak=$(rss_kib "$arbiter_pid" VmHWM)
 nginx_rss_after=$(nginx_rss_sum)
@@ -847,8 +860,12 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
     echo "arbiter_ev rps / arbiter rps : $(calc %.3f "${R[arbiter_ev.c64.rps]} / ${R[arbiter.c64.rps]}")"
     echo "evaluator runs: matched $ev_matched, completed $ev_completed, errors $ev_errors (deferred while the queue was full: $ev_deferred); RSS after $ev_rss_after KiB"
   fi
+  if [ "$request_log" = 1 ]; then
+    echo "arbiter's request log: ${log_written:-?} records written, ${log_dropped:-?} dropped (queue full)"
+  fi
   if [ "$evaluator" = 1 ]; then
     echo "arbiter's evaluator runs: matched $a_ev_matched, completed $a_ev_completed, errors $a_ev_errors (deferred while the queue was full: $a_ev_deferred); after the c64 run the evaluations took ${a_ev_drain_s:-?}s more to finish, CPU per request including them ${R[arbiter.c64.cpu_with_evaluations_us]:-?}us"
+    [ -n "${a_ev_last_error:-}" ] && echo "arbiter's evaluator, last error: $a_ev_last_error"
   fi
   if [ -n "$portkey_pid" ]; then
     echo
@@ -934,6 +951,9 @@ if [ -n "$out" ]; then
     echo "  \"config\": {\"request_log\": $([ "$request_log" = 1 ] && echo true || echo false), \"evaluator\": $([ "$evaluator" = 1 ] && echo '{"kind": "response_length", "sampling": 100}' || echo null),"
     echo "             \"webhook\": $([ "$webhook" = 1 ] && echo true || echo false), \"arbiter_ev_evaluators\": $evaluators, \"portkey\": $([ -n "$portkey_pid" ] && echo "\"${portkey_version:-}\"" || echo null),"
     echo "             \"summary\": \"$config_line\"},"
+    if [ "$request_log" = 1 ]; then
+      echo "  \"arbiter_log\": {\"written\": $(num "${log_written:-}"), \"dropped\": $(num "${log_dropped:-}")},"
+    fi
     if [ "$evaluator" = 1 ]; then
       echo "  \"arbiter_evaluator\": {\"matched\": $a_ev_matched, \"completed\": $a_ev_completed, \"errors\": $a_ev_errors, \"deferred\": $a_ev_deferred, \"drain_s_after_c64\": $(num "${a_ev_drain_s:-}"), \"cpu_us_per_req_c64_with_evaluations\": $(num "${R[arbiter.c64.cpu_with_evaluations_us]:-}")},"
     fi

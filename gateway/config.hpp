@@ -65,6 +65,10 @@ struct ServerConfig {
   // Nice value of the evaluator threads (0-19): under CPU contention they
   // yield to the I/O threads, so evaluations cannot add proxy latency.
   unsigned evaluator_nice = 10;
+  // Nice value of the other background threads (storage, WAL sync, score
+  // writer, webhooks, outbound HTTP, retention): the I/O threads get the CPU
+  // first, the log's bounded queue absorbs the wait (scoring/background_thread.hpp).
+  unsigned background_nice = 5;
   LogLevel log_level = LogLevel::info;
   // Accept proxy calls without a gateway key (they go to the first project).
   // Refused by validation when any upstream injects an api_key.

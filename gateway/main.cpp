@@ -17,6 +17,7 @@
 #include "gateway/request_logger.hpp"
 #include "gateway/server.hpp"
 #include "gateway/webhook_api.hpp"
+#include "scoring/background_thread.hpp"
 #include "scoring/evaluator_runtime.hpp"
 #include "scoring/request_log.hpp"
 #include "scoring/score_store.hpp"
@@ -131,6 +132,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   log::set_level(config->server.log_level);
+  arbiter::scoring::set_background_nice(static_cast<int>(config->server.background_nice));
 
   // Signals are taken synchronously by this thread; every other thread
   // inherits the blocked mask and never sees them.

@@ -17,6 +17,7 @@
 #include "gateway/api_router.hpp"
 #include "gateway/log.hpp"
 #include "gateway/worker.hpp"
+#include "scoring/background_thread.hpp"
 
 namespace arbiter::gateway {
 namespace asio = boost::asio;
@@ -150,6 +151,7 @@ void Server::start() {
 
   for (auto& w : workers_) {
     threads_.emplace_back([&ioc = w->ioc] {
+      scoring::name_thread("arb-io");
       auto guard = asio::make_work_guard(ioc);
       for (;;) {
         try {

@@ -1,9 +1,6 @@
 #include "scoring/evaluator_runtime.hpp"
 
 #include <rocksdb/db.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -11,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "scoring/background_thread.hpp"
 #include "scoring/eval_event.hpp"
 #include "scoring/outbound_http.hpp"
 #include "scoring/request_log.hpp"
@@ -501,12 +499,9 @@ void EvaluatorRuntime::finish_active(const std::string& key) {
 // ---- workers ----
 
 void EvaluatorRuntime::worker_loop() {
-  // Linux threads have their own nice value (setpriority on the thread id).
-  if (options_.worker_nice > 0) {
-    const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
-    if (::setpriority(PRIO_PROCESS, tid, std::min(options_.worker_nice, 19)) != 0) {
-      note_error(*evaluators_.front(), "cannot lower the evaluator workers' priority");
-    }
+  name_thread("arb-eval");
+  if (options_.worker_nice > 0 && !set_thread_nice(options_.worker_nice)) {
+    note_error(*evaluators_.front(), "cannot lower the evaluator workers' priority");
   }
   Task task;
   while (next_task(task)) {

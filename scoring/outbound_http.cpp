@@ -33,6 +33,8 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "scoring/background_thread.hpp"
+
 namespace arbiter::scoring {
 
 namespace asio = boost::asio;
@@ -453,7 +455,12 @@ asio::awaitable<OutboundResponse> OutboundHttp::Impl::run(OutboundRequest req) {
 OutboundHttp::OutboundHttp(OutboundOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   const unsigned n = std::max(1u, impl_->options.threads);
-  for (unsigned i = 0; i < n; ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  for (unsigned i = 0; i < n; ++i) {
+    impl_->threads.emplace_back([this] {
+      enter_background_thread("arb-outbound");
+      impl_->ioc.run();
+    });
+  }
 }
 
 OutboundHttp::~OutboundHttp() {

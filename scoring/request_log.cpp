@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "scoring/background_thread.hpp"
 #include "scoring/eval_runs.hpp"
 #include "scoring/score_store.hpp"
 
@@ -194,6 +195,7 @@ void RequestLog::pause_storage_for_testing(bool paused) {
 }
 
 void RequestLog::storage_loop() {
+  enter_background_thread("arb-storage");
   const bool strict = options_.durability == Durability::kStrict;
   std::vector<Pending> batch;
   batch.reserve(options_.max_batch);
@@ -255,6 +257,7 @@ void RequestLog::request_sync() {
 }
 
 void RequestLog::sync_loop() {
+  enter_background_thread("arb-wal-sync");
   std::unique_lock lk(sync_mu_);
   for (;;) {
     sync_cv_.wait(lk, [&] { return sync_stop_ || sync_due_.has_value(); });
@@ -337,6 +340,7 @@ void RequestLog::finish_batch(std::vector<Pending>& batch) {
 }
 
 void RequestLog::retention_loop() {
+  enter_background_thread("arb-retention");
   for (;;) {
     if (retention_stop_.load()) return;
     if (auto r = run_retention(); !r.ok() && r.error().code != ErrorCode::kUnavailable) {

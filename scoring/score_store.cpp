@@ -12,6 +12,7 @@
 #include <set>
 #include <shared_mutex>
 
+#include "scoring/background_thread.hpp"
 #include "scoring/free_space.hpp"
 #include "scoring/keys.hpp"
 
@@ -411,6 +412,7 @@ ScoreStore::ScoreStore(RequestLog& log, std::function<std::int64_t()> now_us)
 // for the index scan (285 ms per name over 1,000,000 scores). Queries that
 // arrive first simply load their name themselves; loads are serialised.
 void ScoreStore::warm_up() {
+  enter_background_thread("arb-score-warm");
   std::vector<std::pair<std::string, std::string>> names;
   auto listed = log_.with_lease([&](const Store::Lease& db) -> Expected<void> {
     return scan(db, ColumnFamily::kScores, "M", {}, {}, false, [&](std::string_view key, std::string_view) {
@@ -563,6 +565,7 @@ void ScoreStore::enqueue(std::unique_ptr<Job> job) {
 }
 
 void ScoreStore::writer_loop() {
+  enter_background_thread("arb-scores");
   std::vector<std::unique_ptr<Job>> group;
   for (;;) {
     {

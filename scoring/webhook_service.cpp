@@ -12,6 +12,7 @@
 #include <climits>
 #include <map>
 
+#include "scoring/background_thread.hpp"
 #include "scoring/keys.hpp"
 #include "scoring/webhook_signing.hpp"
 
@@ -712,6 +713,7 @@ void WebhookService::prune() {
 }
 
 void WebhookService::run() {
+  enter_background_thread("arb-webhooks");
   using Clock = std::chrono::steady_clock;
   const bool pruning = options_.retention_days > 0;
   if (pruning) next_prune_ = Clock::now();

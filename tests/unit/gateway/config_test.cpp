@@ -539,6 +539,7 @@ TEST(ConfigTest, WrongTypes) {
       {{"server:", "  threads: [1]"},
        "test.yaml:2: server.threads: expected a non-negative integer"},
       {{"server:", "  threads: 5000"}, "test.yaml:2: server.threads: out of range (at most 1024)"},
+      {{"server:", "  background_nice: 20"}, "test.yaml:2: server.background_nice: out of range (at most 19)"},
       {{"server:", "  limits:", "    max_body_bytes: 0"},
        "test.yaml:3: server.limits.max_body_bytes: expected a positive integer"},
       {{"server:", "  limits:", "    max_body_bytes: -5"},
@@ -884,6 +885,11 @@ TEST(ConfigTest, EvaluatorsAndWebhooksAreSequences) {
             "test.yaml:7: evaluators: expected a sequence");
   EXPECT_EQ(error_of(kRequired + "webhooks: none\n"), "test.yaml:7: webhooks: expected a sequence");
   EXPECT_NO_THROW(load(kRequired + "evaluators: []\nwebhooks:\n"));
+}
+
+TEST(ConfigTest, BackgroundNiceDefaultsToFiveAndIsRead) {
+  EXPECT_EQ(load(kRequired)->server.background_nice, 5u);
+  EXPECT_EQ(load(kRequired + lines({"server:", "  background_nice: 12"}))->server.background_nice, 12u);
 }
 
 TEST(ConfigTest, ParsesEvaluators) {

@@ -1,0 +1,44 @@
+#include "scoring/background_thread.hpp"
+
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace arbiter::scoring {
+
+namespace {
+std::atomic<int> g_background_nice{kDefaultBackgroundNice};
+}  // namespace
+
+int background_nice() { return g_background_nice.load(std::memory_order_relaxed); }
+
+void set_background_nice(int nice) { g_background_nice.store(std::clamp(nice, 0, 19), std::memory_order_relaxed); }
+
+void name_thread(const char* name) {
+  char short_name[16];
+  std::strncpy(short_name, name, sizeof short_name - 1);
+  short_name[sizeof short_name - 1] = '\0';
+  (void)pthread_setname_np(pthread_self(), short_name);
+}
+
+bool set_thread_nice(int nice) {
+  // setpriority on a thread id changes that thread only (Linux). Never
+  // raises the priority (a process started niced stays at least as nice).
+  const auto tid = static_cast<id_t>(gettid());
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, tid);
+  if (errno != 0) return false;
+  return setpriority(PRIO_PROCESS, tid, std::max(current, std::clamp(nice, 0, 19))) == 0;
+}
+
+void enter_background_thread(const char* name) {
+  name_thread(name);
+  if (const int nice = background_nice(); nice > 0) (void)set_thread_nice(nice);  // else: only the preference is lost
+}
+
+}  // namespace arbiter::scoring
