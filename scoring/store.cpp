@@ -556,7 +556,7 @@ Expected<void> Store::sync_wal() {
 Expected<void> Store::probe_write() const {
   // Through the database's Env, so a test's fault-injecting file system
   // sees it like any other write.
-  rocksdb::Env& env = opener_->db_options.env != nullptr ? *opener_->db_options.env : *rocksdb::Env::Default();
+  rocksdb::Env& env = *opener_->db_options.env;  // always set: WalFiles over the caller's Env
   if (auto space = ensure_free_space(env, path_); !space.ok()) return space;
   const std::string probe = path_ + "/REOPEN_PROBE";
   std::unique_ptr<rocksdb::WritableFile> file;

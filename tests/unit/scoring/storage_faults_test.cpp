@@ -13,6 +13,7 @@
 #include <rocksdb/file_system.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -217,6 +218,15 @@ Expected<void> write_record(Store& store, int i) {
   return store.write(one, /*sync=*/false);
 }
 
+// A Store on the faulty file system, in `dir`/data.
+std::unique_ptr<Store> open_store(const TempDir& dir, const Faulty& faulty,
+                                  std::function<void()> after_failed_write = {}) {
+  StoreOptions options;
+  options.env = faulty.env;
+  options.after_failed_write = std::move(after_failed_write);
+  return Store::open(dir.path().string() + "/data", options);
+}
+
 bool stored(const RequestLog& log, int i) {
   auto got = log.get("p", id_of(i), false);
   return got.ok() && got->has_value();
@@ -345,9 +355,7 @@ INSTANTIATE_TEST_SUITE_P(Faults, StorageFaultsClose, ::testing::Values(Fault::kN
 TEST(StorageFaultsStore, AnIOErrorBreaksTheInstanceAndAReopenRecoversIt) {
   TempDir dir;
   Faulty faulty;
-  StoreOptions options;
-  options.env = faulty.env;
-  auto store = Store::open(dir.path().string() + "/data", options);
+  auto store = open_store(dir, faulty);
   const RequestRecord before = record(1);
   const RequestRecord* one[] = {&before};
   ASSERT_TRUE(store->write(one, /*sync=*/false).ok());
@@ -391,7 +399,7 @@ TEST(StorageFaultsStore, AnIOErrorBreaksTheInstanceAndAReopenRecoversIt) {
   ASSERT_TRUE(store->close().ok());
   EXPECT_FALSE(store->lease().ok());
 
-  auto reopened = Store::open(dir.path().string() + "/data", options);
+  auto reopened = open_store(dir, faulty);
   EXPECT_TRUE(reopened->get("p", id_of(1), false)->has_value());
   EXPECT_TRUE(reopened->get("p", id_of(2), false)->has_value());
 }
@@ -409,14 +417,11 @@ TEST(StorageFaultsStore, AWalSyncDuringAFailingWriteNeverReachesTheFailedWalWrit
   std::unique_ptr<Store> store;
   int hooks = 0;
   Expected<void> sync_during;
-  StoreOptions options;
-  options.env = faulty.env;
-  options.after_failed_write = [&] {
+  store = open_store(dir, faulty, [&] {
     ++hooks;
     EXPECT_FALSE(store->broken());
     sync_during = store->sync_wal();
-  };
-  store = Store::open(dir.path().string() + "/data", options);
+  });
   ASSERT_TRUE(write_record(*store, 1).ok());
 
   faulty.fs->set_failing(true, /*no_space=*/false);
@@ -441,9 +446,7 @@ TEST(StorageFaultsStore, AWalSyncDuringAFailingWriteNeverReachesTheFailedWalWrit
 TEST(StorageFaultsStore, SyncWalFsyncsWhatWasWrittenAndReportsAFailingFsync) {
   TempDir dir;
   Faulty faulty;
-  StoreOptions options;
-  options.env = faulty.env;
-  auto store = Store::open(dir.path().string() + "/data", options);
+  auto store = open_store(dir, faulty);
   ASSERT_TRUE(write_record(*store, 1).ok());
   const auto wal_syncs = faulty.fs->wal_syncs();
   const auto dir_syncs = faulty.fs->dir_syncs();
