@@ -39,6 +39,15 @@ constexpr std::array<keys::BodyKind, 3> kBodyKinds = {
 // storage thread's writes interleave, large enough to amortise the commit.
 constexpr std::size_t kRetentionBatch = 1000;
 
+// The largest write(2) RocksDB makes to a table or blob file (its default is
+// 1 MiB). The kernels we run on are mostly built without kernel preemption, so
+// a thread inside one big write keeps its CPU until the copy into the page
+// cache is done: ~1 ms for 1 MiB on the 2-core VMs we measure on. Flushes and
+// compactions writing in 1 MiB pieces held a proxy I/O thread, woken on the
+// same CPU, for 1-4 ms (bench/README, "Results, session 8"). 64 KiB pieces
+// take tens of microseconds each.
+constexpr std::size_t kWriteChunkBytes = 64u << 10;
+
 rocksdb::Slice slice(std::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
 }
@@ -268,6 +277,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_total_bytes);
   db_options.keep_log_file_num = 4;
   db_options.max_open_files = options.max_open_files;
+  db_options.writable_file_max_buffer_size = kWriteChunkBytes;
   // Every file goes through WalFiles (on top of the caller's Env, if any),
   // which is how sync_wal() fsyncs the WAL (scoring/wal_files.hpp).
   rocksdb::Env* base_env = options.env ? options.env.get() : rocksdb::Env::Default();
@@ -303,11 +313,6 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
     o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
     o.compression = compression;
     o.write_buffer_size = options.write_buffer_bytes;
-    // Retention leaves runs of point tombstones at the old end of each
-    // index; compact files that are mostly deletions so scans stay fast.
-    o.table_properties_collector_factories.emplace_back(
-        rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/16384,
-                                                      /*deletion_trigger=*/8192));
     return o;
   };
 
@@ -328,6 +333,19 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       o.enable_blob_garbage_collection = true;
     }
     o.memtable_insert_with_hint_prefix_extractor = insert_hint_prefix(which);
+    if (o.memtable_insert_with_hint_prefix_extractor) {
+      // Time-ordered keys: retention (and, in the outbox, delivery) leaves
+      // runs of point tombstones at the old end of each series; compact
+      // files that are mostly deletions so scans stay fast. Not for the
+      // column families keyed by id: their deletions are scattered over the
+      // whole key space, so every such compaction would rewrite all of the
+      // level below. eval_runs, where each finished run deletes its 'P'
+      // marker, had every flushed file compacted at once that way: 70 % of
+      // all compaction work at full load (bench/README, "Results, session 8").
+      o.table_properties_collector_factories.emplace_back(
+          rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/16384,
+                                                        /*deletion_trigger=*/8192));
+    }
     descriptors.emplace_back(std::string(kCfNames[i]), o);
   }
 

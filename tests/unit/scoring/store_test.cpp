@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
+#include <rocksdb/table_properties.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -72,6 +73,15 @@ TEST(Store, CreatesEveryColumnFamily) {
   EXPECT_NO_THROW(Store::open(dir.path()));
 }
 
+// The options of every column family, in ColumnFamily order.
+std::vector<rocksdb::Options> options_by_column_family(const Store::Lease& db) {
+  std::vector<rocksdb::Options> by_cf;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
+    by_cf.push_back(db.db().GetOptions(db.cf(static_cast<ColumnFamily>(i))));
+  }
+  return by_cf;
+}
+
 // Every table's index, and the bloom filter where there is one, is
 // partitioned: a point read loads one small partition, not a whole index or
 // filter, so the bounded block cache holds what lookups need (the soak with
@@ -80,9 +90,9 @@ TEST(Store, IndexesAndFiltersArePartitioned) {
   TempDir dir;
   auto store = Store::open(dir.path());
   const auto db = *store->lease();
-  for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
-    const auto which = static_cast<ColumnFamily>(i);
-    const rocksdb::Options options = db.db().GetOptions(db.cf(which));
+  const std::vector<rocksdb::Options> by_cf = options_by_column_family(db);
+  for (std::size_t i = 0; i < by_cf.size(); ++i) {
+    const rocksdb::Options& options = by_cf[i];
     const auto* table = options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
     ASSERT_NE(table, nullptr) << i;
     EXPECT_EQ(table->index_type, rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch) << i;
@@ -93,6 +103,42 @@ TEST(Store, IndexesAndFiltersArePartitioned) {
                             .GetOptions(db.cf(ColumnFamily::kRecords))
                             .table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
   EXPECT_TRUE(records->partition_filters);
+}
+
+// Files that are mostly deletions are compacted early only where deletions
+// come in runs (the old end of a time-ordered series). In a column family keyed
+// by id they are scattered: eval_runs deletes a 'P' marker for every finished
+// run, and compacting each flushed file for it rewrote the whole level below.
+TEST(Store, OnlyTimeOrderedColumnFamiliesCompactFilesOfDeletionsEarly) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  const auto db = *store->lease();
+  const std::vector<rocksdb::Options> by_cf = options_by_column_family(db);
+  for (std::size_t i = 0; i < by_cf.size(); ++i) {
+    const rocksdb::Options& options = by_cf[i];
+    const bool time_ordered = options.memtable_insert_with_hint_prefix_extractor != nullptr;
+    std::vector<std::string> collectors;
+    for (const auto& factory : options.table_properties_collector_factories) collectors.push_back(factory->Name());
+    if (time_ordered) {
+      ASSERT_EQ(collectors.size(), 1u) << i;
+      EXPECT_NE(collectors[0].find("CompactOnDeletion"), std::string::npos) << i << ": " << collectors[0];
+    } else {
+      EXPECT_TRUE(collectors.empty()) << i << ": " << collectors.front();
+    }
+  }
+  EXPECT_TRUE(db.db().GetOptions(db.cf(ColumnFamily::kEvalRuns)).table_properties_collector_factories.empty());
+  EXPECT_FALSE(db.db().GetOptions(db.cf(ColumnFamily::kOutbox)).table_properties_collector_factories.empty());
+  EXPECT_FALSE(db.db().GetOptions(db.cf(ColumnFamily::kIdxTime)).table_properties_collector_factories.empty());
+}
+
+// RocksDB writes table and blob files in pieces of at most 64 KiB, not its
+// default 1 MiB: one big write(2) holds its CPU for about a millisecond on a
+// kernel without preemption.
+TEST(Store, TableFilesAreWrittenInSmallPieces) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  const auto db = *store->lease();
+  EXPECT_EQ(db.db().GetDBOptions().writable_file_max_buffer_size, 64u << 10);
 }
 
 // Time-ordered index keys are inserted with a hint: RocksDB keeps the
