@@ -251,6 +251,32 @@ void BM_SseTee(benchmark::State& state) {
 }
 BENCHMARK(BM_SseTee);
 
+// What a relayed stream costs its I/O thread in the tee, per stream: the raw
+// copy of every event, plus (0) parsing every event and rebuilding the
+// completion there, as before session 8, or (1) parsing events only until the
+// first token, the completion being rebuilt on the storage thread.
+void BM_StreamTeeOnIoThread(benchmark::State& state) {
+  const auto& events = sse_events();
+  const bool deferred = state.range(0) == 1;
+  for (auto _ : state) {
+    gateway::SseTap tap;
+    std::string raw;
+    std::string completion;
+    for (const auto& e : events) {
+      raw.append(e);
+      if (!deferred || !tap.has_first_token()) tap.feed(e);
+    }
+    if (!deferred) {
+      tap.finish();
+      completion = tap.reassembled().dump();
+    }
+    benchmark::DoNotOptimize(raw);
+    benchmark::DoNotOptimize(completion);
+  }
+  state.counters["events"] = static_cast<double>(events.size());
+}
+BENCHMARK(BM_StreamTeeOnIoThread)->ArgName("deferred")->Arg(0)->Arg(1);
+
 gateway::RequestContext chat_context() {
   gateway::RequestContext ctx;
   ctx.request_id = "7d1f5f0e-3a0b-4c47-9d77-5b1c2c9e0a11";

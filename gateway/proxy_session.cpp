@@ -60,6 +60,7 @@ void append_tee(BodyTee& tee, std::size_t limit, const char* data, std::size_t n
 // The few things one call needs across its phases.
 struct Call;
 void tee(Call& call, SseTap& tap, bool tee_response, const char* buf, std::size_t n);
+void finish_stream(Call& call, SseTap& tap, bool tee_response);
 
 struct Call {
   RequestContext ctx;
@@ -76,6 +77,7 @@ struct Call {
   bool body_prefetched = false;
   std::size_t prefetched = 0;
   bool whole_body_prefetched = false;
+  std::size_t tap_fed = 0;  // response bytes the SSE tap has read (see tee)
 };
 
 enum class Relay { done, retry_on_fresh_connection };
@@ -123,23 +125,47 @@ class ClientWatch {
   std::shared_ptr<State> state_;
 };
 
-// Feeds a relayed response piece to the SSE tap and the body tee, after the
-// client already has it.
+// Feeds a relayed response piece to the body tee and the SSE tap, after the
+// client already has it. The tap parses a stream's events here only until the
+// first token, whose time is measured here; the rest of the completion is
+// rebuilt on the storage thread from the raw copy (reassemble_pending), so an
+// I/O thread does not parse every event of every stream. Only when the copy
+// is cut at the cap does the tap catch up on what the copy holds and read the
+// rest here (finish_stream then rebuilds the completion here, as before).
 void tee(Call& call, SseTap& tap, bool tee_response, const char* buf, std::size_t n) {
   if (n == 0) return;
-  if (call.result.is_stream) {
-    const bool had_token = tap.has_first_token();
-    tap.feed(std::string_view(buf, n));
-    if (!had_token && tap.has_first_token()) {
-      call.result.time_to_first_token =
-          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call.ctx.started);
-    }
-  }
+  BodyTee& raw = call.result.response_body;
   if (tee_response) {
-    append_tee(call.result.response_body, call.tee_limit, buf, n);
+    append_tee(raw, call.tee_limit, buf, n);
   } else {
-    call.result.response_body.size += n;
+    raw.size += n;
   }
+  if (!call.result.is_stream) return;
+  if (tap.has_first_token() && !(tee_response && raw.truncated)) return;
+  const std::size_t piece_start = raw.size - n;
+  if (call.tap_fed < piece_start) {
+    tap.feed(std::string_view(raw.bytes).substr(call.tap_fed, piece_start - call.tap_fed));
+  }
+  const bool had_token = tap.has_first_token();
+  tap.feed(std::string_view(buf, n));
+  call.tap_fed = raw.size;
+  if (!had_token && tap.has_first_token()) {
+    call.result.time_to_first_token =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - call.ctx.started);
+  }
+}
+
+// At the end of a relayed stream: the completion is left to the log when the
+// raw copy holds the whole stream, else rebuilt from the tap, which then has
+// read all of it.
+void finish_stream(Call& call, SseTap& tap, bool tee_response) {
+  if (!call.result.is_stream || !tee_response) return;
+  if (!call.result.response_body.truncated) {
+    call.result.stream_reassembly_deferred = true;
+    return;
+  }
+  tap.finish();
+  call.result.stream_reassembled = tap.reassembled().dump();
 }
 
 template <class Stream>
@@ -586,10 +612,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
       // The last piece: the record must be durable before the client sees the end.
       tee(call, tap, tee_response, buf, n);
       teed_last = true;
-      if (call.result.is_stream) {
-        tap.finish();
-        if (tee_response) call.result.stream_reassembled = tap.reassembled().dump();
-      }
+      finish_stream(call, tap, tee_response);
       upstream_reusable = rp.keep_alive();
       co_await finish_durably(call);
     }
@@ -610,10 +633,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     if (!teed_last) tee(call, tap, tee_response, buf, n);
   }
   if (call.finished) co_return Relay::done;  // strict: already durable
-  if (call.result.is_stream) {
-    tap.finish();
-    if (tee_response) call.result.stream_reassembled = tap.reassembled().dump();
-  }
+  finish_stream(call, tap, tee_response);
   upstream_reusable = rp.keep_alive();
   finish(call, Outcome::completed, 0);
   co_return Relay::done;

@@ -69,6 +69,9 @@ struct ExchangeResult {
   BodyTee request_body;           // empty when omitted or when the observer wants no bodies
   BodyTee response_body;
   std::string stream_reassembled; // streams: the completion rebuilt from SSE events (JSON)
+  // Streams: stream_reassembled is left empty for the log to rebuild from
+  // response_body, which holds the whole stream (not truncated).
+  bool stream_reassembly_deferred = false;
 };
 
 // Receives proxied calls. Methods are called on I/O threads and must not

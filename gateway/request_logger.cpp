@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/credentials.hpp"
+#include "gateway/sse_tap.hpp"
 #include "scoring/json_limits.hpp"
 
 namespace arbiter::gateway {
@@ -59,6 +60,10 @@ int record_status(const ExchangeResult& r) {
 
 void derive_fields(scoring::RequestRecord& rec, const Config& config) {
   rec.derive_pending = false;
+  if (rec.reassemble_pending) {
+    rec.reassemble_pending = false;
+    rec.response_body = reassemble_stream(rec.stream_raw);
+  }
   // Only a few top-level members are read, so only they are parsed: the
   // bodies (a request holds the whole conversation) are scanned, not built
   // into documents (scoring::top_level_members).
@@ -116,8 +121,12 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
   if (result.is_stream) {
     // The reassembled completion is what evaluators and queries read; the raw
     // SSE bytes are kept (up to the cap) for fidelity.
-    rec.response_body = std::move(result.stream_reassembled);
     rec.stream_raw = std::move(result.response_body.bytes);
+    if (result.stream_reassembly_deferred) {
+      rec.reassemble_pending = true;  // derive_fields rebuilds it from stream_raw
+    } else {
+      rec.response_body = std::move(result.stream_reassembled);
+    }
   } else {
     rec.response_body = std::move(result.response_body.bytes);
   }

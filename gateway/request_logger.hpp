@@ -25,7 +25,8 @@ scoring::RequestRecord build_record(const RequestContext& ctx, ExchangeResult&& 
                                     bool defer_derivation = false);
 
 // Reads model, user (when the header gave none), tokens and cost from the
-// record's bodies; clears derive_pending.
+// record's bodies, first rebuilding a stream's completion from its raw copy
+// when reassemble_pending is set; clears both flags.
 void derive_fields(scoring::RequestRecord& rec, const Config& config);
 
 // Removes the call's credentials (rec.redact: the keys that went upstream and

@@ -190,4 +190,11 @@ nlohmann::json SseTap::reassembled() const {
   return out;
 }
 
+std::string reassemble_stream(std::string_view raw) {
+  SseTap tap;
+  tap.feed(raw);
+  tap.finish();
+  return tap.reassembled().dump();
+}
+
 }  // namespace arbiter::gateway

@@ -66,4 +66,10 @@ class SseTap {
   std::optional<nlohmann::json> usage_;
 };
 
+// The completion rebuilt from a whole stream's bytes (what a tap fed with all
+// of them, then finished, gives): reassembled().dump(). The proxy parses a
+// stream's events on its I/O thread only until the first token; the log
+// rebuilds the completion from the raw copy on its storage thread.
+std::string reassemble_stream(std::string_view raw);
+
 }  // namespace arbiter::gateway

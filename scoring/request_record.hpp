@@ -71,6 +71,10 @@ struct RequestRecord {
   // to be read from the bodies. RequestLogOptions::prepare does that on the
   // storage thread, so no JSON is parsed on an I/O thread.
   bool derive_pending = false;
+  // Not stored: a stream whose response_body (the reassembled completion) is
+  // still to be rebuilt from stream_raw, on the storage thread with the rest
+  // of derive_pending's work. Set only when stream_raw holds the whole stream.
+  bool reassemble_pending = false;
   // Not stored: request_id is a random UUID the gateway made for this call
   // (the client sent none), so no earlier record can have it and the write
   // skips looking one up. False for client-chosen ids, which may repeat.

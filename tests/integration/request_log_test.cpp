@@ -132,6 +132,29 @@ TEST(RequestLog, RecordsAStreamWithItsUsageAndReassembledText) {
   EXPECT_EQ(rec["response_body"]["choices"][0]["finish_reason"], "stop");
 }
 
+// The proxy parses a stream's events only until the first token and leaves
+// the completion to the storage thread, which rebuilds it from the raw copy.
+// When the raw copy is cut at storage.max_logged_body_bytes, the proxy's own
+// tap catches up on what the copy holds and reads the rest: the completion is
+// still whole, with its usage, and the raw copy says it was cut.
+TEST(RequestLog, AStreamLongerThanTheLoggedBodyCapIsStillReassembledWhole) {
+  GatewayHarness h({.storage_extra = "  max_logged_body_bytes: 600\n"});
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += "word" + std::to_string(i) + (i + 1 < 60 ? " " : "");
+  for (const int chunks : {3, 40}) {  // a few large events, and many small ones
+    const auto id = call(h, {{"x-fake-content", text}, {"x-fake-chunks", std::to_string(chunks)}},
+                         GatewayHarness::chat_body(true, true));
+    const json rec = await_record(h, id);
+    EXPECT_EQ(rec["response_body"]["choices"][0]["message"]["content"], text) << chunks;
+    EXPECT_EQ(rec["response_body"]["choices"][0]["finish_reason"], "stop") << chunks;
+    EXPECT_TRUE(rec["completion_tokens"].is_number_integer()) << chunks;
+    EXPECT_TRUE(rec["time_to_first_token"].is_number()) << chunks;
+    EXPECT_EQ(rec["response_truncated"], true) << chunks;
+    EXPECT_GT(rec["response_size"].get<std::int64_t>(), 600) << chunks;
+  }
+  // (Under the cap, RecordsAStreamWithItsUsageAndReassembledText: rebuilt from the raw copy.)
+}
+
 TEST(RequestLog, LeavesTokensUnknownWhenAStreamHasNoUsage) {
   GatewayHarness h;
   const auto id = call(h, {}, GatewayHarness::chat_body(true, false));

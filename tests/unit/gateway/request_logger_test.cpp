@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "gateway/sse_tap.hpp"
+
 namespace arbiter::gateway {
 namespace {
 
@@ -82,6 +86,56 @@ TEST(BuildRecord, DeferredDerivationParsesNothingUntilTheStorageThreadAsks) {
   EXPECT_FALSE(rec.cost_usd);
   derive_fields(rec, *config);
   expect_derived(rec);
+}
+
+// A stream as the proxy leaves it: the raw SSE copy is whole, the completion
+// is not rebuilt yet (stream_reassembly_deferred).
+ExchangeResult deferred_stream_result() {
+  ExchangeResult r = chat_result();
+  r.is_stream = true;
+  r.response_body.bytes =
+      "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\","
+      "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n"
+      "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\","
+      "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n"
+      "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\","
+      "\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":500,\"total_tokens\":1500}}\n\n"
+      "data: [DONE]\n\n";
+  r.response_body.size = r.response_body.bytes.size();
+  r.stream_reassembly_deferred = true;
+  return r;
+}
+
+TEST(BuildRecord, ADeferredStreamIsReassembledWithTheDerivationOnTheStorageThread) {
+  const auto config = priced_config();
+  const ExchangeResult result = deferred_stream_result();
+  const std::string raw = result.response_body.bytes;
+  auto rec = build_record(context(), ExchangeResult(result), *config, /*defer_derivation=*/true);
+  EXPECT_TRUE(rec.reassemble_pending);
+  EXPECT_TRUE(rec.response_body.empty());
+  EXPECT_EQ(rec.stream_raw, raw);
+  derive_fields(rec, *config);
+  EXPECT_FALSE(rec.reassemble_pending);
+  EXPECT_EQ(rec.response_body, reassemble_stream(raw));
+  const auto completion = nlohmann::json::parse(rec.response_body);
+  EXPECT_EQ(completion["choices"][0]["message"]["content"], "Hello");
+  EXPECT_EQ(completion["choices"][0]["finish_reason"], "stop");
+  expect_derived(rec);
+
+  // Derived at once (no deferral): reassembled at once too.
+  auto now = build_record(context(), ExchangeResult(result), *config);
+  EXPECT_FALSE(now.reassemble_pending);
+  EXPECT_EQ(now.response_body, reassemble_stream(raw));
+  expect_derived(now);
+
+  // Not deferred by the proxy (the copy was cut): its completion is used as is.
+  ExchangeResult cut = result;
+  cut.stream_reassembly_deferred = false;
+  cut.stream_reassembled = R"({"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":1000,"completion_tokens":500}})";
+  auto kept = build_record(context(), std::move(cut), *config, true);
+  EXPECT_FALSE(kept.reassemble_pending);
+  derive_fields(kept, *config);
+  EXPECT_EQ(nlohmann::json::parse(kept.response_body)["usage"]["completion_tokens"], 500);
 }
 
 TEST(BuildRecord, OmittedBodiesAreDerivedBeforeTheyAreDropped) {
