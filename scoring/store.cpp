@@ -40,12 +40,12 @@ constexpr std::array<keys::BodyKind, 3> kBodyKinds = {
 constexpr std::size_t kRetentionBatch = 1000;
 
 // The largest write(2) RocksDB makes to a table or blob file (its default is
-// 1 MiB). The kernels we run on are mostly built without kernel preemption, so
-// a thread inside one big write keeps its CPU until the copy into the page
-// cache is done: ~1 ms for 1 MiB on the 2-core VMs we measure on. Flushes and
-// compactions writing in 1 MiB pieces held a proxy I/O thread, woken on the
-// same CPU, for 1-4 ms (bench/README, "Results, session 8"). 64 KiB pieces
-// take tens of microseconds each.
+// 1 MiB). On a kernel without full preemption (PREEMPT_NONE or _VOLUNTARY, as
+// most server kernels are) a thread inside one write keeps its CPU until the
+// copy into the page cache is done, whatever its priority: ~1 ms for 1 MiB on
+// the 2-core bench VM (bench/wake_latency), while proxy threads woken on that
+// CPU wait. Compaction runs of 1-4 ms were seen holding them (bench/README,
+// "Results, session 8"); 64 KiB pieces bound this part of such a run.
 constexpr std::size_t kWriteChunkBytes = 64u << 10;
 
 rocksdb::Slice slice(std::string_view s) {
@@ -340,7 +340,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       // column families keyed by id: their deletions are scattered over the
       // whole key space, so every such compaction would rewrite all of the
       // level below. eval_runs, where each finished run deletes its 'P'
-      // marker, had every flushed file compacted at once that way: 70 % of
+      // marker, had every flushed file compacted at once that way: half of
       // all compaction work at full load (bench/README, "Results, session 8").
       o.table_properties_collector_factories.emplace_back(
           rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/16384,
