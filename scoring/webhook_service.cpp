@@ -30,6 +30,9 @@ constexpr std::chrono::seconds kMaxSleep{30};
 // After this many completions, the next time the dispatcher runs out of due
 // work it hands freed heap back to the OS (see run()).
 constexpr std::uint64_t kTrimAfterCompletions = 1000;
+// How long a score or evaluation delivery whose request is still pending
+// waits before it looks for the record again (not counted as an attempt).
+constexpr std::chrono::microseconds kRecordWait{std::chrono::milliseconds(100)};
 
 rocksdb::Slice slice(std::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -499,7 +502,11 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
             continue;
           }
           if (!record && pending) {
+            // Not an attempt: nothing went to the receiver, and a request can
+            // be pending for as long as its stream lasts, or behind a storage
+            // backlog. Counting these waits made deliveries go dead under load.
             fail("request " + d.request_id + " is not stored yet");
+            unsent.back().waiting_for_record = true;
             continue;
           }
           // A score or evaluation event whose request will never be stored
@@ -587,6 +594,7 @@ void WebhookService::finish(std::vector<Completion>& done) {
     std::size_t hook;
     DeliveryState state;
     std::int64_t next_due;
+    bool waited = false;  // waiting for its record: requeued, not an attempt
   };
   std::vector<Outcome> outcomes;
   auto written = log_.with_store([&](Store& store) -> Expected<void> {
@@ -603,6 +611,12 @@ void WebhookService::finish(std::vector<Completion>& done) {
       if (!*loaded || !(*loaded)->queued()) continue;
       const Delivery& before = **loaded;
       Delivery after = before;
+      if (c.waiting_for_record) {
+        after.next_attempt_at_us = now + kRecordWait.count();
+        outbox::update(db, batch, before, after);
+        outcomes.push_back({c.hook, after.state, after.next_attempt_at_us, /*waited=*/true});
+        continue;
+      }
       ++after.attempt_count;
       after.attempts.push_back(
           {c.started_us, c.response.status, attempt_error(c.response), c.duration_us});
@@ -643,7 +657,8 @@ void WebhookService::finish(std::vector<Completion>& done) {
   }
   for (const auto& o : outcomes) {
     Hook& h = *hooks_[o.hook];
-    if (o.state == DeliveryState::kRetrying) h.scan_from = std::min(h.scan_from, o.next_due);
+    if (o.state == DeliveryState::kRetrying || o.waited) h.scan_from = std::min(h.scan_from, o.next_due);
+    if (o.waited) continue;
     if (o.state == DeliveryState::kDelivered) {
       ++h.delivered;
     } else {

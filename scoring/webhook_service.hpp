@@ -172,6 +172,9 @@ class WebhookService final : public WriteListener {
     std::int64_t started_us = 0;
     std::int64_t duration_us = 0;
     bool sent = true;  // false: failed before sending (payload could not be built)
+    // Not sent because its request is still pending (in flight or queued for
+    // storage): looked at again kRecordWait later, and not an attempt.
+    bool waiting_for_record = false;
   };
 
   std::int64_t now_us() const;

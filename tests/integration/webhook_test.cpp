@@ -220,16 +220,21 @@ TEST(Webhooks, AHangingReceiverSlowsNeitherTheProxyNorAnotherWebhook) {
   constexpr int kCalls = 20;
   for (int i = 0; i < kCalls; ++i) call(h);  // each asserts a 200
   ASSERT_TRUE(wait_until([&] { return fast.request_count() == kCalls; }, 20s));
+  // The receiver has every request a moment before the gateway has recorded
+  // every answer: wait for the counters too.
+  json counters;
+  auto counters_of = [&](const std::string& name) {
+    auto [s, hooks] = api(h, "GET", "/v1/webhooks");
+    for (const auto& w : hooks["data"]) {
+      if (w["name"] == name) return w["counters"];
+    }
+    return json();
+  };
+  EXPECT_TRUE(wait_until([&] { return (counters = counters_of("fast"))["delivered"] == kCalls; }, 20s))
+      << counters.dump();
   EXPECT_EQ(slow.request_count(), 2u);  // its own in-flight slots, no more
   EXPECT_EQ(h.metric("arbiter_webhook_in_flight{webhook=\"slow\"}"), 2);
-  auto [s, hooks] = api(h, "GET", "/v1/webhooks");
-  for (const auto& w : hooks["data"]) {
-    if (w["name"] == "slow") {
-      EXPECT_EQ(w["counters"]["pending"], kCalls);
-    } else {
-      EXPECT_EQ(w["counters"]["delivered"], kCalls);
-    }
-  }
+  EXPECT_EQ(counters_of("slow")["pending"], kCalls);
 }
 
 TEST(Webhooks, LoopbackIsRefusedWithoutAllowInsecure) {

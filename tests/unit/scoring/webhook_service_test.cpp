@@ -529,6 +529,26 @@ TEST(WebhookService, AScoreOnACallInFlightChecksTheFiltersAtSendTime) {
   EXPECT_EQ(f.service->stats().at(0).second.skipped, 1u);
 }
 
+// A score on project alpha's request `request`, offered to the listeners and
+// committed the way the score writer does, without the request's record.
+void offer_score(Fixture& f, int request) {
+  Score s;
+  s.id = "s-" + std::to_string(request);
+  s.project = "alpha";
+  s.request_id = id_of(request);
+  s.name = "accuracy";
+  s.value = 1;
+  s.data_type = ScoreDataType::kNumeric;
+  auto written = f.log->with_store([&](Store& store) -> Expected<void> {
+    auto db = store.lease();
+    if (!db.ok()) return std::move(db).error();
+    rocksdb::WriteBatch batch;
+    for (auto* l : f.log->listeners()) l->on_scores(*db, "alpha", std::span<const Score>(&s, 1), batch);
+    return store.commit(*db, batch, /*sync=*/false);
+  });
+  ASSERT_TRUE(written.ok());
+}
+
 // A score event whose request will never be stored (relaxed durability lost
 // it at a crash) is sent without the record, not retried until dead; while
 // the request is still pending (in flight or queued) it waits for it; a
@@ -539,27 +559,10 @@ TEST(WebhookService, ScoreEventsForRequestsThatWillNeverBeStoredAreSentWithoutTh
   filtered.property_filters = {{"env", "prod"}};
   f.open({hook("scores", static_cast<std::uint8_t>(WebhookEvent::kScoreCreated)), filtered},
          [](const OutboundRequest&) { return answer(200); });
-  auto offer = [&](int request) {
-    Score s;
-    s.id = "s-" + std::to_string(request);
-    s.project = "alpha";
-    s.request_id = id_of(request);
-    s.name = "accuracy";
-    s.value = 1;
-    s.data_type = ScoreDataType::kNumeric;
-    auto written = f.log->with_store([&](Store& store) -> Expected<void> {
-      auto db = store.lease();
-      if (!db.ok()) return std::move(db).error();
-      rocksdb::WriteBatch batch;
-      for (auto* l : f.log->listeners()) l->on_scores(*db, "alpha", std::span<const Score>(&s, 1), batch);
-      return store.commit(*db, batch, /*sync=*/false);
-    });
-    ASSERT_TRUE(written.ok());
-  };
-  offer(1);  // request 1 never reaches the log
+  offer_score(f, 1);  // request 1 never reaches the log
   {
     auto in_flight = f.log->inflight().track("alpha", id_of(2));
-    offer(2);  // request 2 is in flight: its delivery waits for the record
+    offer_score(f, 2);  // request 2 is in flight: its delivery waits for the record
     f.service->start();
     ASSERT_TRUE(wait_until([&] { return f.transport->requests().size() == 1; }, 10s));
     ASSERT_TRUE(f.log->submit(record("alpha", 2)));
@@ -579,6 +582,45 @@ TEST(WebhookService, ScoreEventsForRequestsThatWillNeverBeStoredAreSentWithoutTh
   // The filtering webhook could not match request 1 and skipped it; request 2
   // has no env=prod property either.
   EXPECT_EQ(f.service->stats().at(1).second.skipped, 2u);
+}
+
+// Waiting for a pending request's record is not an attempt. A score arriving
+// mid-call (a long stream) or a storage backlog can keep a request pending
+// far longer than a webhook's whole retry schedule (here 3 attempts, 10-40 ms
+// apart); counting each look as a failed attempt made such deliveries dead
+// (seen as a flake of the test above on two loaded cores).
+TEST(WebhookService, WaitingForAPendingRecordIsNotAnAttempt) {
+  Fixture f;
+  f.open({hook("scores", static_cast<std::uint8_t>(WebhookEvent::kScoreCreated))},
+         [](const OutboundRequest&) { return answer(200); });
+  {
+    auto in_flight = f.log->inflight().track("alpha", id_of(1));
+    offer_score(f, 1);
+    f.service->start();
+    // Looked at again and again (its due time moves on each time), never dead.
+    std::set<std::int64_t> dues;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          const auto got = f.list("alpha");
+          if (got.size() != 1 || !got[0].queued()) return false;
+          dues.insert(got[0].next_attempt_at_us);
+          return dues.size() >= 5;
+        },
+        10s))
+        << "state " << (f.list("alpha").empty() ? "none" : std::string(to_string(f.list("alpha")[0].state)));
+    const Delivery waiting = f.list("alpha").at(0);
+    EXPECT_EQ(waiting.state, DeliveryState::kPending);
+    EXPECT_EQ(waiting.attempt_count, 0u);
+    EXPECT_TRUE(waiting.attempts.empty());
+    EXPECT_TRUE(f.transport->requests().empty());
+    ASSERT_TRUE(f.log->submit(record("alpha", 1)));
+  }
+  ASSERT_TRUE(f.log->flush());
+  ASSERT_TRUE(wait_until([&] { return f.all_in("alpha", DeliveryState::kDelivered, 1); }, 10s));
+  EXPECT_EQ(f.list("alpha").at(0).attempt_count, 1u);
+  ASSERT_EQ(f.transport->requests().size(), 1u);
+  EXPECT_NE(f.transport->requests().at(0).body.find("gpt-4o-mini"), std::string::npos);  // with its record
+  EXPECT_EQ(f.service->stats().at(0).second.failed_attempts, 0u);
 }
 
 TEST(WebhookService, EvaluationCompletedFromTheListenerSeam) {
