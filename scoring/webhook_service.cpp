@@ -476,13 +476,14 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
         }
         Delivery& d = **loaded;
         h.in_flight.insert(id);
-        auto fail = [&](std::string error) {
+        auto fail = [&](std::string error, bool waiting_for_record = false) {
           Completion c;
           c.hook = i;
           c.id = id;
           c.response.error = std::move(error);
           c.started_us = now;
           c.sent = false;
+          c.waiting_for_record = waiting_for_record;
           unsent.push_back(std::move(c));
         };
 
@@ -505,8 +506,7 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
             // Not an attempt: nothing went to the receiver, and a request can
             // be pending for as long as its stream lasts, or behind a storage
             // backlog. Counting these waits made deliveries go dead under load.
-            fail("request " + d.request_id + " is not stored yet");
-            unsent.back().waiting_for_record = true;
+            fail("request " + d.request_id + " is not stored yet", /*waiting_for_record=*/true);
             continue;
           }
           // A score or evaluation event whose request will never be stored

@@ -73,8 +73,11 @@ TEST(Store, CreatesEveryColumnFamily) {
   EXPECT_NO_THROW(Store::open(dir.path()));
 }
 
-// The options of every column family, in ColumnFamily order.
-std::vector<rocksdb::Options> options_by_column_family(const Store::Lease& db) {
+// The options of every column family of a new store, in ColumnFamily order.
+std::vector<rocksdb::Options> options_by_column_family() {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  const auto db = *store->lease();
   std::vector<rocksdb::Options> by_cf;
   for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
     by_cf.push_back(db.db().GetOptions(db.cf(static_cast<ColumnFamily>(i))));
@@ -87,10 +90,7 @@ std::vector<rocksdb::Options> options_by_column_family(const Store::Lease& db) {
 // filter, so the bounded block cache holds what lookups need (the soak with
 // whole blocks re-read and decompressed them on nearly every read).
 TEST(Store, IndexesAndFiltersArePartitioned) {
-  TempDir dir;
-  auto store = Store::open(dir.path());
-  const auto db = *store->lease();
-  const std::vector<rocksdb::Options> by_cf = options_by_column_family(db);
+  const std::vector<rocksdb::Options> by_cf = options_by_column_family();
   for (std::size_t i = 0; i < by_cf.size(); ++i) {
     const rocksdb::Options& options = by_cf[i];
     const auto* table = options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
@@ -99,9 +99,8 @@ TEST(Store, IndexesAndFiltersArePartitioned) {
     EXPECT_TRUE(table->cache_index_and_filter_blocks) << i;
     EXPECT_EQ(table->partition_filters, table->filter_policy != nullptr) << i;
   }
-  const auto* records = db.db()
-                            .GetOptions(db.cf(ColumnFamily::kRecords))
-                            .table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
+  const rocksdb::Options& records_cf = by_cf[static_cast<std::size_t>(ColumnFamily::kRecords)];
+  const auto* records = records_cf.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
   EXPECT_TRUE(records->partition_filters);
 }
 
@@ -110,10 +109,10 @@ TEST(Store, IndexesAndFiltersArePartitioned) {
 // by id they are scattered: eval_runs deletes a 'P' marker for every finished
 // run, and compacting each flushed file for it rewrote the whole level below.
 TEST(Store, OnlyTimeOrderedColumnFamiliesCompactFilesOfDeletionsEarly) {
-  TempDir dir;
-  auto store = Store::open(dir.path());
-  const auto db = *store->lease();
-  const std::vector<rocksdb::Options> by_cf = options_by_column_family(db);
+  const std::vector<rocksdb::Options> by_cf = options_by_column_family();
+  auto collectors_of = [&](ColumnFamily cf) {
+    return by_cf[static_cast<std::size_t>(cf)].table_properties_collector_factories;
+  };
   for (std::size_t i = 0; i < by_cf.size(); ++i) {
     const rocksdb::Options& options = by_cf[i];
     const bool time_ordered = options.memtable_insert_with_hint_prefix_extractor != nullptr;
@@ -126,9 +125,9 @@ TEST(Store, OnlyTimeOrderedColumnFamiliesCompactFilesOfDeletionsEarly) {
       EXPECT_TRUE(collectors.empty()) << i << ": " << collectors.front();
     }
   }
-  EXPECT_TRUE(db.db().GetOptions(db.cf(ColumnFamily::kEvalRuns)).table_properties_collector_factories.empty());
-  EXPECT_FALSE(db.db().GetOptions(db.cf(ColumnFamily::kOutbox)).table_properties_collector_factories.empty());
-  EXPECT_FALSE(db.db().GetOptions(db.cf(ColumnFamily::kIdxTime)).table_properties_collector_factories.empty());
+  EXPECT_TRUE(collectors_of(ColumnFamily::kEvalRuns).empty());
+  EXPECT_FALSE(collectors_of(ColumnFamily::kOutbox).empty());
+  EXPECT_FALSE(collectors_of(ColumnFamily::kIdxTime).empty());
 }
 
 // RocksDB writes table and blob files in pieces of at most 64 KiB, not its
