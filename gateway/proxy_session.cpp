@@ -6,10 +6,6 @@
 // reads; the writes are framed by hand (gateway/http_wire.hpp), one gathered
 // write per piece.
 
-#include <sys/socket.h>
-
-#include <cerrno>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -81,49 +77,6 @@ struct Call {
 };
 
 enum class Relay { done, retry_on_fresh_connection };
-
-// Notices a client that hangs up while the gateway waits on the upstream (a
-// slow first byte, a long pause in a stream) and cancels the upstream
-// operation, so the provider does not keep working for nobody. Only a FIN or
-// RST counts: bytes from the client (a pipelined request) end the watch
-// without action. Client and upstream sockets live on the same I/O thread as
-// the handler, so nothing here needs a lock.
-class ClientWatch {
- public:
-  ClientWatch(beast::tcp_stream& client, beast::tcp_stream& upstream)
-      : client_(client), state_(std::make_shared<State>()) {
-    state_->upstream = &upstream;
-    const int fd = client.socket().native_handle();
-    client.socket().async_wait(asio::ip::tcp::socket::wait_read, [state = state_, fd](const error_code& ec) {
-      if (ec || state->upstream == nullptr) return;
-      char byte;
-      const auto n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-        state->gone = true;
-        state->upstream->cancel();
-      }
-    });
-  }
-  ~ClientWatch() { stop(); }
-  ClientWatch(const ClientWatch&) = delete;
-  ClientWatch& operator=(const ClientWatch&) = delete;
-
-  bool client_gone() const { return state_->gone; }
-  void stop() {
-    if (state_->upstream == nullptr) return;
-    state_->upstream = nullptr;
-    error_code ec;
-    client_.socket().cancel(ec);  // only the wait is pending on the client here
-  }
-
- private:
-  struct State {
-    bool gone = false;
-    beast::tcp_stream* upstream = nullptr;
-  };
-  beast::tcp_stream& client_;
-  std::shared_ptr<State> state_;
-};
 
 // Feeds a relayed response piece to the body tee and the SSE tap, after the
 // client already has it. The tap parses a stream's events here only until the
@@ -493,7 +446,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     }
   }
   const bool client_keep_alive = parser.get().keep_alive();
-  ClientWatch watch(cl, ul);
+  ClientWatch watch(w_.watches, cl, ul);
   auto client_left = [&](std::string_view when) {
     finish(call, Outcome::client_cancelled, -3, "client went away " + std::string(when));
     keep_alive = false;

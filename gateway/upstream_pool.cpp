@@ -66,14 +66,19 @@ bool UpstreamConnection::looks_alive() {
 UpstreamPool::UpstreamPool(asio::io_context& ioc, const UpstreamSet& upstreams)
     : ioc_(ioc), upstreams_(upstreams), resolver_(ioc), idle_(upstreams.size()) {}
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(std::size_t upstream_index) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(std::size_t upstream_index,
+                                                            std::chrono::steady_clock::time_point now) {
   auto& q = idle_[upstream_index];
-  const auto now = std::chrono::steady_clock::now();
   const auto max_idle = upstreams_.at(upstream_index).pool_idle_timeout;
   while (!q.empty()) {
     auto conn = std::move(q.back());  // most recently used: warmest, least likely closed
     q.pop_back();
-    if (now - conn->idle_since < max_idle && conn->looks_alive()) return conn;
+    const auto idle = now - conn->idle_since;
+    if (idle >= max_idle) continue;
+    const bool usable = idle < kTrustedIdle
+                            ? conn->buffer().size() == 0 && conn->lowest_layer().socket().is_open()
+                            : conn->looks_alive();
+    if (usable) return conn;
   }
   return nullptr;
 }

@@ -82,8 +82,18 @@ class UpstreamPool {
  public:
   UpstreamPool(boost::asio::io_context& ioc, const UpstreamSet& upstreams);
 
-  // A live idle connection if there is one, else nullptr.
-  std::unique_ptr<UpstreamConnection> take_idle(std::size_t upstream_index);
+  // A connection released less than this long ago is taken without asking
+  // the kernel whether the upstream has closed it (looks_alive, one system
+  // call per request otherwise). A server that closes a connection that soon
+  // after answering on it without saying `Connection: close` is rare, and the
+  // proxy resends a whole request on a fresh connection when a reused one
+  // turns out dead (proxy_session.cpp); the check covers the common case, a
+  // keep-alive timeout of seconds.
+  static constexpr std::chrono::milliseconds kTrustedIdle{250};
+
+  // A live idle connection if there is one, else nullptr. `now` is for tests.
+  std::unique_ptr<UpstreamConnection> take_idle(
+      std::size_t upstream_index, std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 
   // Opens a new connection: resolve, connect (TCP_NODELAY), TLS handshake
   // with SNI and host-name verification. Bounded by connect_timeout.

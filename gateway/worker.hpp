@@ -3,8 +3,8 @@
 //
 // ServerShared is created before the I/O threads start and is read-only
 // afterwards except for its atomics. A Worker is one I/O thread: its
-// io_context, its upstream pool, and its set of idle client connections; the
-// pool and the set are touched only from that thread.
+// io_context, its upstream pool, its set of idle client connections and its
+// client watches; they are touched only from that thread.
 
 #include <atomic>
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "gateway/client_watch.hpp"
 #include "gateway/config.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/request_context.hpp"
@@ -37,7 +38,10 @@ struct ServerShared {
 
 class Worker {
  public:
-  explicit Worker(ServerShared& s) : shared(s), ioc(1), pool(ioc, *s.upstreams) {}
+  explicit Worker(ServerShared& s) : shared(s), ioc(1), pool(ioc, *s.upstreams) { watches.start(ioc); }
+  ~Worker() { watches.stop_ticking(); }  // the ticker's timer before `ioc`
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
 
   // Declaration order is destruction order in reverse: coroutine frames still
   // pending when `ioc` is destroyed unregister from `idle`, so `idle` must
@@ -45,6 +49,9 @@ class Worker {
   ServerShared& shared;
   // Client connections waiting for their next request; shutdown closes them.
   std::unordered_set<boost::beast::tcp_stream*> idle;
+  // Calls waiting on their upstream; pending frames unregister from it when
+  // `ioc` is destroyed, so it outlives `ioc` too.
+  ClientWatches watches;
   boost::asio::io_context ioc;
   UpstreamPool pool;
 };
