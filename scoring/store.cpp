@@ -319,11 +319,14 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (std::size_t i = 0; i < kCfNames.size(); ++i) {
     const auto which = static_cast<ColumnFamily>(i);
-    // Point lookups (by id, and "does the old version exist" on every write)
-    // hit records; bloom filters make the common miss cheap.
+    // Point lookups by id hit records ("does the old version exist" on every
+    // write), scores and eval_runs (every run first looks for its finished
+    // 'R' entry, which a new run does not have). Their keys are random, so
+    // every table of every level covers them: without a bloom filter, each
+    // miss searched an index partition and a data block of every table.
     rocksdb::ColumnFamilyOptions o =
         base_cf_options(which == ColumnFamily::kRecords || which == ColumnFamily::kBodies ||
-                        which == ColumnFamily::kScores);
+                        which == ColumnFamily::kScores || which == ColumnFamily::kEvalRuns);
     if (which == ColumnFamily::kBodies) {
       o.write_buffer_size = options.bodies_write_buffer_bytes;
       o.enable_blob_files = true;

@@ -104,6 +104,19 @@ TEST(Store, IndexesAndFiltersArePartitioned) {
   EXPECT_TRUE(records->partition_filters);
 }
 
+// The column families read by random id have bloom filters, so a lookup of
+// an id that is not there (a new evaluator run's finished entry, a record's
+// old version) skips the tables instead of searching each of them.
+TEST(Store, ColumnFamiliesReadByIdHaveBloomFilters) {
+  const std::vector<rocksdb::Options> by_cf = options_by_column_family();
+  for (ColumnFamily cf : {ColumnFamily::kRecords, ColumnFamily::kBodies, ColumnFamily::kScores, ColumnFamily::kEvalRuns}) {
+    const auto& options = by_cf[static_cast<std::size_t>(cf)];
+    const auto* table = options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
+    ASSERT_NE(table, nullptr);
+    EXPECT_NE(table->filter_policy, nullptr) << static_cast<int>(cf);
+  }
+}
+
 // Files that are mostly deletions are compacted early only where deletions
 // come in runs (the old end of a time-ordered series). In a column family keyed
 // by id they are scattered: eval_runs deletes a 'P' marker for every finished
