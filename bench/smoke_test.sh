@@ -99,7 +99,7 @@ series = soak.get("series") or []
 if len(series) < 3:
     bad.append(f"soak.series has {len(series)} samples")
 for i, row in enumerate(series):
-    for k in ("t_s", "rss_kib", "fds", "threads", "requests"):
+    for k in ("t_s", "rss_kib", "fds", "table_fds", "threads", "requests"):
         number(f"soak.series[{i}].{k}", row.get(k))
     for k in ("rss_kib", "fds", "threads"):
         if isinstance(row.get(k), int) and row[k] <= 0:
@@ -107,9 +107,9 @@ for i, row in enumerate(series):
 number("soak.requests", soak.get("requests"), positive=True)
 if soak.get("errors") != 0:
     bad.append(f"soak.errors = {soak.get('errors')!r}")
-for k in ("rss_kib", "fds", "threads"):
+for k in ("rss_kib", "fds_other_than_tables", "threads"):
     number(f"soak.growth.{k}", (soak.get("growth") or {}).get(k))
-for k in ("rss", "fds", "threads", "all"):
+for k in ("rss", "fds", "table_fds", "threads", "all"):
     verdict(f"soak.verdict.{k}", (soak.get("verdict") or {}).get(k))
 
 budget = r.get("budget") or {}
