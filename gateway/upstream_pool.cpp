@@ -52,10 +52,11 @@ UpstreamConnection::Plain& UpstreamConnection::lowest_layer() {
   return tls_ ? beast::get_lowest_layer(*tls_) : *plain_;
 }
 
-bool UpstreamConnection::looks_alive() {
+bool UpstreamConnection::looks_alive(bool ask_kernel) {
   if (buffer_.size() != 0) return false;  // unsolicited bytes: the stream is out of sync
   auto& sock = lowest_layer().socket();
   if (!sock.is_open()) return false;
+  if (!ask_kernel) return true;
   char byte;
   const auto n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return false;                                    // FIN
@@ -74,11 +75,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(std::size_t upstream
     auto conn = std::move(q.back());  // most recently used: warmest, least likely closed
     q.pop_back();
     const auto idle = now - conn->idle_since;
-    if (idle >= max_idle) continue;
-    const bool usable = idle < kTrustedIdle
-                            ? conn->buffer().size() == 0 && conn->lowest_layer().socket().is_open()
-                            : conn->looks_alive();
-    if (usable) return conn;
+    if (idle < max_idle && conn->looks_alive(/*ask_kernel=*/idle >= kTrustedIdle)) return conn;
   }
   return nullptr;
 }

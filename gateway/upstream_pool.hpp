@@ -63,8 +63,10 @@ class UpstreamConnection {
   unsigned uses = 0;
   std::chrono::steady_clock::time_point idle_since;
 
-  // True when the socket has neither pending bytes nor a FIN/RST: safe to reuse.
-  bool looks_alive();
+  // True when the socket has neither pending bytes nor a FIN/RST: safe to
+  // reuse. Without `ask_kernel`, a FIN or RST not yet read is not looked for
+  // (that takes a system call; see UpstreamPool::kTrustedIdle).
+  bool looks_alive(bool ask_kernel);
 
  private:
   std::size_t upstream_index_;
