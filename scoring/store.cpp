@@ -313,6 +313,9 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
     o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
     o.compression = compression;
     o.write_buffer_size = options.write_buffer_bytes;
+    o.max_bytes_for_level_base = options.level1_bytes;
+    o.target_file_size_base = options.level1_file_bytes;
+    o.target_file_size_multiplier = 2;
     return o;
   };
 
@@ -336,15 +339,20 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       o.enable_blob_garbage_collection = true;
     }
     o.memtable_insert_with_hint_prefix_extractor = insert_hint_prefix(which);
-    if (o.memtable_insert_with_hint_prefix_extractor) {
-      // Time-ordered keys: retention (and, in the outbox, delivery) leaves
-      // runs of point tombstones at the old end of each series; compact
-      // files that are mostly deletions so scans stay fast. Not for the
-      // column families keyed by id: their deletions are scattered over the
-      // whole key space, so every such compaction would rewrite all of the
-      // level below. eval_runs, where each finished run deletes its 'P'
-      // marker, had every flushed file compacted at once that way: half of
-      // all compaction work at full load (bench/README, "Results, session 8").
+    if (o.memtable_insert_with_hint_prefix_extractor && which != ColumnFamily::kOutbox) {
+      // The time-ordered indexes: retention leaves runs of point tombstones
+      // at the old end of each series; compact files that are mostly
+      // deletions so scans stay fast. Not for the column families keyed by
+      // id: their deletions are scattered over the whole key space, so every
+      // such compaction would rewrite all of the level below (eval_runs,
+      // where each finished run deletes its 'P' marker, had every flushed
+      // file compacted at once that way: half of all compaction work at full
+      // load, bench/README "Results, session 8"). Nor for the outbox: every
+      // delivery deletes its 'Q' and 'S' entries, so every file it flushes
+      // qualified and was pushed down at once, rewriting most of the level
+      // below each time (half of the outbox's compaction CPU in the soak,
+      // "Results, session 10"). The dispatcher seeks its queue from the
+      // oldest entry it last saw, so it does not step over those deletions.
       o.table_properties_collector_factories.emplace_back(
           rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/16384,
                                                         /*deletion_trigger=*/8192));

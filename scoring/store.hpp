@@ -86,6 +86,17 @@ struct StoreOptions {
   std::size_t write_buffer_bytes = 4u << 20;         // per column family
   std::size_t bodies_write_buffer_bytes = 8u << 20;  // bodies are the bulk of the bytes
   int max_background_jobs = 2;
+  // Level 1's size cap (RocksDB's max_bytes_for_level_base, 256 MiB by
+  // default) and its table files' size (doubling at each level below).
+  // Most column families hold keys from several series or random ids, so
+  // every flushed level-0 file's key range covers all of level 1, and each
+  // level-0 compaction rewrites the whole of it: with the default cap, the
+  // soak's outbox rewrote a level 1 of 200+ MB every ~8 s, and compaction
+  // CPU grew with the log (bench/README, "Results, session 9"). A small
+  // level 1 bounds that rewrite; what outgrows it moves down a file at a
+  // time, each file meeting only the slice of the next level its keys span.
+  std::uint64_t level1_bytes = 32u << 20;
+  std::uint64_t level1_file_bytes = 8u << 20;
   // Table and blob file readers kept open (RocksDB's table cache). Unbounded
   // (-1), every SST and blob file the log ever wrote stays open with its
   // reader: the 10-minute soak showed fds 93 → 320 and RSS climbing with

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <memory>
 #include <random>
 
@@ -112,15 +113,24 @@ std::optional<DeliveryState> parse_delivery_state(std::string_view s) {
   return std::nullopt;
 }
 
-std::string new_delivery_id() {
+std::string new_delivery_id(std::int64_t now_ms) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id = "msg_";
-  for (int word = 0; word < 2; ++word) {
-    std::uint64_t v = rng();
-    for (int i = 0; i < 16; ++i, v >>= 4) id.push_back(kHex[v & 0xF]);
-  }
+  std::string id(36, '0');
+  id.replace(0, 4, "msg_");
+  // 48 bits of milliseconds, most significant digit first: lasts until 10889.
+  auto ms = static_cast<std::uint64_t>(std::max<std::int64_t>(now_ms, 0));
+  for (std::size_t i = 15; i >= 4; --i, ms >>= 4) id[i] = kHex[ms & 0xF];
+  std::uint64_t hi = rng();
+  const std::uint64_t lo = rng();
+  for (std::size_t i = 16; i < 32; ++i, hi >>= 4) id[i] = kHex[hi & 0xF];
+  for (std::size_t i = 32; i < 36; ++i) id[i] = kHex[(lo >> (4 * (i - 32))) & 0xF];
   return id;
+}
+
+std::string new_delivery_id() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  return new_delivery_id(std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
 }
 
 bool valid_delivery_id(std::string_view id) {

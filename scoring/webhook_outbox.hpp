@@ -83,8 +83,15 @@ struct Delivery {
   bool queued() const { return state == DeliveryState::kPending || state == DeliveryState::kRetrying; }
 };
 
-// "msg_" + 32 random hex digits.
+// "msg_" + 32 hex digits: the creation time in milliseconds since the epoch
+// (12 digits), then 80 random bits (20 digits). Ids created later sort later,
+// so the outbox's 'D' entries are appended at the end of their key range and
+// compactions leave the older ones where they are (a random id made every
+// flushed file overlap all of them). Receivers may sort by it, as with
+// Svix's time-ordered ids; it is not a secret and carries no more than the
+// webhook-timestamp header already does.
 std::string new_delivery_id();
+std::string new_delivery_id(std::int64_t now_ms);
 bool valid_delivery_id(std::string_view id);
 
 std::string encode_delivery(const Delivery& d);

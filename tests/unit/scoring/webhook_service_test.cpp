@@ -11,6 +11,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -783,6 +784,31 @@ TEST(WebhookOutbox, DeliveriesRoundTripThroughTheCodec) {
   EXPECT_EQ(j.at("event"), "evaluation.completed");
   EXPECT_EQ(j.at("attempts").at(1).at("error"), "timed out");
   EXPECT_TRUE(j.at("attempts").at(1).at("status_code").is_null());
+}
+
+// Delivery ids lead with their creation time, so the outbox's 'D' entries of
+// newer deliveries sort after the older ones (appended, not scattered over
+// the key range, which made every compaction rewrite them all).
+TEST(WebhookOutbox, DeliveryIdsSortByCreationTimeAndStayUnique) {
+  const std::int64_t ms = 1795000000123;  // 2026-11-18
+  const std::string a = new_delivery_id(ms);
+  const std::string b = new_delivery_id(ms + 1);
+  const std::string c = new_delivery_id(ms + 86'400'000);
+  for (const auto& id : {a, b, c}) EXPECT_TRUE(valid_delivery_id(id)) << id;
+  EXPECT_EQ(a.substr(0, 16), "msg_01a1ee565e7b") << a;  // 0x1a1ee565e7b ms
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  std::set<std::string> same_ms;
+  for (int i = 0; i < 1000; ++i) same_ms.insert(new_delivery_id(ms));
+  EXPECT_EQ(same_ms.size(), 1000u);
+  for (const auto& id : same_ms) EXPECT_EQ(id.substr(0, 16), a.substr(0, 16));
+  // The clock-reading overload stamps the current time.
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const std::string fresh = new_delivery_id();
+  EXPECT_GE(fresh.substr(4, 12), new_delivery_id(now).substr(4, 12));
+  EXPECT_LE(fresh.substr(4, 12), new_delivery_id(now + 60'000).substr(4, 12));
 }
 
 }  // namespace
