@@ -277,6 +277,16 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_total_bytes);
   db_options.keep_log_file_num = 4;
   db_options.max_open_files = options.max_open_files;
+  // The table cache is an LRU split into 2^table_cache_numshardbits shards,
+  // each holding its share of the capacity (max_open_files - 10). RocksDB's
+  // default, 64 shards, left 2 table readers per shard: a third file hashed
+  // to a shard evicted one, long before 128 were open (the session-9 soak
+  // had at most 74 open of 200+). Every evicted table was reopened on its
+  // next read (open, footer, properties, index and filter tops, a tail
+  // prefetch buffer of up to 512 KiB), which was two thirds of the
+  // evaluator workers' CPU in a soak (bench/README, "Results, session 10").
+  // One shard is an exact LRU; its lock is taken once per table probed.
+  db_options.table_cache_numshardbits = 0;
   db_options.writable_file_max_buffer_size = kWriteChunkBytes;
   // Every file goes through WalFiles (on top of the caller's Env, if any),
   // which is how sync_wal() fsyncs the WAL (scoring/wal_files.hpp).

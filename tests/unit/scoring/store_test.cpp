@@ -14,6 +14,7 @@
 #include <chrono>
 #include <memory>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -160,6 +161,32 @@ TEST(Store, TableFilesAreWrittenInSmallPieces) {
   EXPECT_EQ(db.db().GetDBOptions().writable_file_max_buffer_size, 64u << 10);
 }
 
+// A store scaled down so that a few thousand records make many table files:
+// 1 MiB of memtables in all, `memtable` per column family, level 1 capped at
+// `level1` in files of `file` bytes.
+StoreOptions small_tables(std::size_t memtable, std::uint64_t level1, std::uint64_t file) {
+  StoreOptions options;
+  options.write_buffer_total_bytes = 1u << 20;
+  options.write_buffer_bytes = memtable;
+  options.bodies_write_buffer_bytes = memtable;
+  options.level1_bytes = level1;
+  options.level1_file_bytes = file;
+  return options;
+}
+
+// True once no column family has a compaction pending or running.
+bool compactions_settled(const Store::Lease& db) {
+  std::uint64_t running = 1;
+  db.db().GetIntProperty("rocksdb.num-running-compactions", &running);
+  if (running != 0) return false;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
+    std::uint64_t pending = 1;
+    db.db().GetIntProperty(db.cf(static_cast<ColumnFamily>(i)), "rocksdb.compaction-pending", &pending);
+    if (pending != 0) return false;
+  }
+  return true;
+}
+
 // Level 1 is capped (StoreOptions::level1_bytes): past it, tables move down
 // to level 2 a file at a time. With RocksDB's default 256 MiB cap, level 1
 // grew with the log and every level-0 compaction of a column family keyed by
@@ -167,12 +194,7 @@ TEST(Store, TableFilesAreWrittenInSmallPieces) {
 // memtables, a few MiB of records under random ids.
 TEST(Store, LevelOneIsCappedSoLevelZeroCompactionsStaySmall) {
   TempDir dir;
-  StoreOptions options;
-  options.write_buffer_total_bytes = 1u << 20;
-  options.write_buffer_bytes = 64u << 10;
-  options.bodies_write_buffer_bytes = 64u << 10;
-  options.level1_bytes = 128u << 10;
-  options.level1_file_bytes = 32u << 10;
+  const StoreOptions options = small_tables(/*memtable=*/64u << 10, /*level1=*/128u << 10, /*file=*/32u << 10);
   auto store = Store::open(dir.path(), options);
   std::mt19937_64 rng(7);
   for (int i = 0; i < 12000; ++i) {
@@ -188,20 +210,70 @@ TEST(Store, LevelOneIsCappedSoLevelZeroCompactionsStaySmall) {
     db.db().GetColumnFamilyMetaData(records, &meta);
     return meta.levels.at(static_cast<std::size_t>(level)).size;
   };
-  auto settled = [&] {
-    std::uint64_t pending = 1, running = 1;
-    db.db().GetIntProperty(records, "rocksdb.compaction-pending", &pending);
-    db.db().GetIntProperty("rocksdb.num-running-compactions", &running);
-    return pending == 0 && running == 0;
-  };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!(settled() && level_bytes(2) > 0) && std::chrono::steady_clock::now() < deadline) {
+  while (!(compactions_settled(db) && level_bytes(2) > 0) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_GT(level_bytes(2), 0u) << "nothing moved below level 1";
   // Settled, level 1 holds no more than its cap (with a file of slack).
   EXPECT_LE(level_bytes(1), options.level1_bytes + 2 * options.level1_file_bytes);
   EXPECT_GT(level_bytes(1) + level_bytes(2) + level_bytes(3), 4 * options.level1_bytes);
+}
+
+// A table file, once opened, stays open while fewer than max_open_files are:
+// the table cache is one exact LRU. RocksDB's default splits it into 64
+// shards of 2 readers each, so with a few dozen files some shards overflowed
+// and their tables were closed and reopened on every other read. Scaled
+// down: tiny table files, so the records column family has dozens of them.
+TEST(Store, TableFilesStayOpenWhileFewerThanTheCap) {
+  TempDir dir;
+  const StoreOptions options = small_tables(/*memtable=*/32u << 10, /*level1=*/32u << 10, /*file=*/2u << 10);
+  auto store = Store::open(dir.path(), options);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2500; ++i) {
+    ids.push_back(random_uuid());
+    RequestRecord r = make_record("alpha", ids.back(), 1'700'000'000'000'000 + i);
+    r.response_body = std::to_string(i);
+    ASSERT_TRUE(write_one(*store, r).ok());
+  }
+  const auto db = *store->lease();
+  for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
+    ASSERT_TRUE(db.db().Flush(rocksdb::FlushOptions(), db.cf(static_cast<ColumnFamily>(i))).ok());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!compactions_settled(db) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::vector<rocksdb::LiveFileMetaData> live;
+  db.db().GetLiveFilesMetaData(&live);
+  std::set<std::string> records_files;
+  for (const auto& f : live) {
+    if (f.column_family_name == "records") records_files.insert(f.relative_filename);
+  }
+  // The premise: many tables to read, all of them together within the cap.
+  ASSERT_GE(records_files.size(), 24u) << live.size() << " table files in all";
+  ASSERT_LT(live.size(), static_cast<std::size_t>(options.max_open_files - 10));
+
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& id : ids) {
+      auto got = store->get("alpha", id, /*include_bodies=*/false);
+      ASSERT_TRUE(got.ok() && got->has_value()) << id;
+    }
+  }
+  const auto db_dir = std::filesystem::weakly_canonical(dir.path());
+  std::set<std::string> open_files;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(fd.path(), ec);
+    if (!ec && target.parent_path() == db_dir) open_files.insert(target.filename().string());
+  }
+  std::vector<std::string> closed;
+  for (const auto& name : records_files) {
+    if (!open_files.contains(name)) closed.push_back(name);
+  }
+  EXPECT_TRUE(closed.empty()) << closed.size() << " of the records column family's " << records_files.size()
+                              << " table files are not open after reading every record; "
+                              << live.size() << " table files in all";
 }
 
 // Time-ordered index keys are inserted with a hint: RocksDB keeps the
