@@ -136,6 +136,31 @@ std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(ColumnFamily c
   }
 }
 
+// Whether a column family compacts a table file early once it is mostly
+// deletions: only the time-ordered indexes, where retention deletes runs of
+// adjacent keys at the old end of each series and scans would otherwise step
+// over them. Elsewhere deletions are scattered, and compacting a file for
+// them rewrites most of the level below each time: eval_runs, where each
+// finished run deletes its 'P' marker, had every flushed file compacted at
+// once, half of all compaction work at full load (bench/README, "Results,
+// session 8"); the outbox, where every delivery deletes its 'Q' and 'S'
+// entries, had every file pushed down at once, half of its compaction CPU in
+// the soak ("Results, session 10"). The outbox's dispatcher seeks its queue
+// from the oldest entry it last saw, so it does not step over those deletions.
+bool compacts_deletions_early(ColumnFamily cf) {
+  switch (cf) {
+    case ColumnFamily::kIdxTime:
+    case ColumnFamily::kIdxUser:
+    case ColumnFamily::kIdxSession:
+    case ColumnFamily::kIdxProperty:
+    case ColumnFamily::kIdxModel:
+    case ColumnFamily::kIdxScore:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_lock_error(const rocksdb::Status& s) {
   if (!s.IsIOError()) return false;
   const std::string text = s.ToString();
@@ -349,20 +374,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
       o.enable_blob_garbage_collection = true;
     }
     o.memtable_insert_with_hint_prefix_extractor = insert_hint_prefix(which);
-    if (o.memtable_insert_with_hint_prefix_extractor && which != ColumnFamily::kOutbox) {
-      // The time-ordered indexes: retention leaves runs of point tombstones
-      // at the old end of each series; compact files that are mostly
-      // deletions so scans stay fast. Not for the column families keyed by
-      // id: their deletions are scattered over the whole key space, so every
-      // such compaction would rewrite all of the level below (eval_runs,
-      // where each finished run deletes its 'P' marker, had every flushed
-      // file compacted at once that way: half of all compaction work at full
-      // load, bench/README "Results, session 8"). Nor for the outbox: every
-      // delivery deletes its 'Q' and 'S' entries, so every file it flushes
-      // qualified and was pushed down at once, rewriting most of the level
-      // below each time (half of the outbox's compaction CPU in the soak,
-      // "Results, session 10"). The dispatcher seeks its queue from the
-      // oldest entry it last saw, so it does not step over those deletions.
+    if (compacts_deletions_early(which)) {
       o.table_properties_collector_factories.emplace_back(
           rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/16384,
                                                         /*deletion_trigger=*/8192));

@@ -116,15 +116,14 @@ std::optional<DeliveryState> parse_delivery_state(std::string_view s) {
 std::string new_delivery_id(std::int64_t now_ms) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(36, '0');
-  id.replace(0, 4, "msg_");
-  // 48 bits of milliseconds, most significant digit first: lasts until 10889.
-  auto ms = static_cast<std::uint64_t>(std::max<std::int64_t>(now_ms, 0));
-  for (std::size_t i = 15; i >= 4; --i, ms >>= 4) id[i] = kHex[ms & 0xF];
-  std::uint64_t hi = rng();
-  const std::uint64_t lo = rng();
-  for (std::size_t i = 16; i < 32; ++i, hi >>= 4) id[i] = kHex[hi & 0xF];
-  for (std::size_t i = 32; i < 36; ++i) id[i] = kHex[(lo >> (4 * (i - 32))) & 0xF];
+  std::string id = "msg_";
+  auto append_hex = [&id](std::uint64_t v, int digits) {  // most significant digit first
+    for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4) id.push_back(kHex[(v >> shift) & 0xF]);
+  };
+  // 48 bits of milliseconds (until the year 10889), then 64 + 16 random bits.
+  append_hex(static_cast<std::uint64_t>(std::max<std::int64_t>(now_ms, 0)), 12);
+  append_hex(rng(), 16);
+  append_hex(rng(), 4);
   return id;
 }
 
