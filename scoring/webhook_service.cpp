@@ -444,11 +444,14 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
       rocksdb::Slice upper(end);
       rocksdb::ReadOptions ro;
       ro.iterate_upper_bound = &upper;
-      std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(ColumnFamily::kOutbox)));
-      // Taken before the iterator exists: whatever is committed after this
-      // lowers fresh_due again for the next pass.
+      // Taken before the iterator exists, so the iterator's implicit snapshot
+      // holds every entry whose due time this takes; whatever is committed
+      // after it lowers fresh_due again for the next pass. (Taken after,
+      // an entry committed in between was neither seen nor kept: lost until
+      // some later write lowered the seek position below it.)
       const std::int64_t from = std::min(h.scan_from, h.fresh_due.exchange(INT64_MAX));
       h.scan_from = INT64_MIN;  // until this pass completes: an early return rescans everything
+      std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(ro, db.cf(ColumnFamily::kOutbox)));
       std::string seek_key = prefix;
       if (from != INT64_MIN) keys::append_ts(seek_key, from);
       std::int64_t oldest_seen = INT64_MAX;
