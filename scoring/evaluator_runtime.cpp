@@ -393,6 +393,7 @@ void EvaluatorRuntime::records_written(std::span<const RequestRecord* const>) {
   if (staged_.reserved == 0 && staged_.runs.empty() && staged_.deferred == 0) return;
   Staged staged = std::move(staged_);
   staged_ = Staged{};
+  std::size_t wake = 0;
   {
     std::lock_guard lk(mu_);
     reserved_ -= std::min(reserved_, staged.reserved);
@@ -415,10 +416,23 @@ void EvaluatorRuntime::records_written(std::span<const RequestRecord* const>) {
         ev.scheduled.fetch_add(1, std::memory_order_relaxed);
         ready_[task.evaluator].push_back(std::move(task));
         ++queued_;
+        ++wake;
       }
     }
+    if (staged.deferred != 0) ++wake;  // a worker resumes the backlog
   }
-  work_cv_.notify_all();
+  wake_workers(wake);
+}
+
+void EvaluatorRuntime::wake_workers(std::size_t n) {
+  // Any idle worker can take any task, so one wake-up per task is enough;
+  // waking all of them for one run cost a futex call and a context switch
+  // per idle worker per call (most of the workers' time at one connection).
+  if (n >= workers_.size()) {
+    work_cv_.notify_all();
+  } else {
+    for (std::size_t i = 0; i < n; ++i) work_cv_.notify_one();
+  }
 }
 
 void EvaluatorRuntime::feedback_written(std::string_view project, std::string_view request_id,
@@ -506,14 +520,18 @@ void EvaluatorRuntime::worker_loop() {
   Task task;
   while (next_task(task)) {
     process(task);
+    bool slot_wanted = false;
     {
       std::lock_guard lk(mu_);
       --busy_;
       --evaluators_[task.evaluator]->running;
       if (queued_ == 0 && busy_ == 0 && reserved_ == 0) idle_cv_.notify_all();
+      slot_wanted = !ready_[task.evaluator].empty() || backlog_ready();
     }
-    // A concurrency slot was freed: another worker may take that evaluator.
-    work_cv_.notify_all();
+    // A concurrency slot was freed: a worker held back by that evaluator's
+    // limit may take its next run, or an idle one refill from the backlog
+    // (with neither, nobody is waiting for it).
+    if (slot_wanted) work_cv_.notify_one();
   }
 }
 
@@ -540,7 +558,7 @@ bool EvaluatorRuntime::next_task(Task& task) {
       return true;
     }
     // Refill from unfinished runs in storage while the queue has room to spare.
-    if (backlog_pending_ && queued_ + reserved_ < options_.queue_capacity / 2 + 1) {
+    if (backlog_ready()) {
       backlog_pending_ = false;  // one worker resumes at a time
       ++busy_;
       lk.unlock();

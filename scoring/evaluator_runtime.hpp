@@ -252,6 +252,13 @@ class EvaluatorRuntime final : public WriteListener {
   // larger than the per-record cap or the budget (evaluator_runtime.cpp) is spent.
   std::shared_ptr<const RequestRecord> hand_off(const RequestRecord& record);
   void release_reservations(std::size_t n);
+  // Wakes n idle workers (all of them when n >= their number).
+  void wake_workers(std::size_t n);
+  // Under mu_: unfinished runs in storage wait and the queue has room to
+  // refill from them.
+  bool backlog_ready() const {
+    return backlog_pending_ && queued_ + reserved_ < options_.queue_capacity / 2 + 1;
+  }
   void resume_backlog();
   void record_duration(Evaluator& ev, std::int64_t duration_us);
   // `project` is the run's project, empty for errors that are the gateway's own.
