@@ -116,7 +116,10 @@ void InflightRegistry::Entry::release() {
 
 // ---- RequestLog ----
 
-RequestLog::RequestLog(RequestLogOptions options) : options_(std::move(options)) {
+RequestLog::RequestLog(RequestLogOptions options)
+    : options_(std::move(options)),
+      // Strict mode's responses wait for their batch: it never lingers.
+      lingering_(options_.durability == Durability::kRelaxed && options_.linger.count() > 0) {
   if (options_.queue_capacity == 0) options_.queue_capacity = 1;
   if (options_.max_batch == 0) options_.max_batch = 1;
   store_ = Store::open(options_.path, options_.store);
@@ -161,7 +164,7 @@ bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
     return false;
   }
   std::string key = registry_key(record.project, record.request_id);
-  bool was_empty = false;
+  bool wake = false;
   {
     std::lock_guard lk(mu_);
     if (stopping_ || queue_.size() >= options_.queue_capacity) {
@@ -169,21 +172,27 @@ bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
       return false;
     }
     ++queued_keys_[key];
-    was_empty = queue_.empty();
     queue_.push_back(
         Pending{std::move(record), std::move(on_durable), std::move(key), ++next_seq_});
+    // The storage thread sleeps only on an empty queue (or when paused, and
+    // unpausing notifies), so the first record wakes it; while it lingers
+    // for more, a full batch ends the wait.
+    wake = queue_.size() == 1 || queue_.size() == options_.max_batch;
+    if (queue_.size() == 1 && lingering_) first_queued_at_ = std::chrono::steady_clock::now();
   }
   submitted_.fetch_add(1, std::memory_order_relaxed);
-  // The storage thread only sleeps on an empty queue (or when paused, and
-  // unpausing notifies), so only the first record needs to wake it.
-  if (was_empty) work_cv_.notify_one();
+  if (wake) work_cv_.notify_one();
   return true;
 }
 
 bool RequestLog::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   const std::uint64_t target = next_seq_;
-  return done_cv_.wait_for(lk, timeout, [&] { return written_seq_ >= target; });
+  ++flushing_;
+  work_cv_.notify_one();  // ends a linger
+  const bool done = done_cv_.wait_for(lk, timeout, [&] { return written_seq_ >= target; });
+  --flushing_;
+  return done;
 }
 
 void RequestLog::pause_storage_for_testing(bool paused) {
@@ -205,6 +214,13 @@ void RequestLog::storage_loop() {
     {
       std::unique_lock lk(mu_);
       work_cv_.wait(lk, [&] { return stopping_ || (!paused_ && !queue_.empty()); });
+      if (lingering_) {
+        // Until `linger` after the oldest queued record entered an empty
+        // queue (records left over from a full batch go at once).
+        work_cv_.wait_until(lk, first_queued_at_ + options_.linger, [&] {
+          return stopping_ || paused_ || flushing_ != 0 || queue_.size() >= options_.max_batch;
+        });
+      }
       if (stopping_ || !paused_) {
         while (!queue_.empty() && batch.size() < options_.max_batch) {
           batch.push_back(std::move(queue_.front()));

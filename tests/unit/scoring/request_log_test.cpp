@@ -252,6 +252,65 @@ TEST(RequestLog, RelaxedCallbackReportsSuccess) {
   ASSERT_TRUE(eventually([&] { return oks.load() == 100; }));
 }
 
+// Relaxed mode: the storage thread, woken by a record on an empty queue,
+// waits `linger` for more, so one wake-up (and one hand-off to evaluators and
+// webhooks) serves several calls. A full batch, flush() and close() end the
+// wait; strict mode never waits (its responses wait for the write).
+RequestLogOptions lingering_for(const TempDir& dir) {
+  RequestLogOptions o = options_for(dir);
+  o.linger = std::chrono::hours(1);  // only the events under test can end it
+  return o;
+}
+
+TEST(RequestLog, RelaxedWritesLingerUntilTheBatchIsFull) {
+  TempDir dir;
+  RequestLogOptions o = lingering_for(dir);
+  o.max_batch = 4;
+  RequestLog log(o);
+  ASSERT_TRUE(log.submit(record("p", 0)));
+  // Without the linger the woken thread writes it at once, well within this.
+  EXPECT_FALSE(eventually([&] { return log.counters().written != 0; }, 300ms));
+  for (int i = 1; i < 4; ++i) ASSERT_TRUE(log.submit(record("p", i)));
+  ASSERT_TRUE(eventually([&] { return log.counters().written == 4; }));
+  EXPECT_EQ(log.counters().batches, 1u);
+}
+
+TEST(RequestLog, FlushEndsTheLinger) {
+  TempDir dir;
+  RequestLog log(lingering_for(dir));
+  ASSERT_TRUE(log.submit(record("p", 0)));
+  EXPECT_FALSE(eventually([&] { return log.counters().written != 0; }, 300ms));
+  for (int i = 1; i < 3; ++i) ASSERT_TRUE(log.submit(record("p", i)));
+  ASSERT_TRUE(log.flush(10s));
+  const auto c = log.counters();
+  EXPECT_EQ(c.written, 3u);
+  EXPECT_EQ(c.batches, 1u);
+  EXPECT_TRUE(log.get("p", id_of(2), false)->has_value());
+}
+
+TEST(RequestLog, CloseEndsTheLingerAndWritesEverything) {
+  TempDir dir;
+  const RequestLogOptions o = lingering_for(dir);
+  {
+    RequestLog log(o);
+    ASSERT_TRUE(log.submit(record("p", 1)));
+    ASSERT_TRUE(log.close().ok());
+    EXPECT_EQ(log.counters().written, 1u);
+  }
+  RequestLog reopened(o);
+  EXPECT_TRUE(reopened.get("p", id_of(1), false)->has_value());
+}
+
+TEST(RequestLog, StrictWritesNeverLinger) {
+  TempDir dir;
+  RequestLogOptions o = lingering_for(dir);
+  o.durability = Durability::kStrict;
+  RequestLog log(o);
+  std::atomic<bool> durable{false};
+  ASSERT_TRUE(log.submit(record("p", 1), [&](bool ok) { durable = ok; }));
+  EXPECT_TRUE(eventually([&] { return durable.load(); }));
+}
+
 TEST(RequestLog, CloseDrainsEverythingAndReopenFindsIt) {
   TempDir dir;
   RequestLogOptions o = options_for(dir);
