@@ -177,8 +177,9 @@ bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
     // The storage thread sleeps only on an empty queue (or when paused, and
     // unpausing notifies), so the first record wakes it; while it lingers
     // for more, a full batch ends the wait.
-    wake = queue_.size() == 1 || queue_.size() == options_.max_batch;
-    if (queue_.size() == 1 && lingering_) first_queued_at_ = std::chrono::steady_clock::now();
+    const bool first = queue_.size() == 1;
+    wake = first || queue_.size() == options_.max_batch;
+    if (first && lingering_) first_queued_at_ = std::chrono::steady_clock::now();
   }
   submitted_.fetch_add(1, std::memory_order_relaxed);
   if (wake) work_cv_.notify_one();

@@ -8,10 +8,10 @@
 //     in the OS page cache (safe from a process crash / SIGKILL) as soon as
 //     its batch is written: at most `linger` (2 ms) after submit, sooner
 //     when a batch fills (plus the time writing the previous batches takes
-//     under load); the WAL is fsynced
-//     at most `batch_window` after a write, so a power loss or kernel crash
-//     loses at most the last window and linger. A SIGKILL loses only records
-//     still in the queue (not yet written).
+//     under load); the WAL is fsynced at most `batch_window` after a write,
+//     so a power loss or kernel crash loses at most the last window and
+//     linger. A SIGKILL loses only records still in the queue (not yet
+//     written).
 //   strict — every batch is written with sync=true (WAL fsynced) before its
 //     on_durable callbacks fire; the gateway holds the response's last byte
 //     until then.
