@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <random>
 #include <set>
 
@@ -324,7 +325,10 @@ void EvaluatorRuntime::stop() {
     if (t.joinable()) t.join();
   }
   workers_.clear();
-  std::lock_guard lk(mu_);
+  std::unique_lock lk(mu_);
+  // Final writes in flight end (written, or refused once the score store
+  // stops) before their callbacks could outlive the runtime.
+  finish_cv_.wait(lk, [&] { return finishing_ == 0; });
   // What was queued stays pending in storage and resumes at the next start.
   for (auto& q : ready_) q.clear();
   while (!delayed_.empty()) delayed_.pop();
@@ -525,7 +529,7 @@ void EvaluatorRuntime::worker_loop() {
       std::lock_guard lk(mu_);
       --busy_;
       --evaluators_[task.evaluator]->running;
-      if (queued_ == 0 && busy_ == 0 && reserved_ == 0) idle_cv_.notify_all();
+      if (idle_locked()) idle_cv_.notify_all();
       slot_wanted = !ready_[task.evaluator].empty() || backlog_ready();
     }
     // A concurrency slot was freed: a worker held back by that evaluator's
@@ -565,7 +569,7 @@ bool EvaluatorRuntime::next_task(Task& task) {
       resume_backlog();
       lk.lock();
       --busy_;
-      if (queued_ == 0 && busy_ == 0 && reserved_ == 0) idle_cv_.notify_all();
+      if (idle_locked()) idle_cv_.notify_all();
       continue;
     }
     if (!delayed_.empty()) {
@@ -709,9 +713,7 @@ void EvaluatorRuntime::process(const Task& task) {
     }
     if (!*loaded) {
       run.error = "request " + task.request_id + " is no longer stored (retention?)";
-      if (!finish_run(ev, run, nullptr)) return retry_later(task);
-      finish_active(key);
-      return;
+      return finish_in_background(ev, std::move(run), nullptr, task, key);
     }
     json event = build_eval_event(*record, ev.event_inputs);
     if (posted) {
@@ -767,11 +769,7 @@ void EvaluatorRuntime::process(const Task& task) {
       finish_active(key);
       return;
     }
-    if (result.ok) {
-      if (!finish_run(ev, run, &result)) return retry_later(task);
-      finish_active(key);
-      return;
-    }
+    if (result.ok) return finish_in_background(ev, std::move(run), &result, task, key);
     if (result.retryable && run.attempts < ev.options.retry.max_attempts) {
       const auto backoff = retry_backoff(ev.options.retry, run.attempts, jitter());
       run.state = RunState::kPending;
@@ -789,9 +787,7 @@ void EvaluatorRuntime::process(const Task& task) {
     }
     run.error = run.attempts > 1 ? "after " + std::to_string(run.attempts) + " attempts: " + result.error
                                  : result.error;
-    if (!finish_run(ev, run, nullptr)) return retry_later(task);
-    finish_active(key);
-    return;
+    return finish_in_background(ev, std::move(run), nullptr, task, key);
   }
 }
 
@@ -844,51 +840,85 @@ Expected<std::vector<Score>> EvaluatorRuntime::to_scores(const Evaluator& ev, co
   return out;
 }
 
-bool EvaluatorRuntime::finish_run(Evaluator& ev, EvalRun& run, const plugins::EvalResult* result) {
-  run.finished_us = now_us();
-  run.next_attempt_us = 0;
-  run.missing.clear();
+struct EvaluatorRuntime::Finish {
+  Evaluator* ev = nullptr;
+  EvalRun run;
   std::vector<Score> scores;
+  bool rejected = false;  // a score config refused the scores: written again as an error run
+  std::function<void(EvalRun&, bool)> done;
+};
+
+bool EvaluatorRuntime::finish_run(Evaluator& ev, EvalRun& run, const plugins::EvalResult* result) {
+  std::promise<bool> written;
+  auto future = written.get_future();
+  finish_async(ev, std::move(run), result, [&](EvalRun& final_run, bool ok) {
+    run = std::move(final_run);
+    written.set_value(ok);
+  });
+  return future.get();
+}
+
+void EvaluatorRuntime::finish_async(Evaluator& ev, EvalRun run, const plugins::EvalResult* result,
+                                    std::function<void(EvalRun&, bool)> done) {
+  auto f = std::make_shared<Finish>();
+  f->ev = &ev;
+  f->run = std::move(run);
+  f->done = std::move(done);
+  EvalRun& r = f->run;
+  r.finished_us = now_us();
+  r.next_attempt_us = 0;
+  r.missing.clear();
   if (result != nullptr && result->ok) {
-    auto converted = to_scores(ev, run, *result);
+    auto converted = to_scores(ev, r, *result);
     if (converted.ok()) {
-      scores = std::move(converted).value();
-      run.state = RunState::kCompleted;
-      run.error.clear();
+      f->scores = std::move(converted).value();
+      r.state = RunState::kCompleted;
+      r.error.clear();
     } else {
-      run.state = RunState::kError;
-      run.error = "result rejected: " + converted.error().message;
+      r.state = RunState::kError;
+      r.error = "result rejected: " + converted.error().message;
     }
   } else {
-    run.state = RunState::kError;
+    r.state = RunState::kError;
   }
-  for (int pass = 0; pass < 2; ++pass) {
-    run.scores = json::array();
-    for (const auto& s : scores) run.scores.push_back(score_json(s));
-    EvaluationEvent event{run.project, run.request_id, run.evaluator, run.id,
-                          std::string(to_string(run.state)), run.attempts, run.duration_us,
-                          run.error, {}};
-    auto written = scores_.write_evaluation(
-        run.project, scores, event,
-        [&run](const Store::Lease& db, rocksdb::WriteBatch& batch) { return put_run(db, batch, run); });
-    if (written.ok()) {
-      // The stored versions (config-mapped labels/values) for the run entry
-      // shown by the API were computed before the write; ids are final.
-      break;
-    }
-    if (written.error().code == ErrorCode::kInvalidArgument && !scores.empty() && pass == 0) {
+  submit_finish(std::move(f));
+}
+
+void EvaluatorRuntime::submit_finish(std::shared_ptr<Finish> f) {
+  EvalRun& run = f->run;
+  run.scores = json::array();
+  for (const auto& s : f->scores) run.scores.push_back(score_json(s));
+  EvaluationEvent event{run.project, run.request_id, run.evaluator, run.id, std::string(to_string(run.state)),
+                        run.attempts, run.duration_us, run.error, {}};
+  std::vector<Score> scores = f->scores;
+  // The run entry is built on the writer thread; nothing else touches the
+  // run until the callback.
+  scores_.write_evaluation_async(
+      run.project, std::move(scores), std::move(event),
+      [f](const Store::Lease& db, rocksdb::WriteBatch& batch) { return put_run(db, batch, f->run); },
+      [this, f](Expected<std::vector<Score>> written) { finish_written(f, std::move(written)); });
+}
+
+void EvaluatorRuntime::finish_written(const std::shared_ptr<Finish>& f, Expected<std::vector<Score>> written) {
+  Evaluator& ev = *f->ev;
+  EvalRun& run = f->run;
+  if (!written.ok()) {
+    if (written.error().code == ErrorCode::kInvalidArgument && !f->scores.empty() && !f->rejected) {
       // A score config refused a score: nothing was written; record the run
       // as an error instead.
+      f->rejected = true;
       run.state = RunState::kError;
       run.error = "result rejected: " + written.error().message;
-      scores.clear();
-      continue;
+      f->scores.clear();
+      return submit_finish(f);
     }
     // Refused (the score writer's queue is full), storage failed, or closing:
     // the run stays unfinished in storage; the caller tries again later.
     if (!cancel_.load()) note_error(ev, written.error().message);
-    return false;
+    return f->done(run, false);
   }
+  // The stored versions (config-mapped labels/values) for the run entry
+  // shown by the API were computed before the write; ids are final.
   if (!run.manual) {
     if (run.state == RunState::kCompleted) {
       ev.completed.fetch_add(1, std::memory_order_relaxed);
@@ -898,7 +928,31 @@ bool EvaluatorRuntime::finish_run(Evaluator& ev, EvalRun& run, const plugins::Ev
     }
     record_duration(ev, run.duration_us);
   }
-  return true;
+  f->done(run, true);
+}
+
+void EvaluatorRuntime::finish_in_background(Evaluator& ev, EvalRun run, const plugins::EvalResult* result,
+                                            const Task& task, std::string key) {
+  {
+    // Bounded: a worker that gets ahead of the score writer waits here.
+    std::unique_lock lk(mu_);
+    finish_cv_.wait(lk, [&] { return finishing_ < kMaxFinishing; });
+    ++finishing_;
+  }
+  Task again = task;
+  again.record.reset();  // the record's bytes go back to the hand-off budget now
+  finish_async(ev, std::move(run), result, [this, again = std::move(again), key = std::move(key)](EvalRun&, bool ok) {
+    if (ok) {
+      finish_active(key);
+    } else {
+      retry_later(again);
+    }
+    std::lock_guard lk(mu_);
+    --finishing_;
+    finish_cv_.notify_all();
+    if (!ok) work_cv_.notify_one();  // the retry waits in delayed_
+    if (idle_locked()) idle_cv_.notify_all();
+  });
 }
 
 // ---- API ----
@@ -985,7 +1039,7 @@ std::size_t EvaluatorRuntime::queue_depth() const {
 bool EvaluatorRuntime::wait_idle(std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   return idle_cv_.wait_for(lk, timeout, [&] {
-    return queued_ == 0 && busy_ == 0 && reserved_ == 0 && !backlog_pending_;
+    return idle_locked() && !backlog_pending_;
   });
 }
 

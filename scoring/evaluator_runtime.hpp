@@ -267,7 +267,26 @@ class EvaluatorRuntime final : public WriteListener {
   // Finishes a run: scores (maybe none) + final run entry, durable, with
   // listeners. On a score-config violation the run becomes an error. False
   // when storage failed (the run stays as it was in storage).
+  // Blocking (run_now); the workers use finish_in_background.
   bool finish_run(Evaluator& ev, EvalRun& run, const plugins::EvalResult* result);
+  // The same, handed to the score writer: `done` gets the run as written and
+  // whether it was, on the writer thread (or on the caller's, when the write
+  // is refused before it is queued).
+  struct Finish;
+  void finish_async(Evaluator& ev, EvalRun run, const plugins::EvalResult* result,
+                    std::function<void(EvalRun&, bool)> done);
+  void submit_finish(std::shared_ptr<Finish> f);
+  void finish_written(const std::shared_ptr<Finish>& f, Expected<std::vector<Score>> written);
+  // A worker's run ends with its final write in flight: the worker takes its
+  // next run at once instead of sleeping through the score writer's group
+  // commit (a futex wait and wake per run, and most of the workers' CPU). The
+  // run stays active until written (then finish_active) or refused (then
+  // retry_later). At most kMaxFinishing writes are in flight.
+  void finish_in_background(Evaluator& ev, EvalRun run, const plugins::EvalResult* result, const Task& task,
+                            std::string key);
+  static constexpr std::size_t kMaxFinishing = 256;
+  // Under mu_: nothing queued, running or being written.
+  bool idle_locked() const { return queued_ == 0 && busy_ == 0 && reserved_ == 0 && finishing_ == 0; }
   Expected<std::vector<Score>> to_scores(const Evaluator& ev, const EvalRun& run,
                                          const plugins::EvalResult& result) const;
   std::int64_t now_us() const;
@@ -292,6 +311,8 @@ class EvaluatorRuntime final : public WriteListener {
   std::size_t queued_ = 0;    // ready + delayed
   std::size_t reserved_ = 0;  // claimed in on_records, not yet queued
   std::size_t busy_ = 0;      // tasks being processed
+  std::size_t finishing_ = 0;  // finished runs whose final write is in flight
+  std::condition_variable finish_cv_;  // finishing_ went down
   std::size_t next_evaluator_ = 0;  // round-robin cursor
   // Runs queued, delayed or being processed, by run key; true = re-check
   // requested while active (new feedback arrived).

@@ -894,6 +894,22 @@ void ScoreStore::remove_async(std::string_view project, std::string_view id, Wri
 
 Expected<std::vector<Score>> ScoreStore::write_evaluation(std::string_view project, std::vector<Score> scores,
                                                           EvaluationEvent& evaluation, RunEntries extend) {
+  std::promise<Expected<std::vector<Score>>> promise;
+  auto future = promise.get_future();
+  write_evaluation_job(project, std::move(scores), evaluation, std::move(extend),
+                       [&promise](Expected<std::vector<Score>> r) { promise.set_value(std::move(r)); },
+                       &evaluation);
+  return future.get();
+}
+
+void ScoreStore::write_evaluation_async(std::string_view project, std::vector<Score> scores,
+                                        EvaluationEvent evaluation, RunEntries extend, WriteCallback done) {
+  write_evaluation_job(project, std::move(scores), evaluation, std::move(extend), std::move(done), nullptr);
+}
+
+void ScoreStore::write_evaluation_job(std::string_view project, std::vector<Score> scores,
+                                      const EvaluationEvent& evaluation, RunEntries extend, WriteCallback done,
+                                      EvaluationEvent* copy_back) {
   auto job = std::make_unique<Job>();
   job->project = std::string(project);
   job->scores = std::move(scores);
@@ -901,16 +917,13 @@ Expected<std::vector<Score>> ScoreStore::write_evaluation(std::string_view proje
   job->evaluation = evaluation;
   job->durable = false;
   Job* raw = job.get();
-  std::promise<Expected<std::vector<Score>>> promise;
-  auto future = promise.get_future();
   // The job outlives its callback (the writer destroys it after done()), so
   // the listeners' view of the event can be copied back from it there.
-  job->done = [&promise, &evaluation, raw](Expected<std::vector<Score>> r) {
-    if (raw->evaluation) evaluation = *raw->evaluation;
-    promise.set_value(std::move(r));
+  job->done = [done = std::move(done), copy_back, raw](Expected<std::vector<Score>> r) {
+    if (copy_back != nullptr && raw->evaluation) *copy_back = *raw->evaluation;
+    done(std::move(r));
   };
   enqueue(std::move(job));
-  return future.get();
 }
 
 Expected<void> ScoreStore::remove(std::string_view project, std::string_view id) {

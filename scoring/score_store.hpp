@@ -218,10 +218,15 @@ class ScoreStore {
   // fsynced: a process crash cannot lose it (the WAL write is in the page
   // cache), and a power cut that does loses the run's final state with it, so
   // the run — pending since its record's batch — is evaluated again.
-  // Blocking; call from an evaluator worker.
+  // The blocking form copies the listeners' view of `evaluation` back; call
+  // it from an evaluator worker. The async form is what the workers use: a
+  // worker hands its finished run over and takes the next one, instead of
+  // sleeping through the group commit (a futex wait and wake per run).
   using RunEntries = std::function<Expected<void>(const Store::Lease&, rocksdb::WriteBatch&)>;
   Expected<std::vector<Score>> write_evaluation(std::string_view project, std::vector<Score> scores,
                                                 EvaluationEvent& evaluation, RunEntries extend);
+  void write_evaluation_async(std::string_view project, std::vector<Score> scores, EvaluationEvent evaluation,
+                              RunEntries extend, WriteCallback done);
 
   // The hourly histograms the eval queries' fast path reads (evals.hpp).
   ScoreAggregates& aggregates() { return aggregates_; }
@@ -241,6 +246,10 @@ class ScoreStore {
  private:
   struct Job;
   void enqueue(std::unique_ptr<Job> job);
+  // Both forms of write_evaluation; copy_back (may be null) receives the
+  // listeners' view of the event before `done` runs.
+  void write_evaluation_job(std::string_view project, std::vector<Score> scores, const EvaluationEvent& evaluation,
+                            RunEntries extend, WriteCallback done, EvaluationEvent* copy_back);
   void writer_loop();
   void warm_up();
   void run_group(std::vector<std::unique_ptr<Job>>& group);

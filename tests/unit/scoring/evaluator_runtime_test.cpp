@@ -889,6 +889,68 @@ TEST(EvaluatorRuntime, RunsDeferredDuringABacklogPassAreNotStranded) {
   EXPECT_EQ(f.runtime->counters("gated").completed, static_cast<std::uint64_t>(next));
 }
 
+// Opens `f` with one evaluator, "len", that counts its runs in `evaluated`,
+// pauses the score writer, submits records 0..n-1 and waits until every one
+// is evaluated: their final writes are then all in flight.
+void evaluate_with_the_writer_paused(Fixture& f, std::atomic<int>& evaluated, int n, unsigned workers) {
+  f.kinds["len"] = [&evaluated](const json& e) {
+    ++evaluated;
+    return length_of_content(e);
+  };
+  f.open({evaluator("len")}, 100, workers);
+  f.scores->pause_writer_for_testing(true);
+  for (int i = 0; i < n; ++i) f.submit(chat_record(i));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (evaluated.load() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+}
+
+// A worker hands a finished run to the score writer and takes the next one:
+// it does not sleep through the group commit. With the writer paused, one
+// worker evaluates every queued run; their writes then land as one group.
+TEST(EvaluatorRuntime, AWorkerTakesTheNextRunWhileItsLastWriteIsInFlight) {
+  std::atomic<int> evaluated{0};  // outlives the fixture's workers
+  Fixture f;
+  evaluate_with_the_writer_paused(f, evaluated, 5, /*workers=*/1);
+  ASSERT_EQ(evaluated.load(), 5);
+  const auto groups_before = f.scores->counters().groups;
+  // Not idle while the writes are in flight: nothing is written yet.
+  EXPECT_FALSE(f.runtime->wait_idle(0ms));
+  EXPECT_EQ(f.runtime->counters("len").completed, 0u);
+  for (int i = 0; i < 5; ++i) EXPECT_NE(f.run(id_of(i), "len")->state, RunState::kCompleted) << i;
+
+  f.scores->pause_writer_for_testing(false);
+  ASSERT_TRUE(f.runtime->wait_idle(10s));
+  EXPECT_EQ(f.scores->counters().groups, groups_before + 1);
+  EXPECT_EQ(f.runtime->counters("len").completed, 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(f.run(id_of(i), "len")->state, RunState::kCompleted) << i;
+    EXPECT_EQ(f.scores_by_name(id_of(i)).count("length"), 1u) << i;
+  }
+  std::lock_guard lk(f.listener.mu);
+  EXPECT_EQ(f.listener.written.size(), 5u);
+}
+
+// stop() returns only once the final writes in flight have ended: their
+// callbacks never run on a stopped (or destroyed) runtime.
+TEST(EvaluatorRuntime, StopWaitsForFinalWritesInFlight) {
+  std::atomic<int> evaluated{0};  // outlives the fixture's workers
+  Fixture f;
+  evaluate_with_the_writer_paused(f, evaluated, 3, /*workers=*/2);
+  ASSERT_EQ(evaluated.load(), 3);
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    f.runtime->stop();
+    stopped = true;
+  });
+  // The writer is paused, so the writes cannot have ended: stop() is still waiting.
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(stopped.load());
+  f.scores->pause_writer_for_testing(false);
+  stopper.join();
+  EXPECT_EQ(f.runtime->counters("len").completed, 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(f.run(id_of(i), "len")->state, RunState::kCompleted) << i;
+}
+
 TEST(EvaluatorRuntime, UnfinishedRunsResumeAfterARestart) {
   Fixture f;
   f.kinds["length"] = length_of_content;
