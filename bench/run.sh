@@ -723,9 +723,12 @@ fi
 # ---------------------------------------------------------------- soak
 # A fresh arbiter with the request log, the evaluator and a webhook, under steady paced load
 # (wrk -c$soak_conns with chat.lua's delay() hook) for $soak seconds. Every $soak_interval s:
-# VmRSS, open fds, threads, requests served. Growth = the last sample minus the baseline, the
-# first sample at or after the warm-up (the first minute; a third of the soak when it is shorter
-# than 3 minutes). Verdict: no growth = RSS within max(5 %, 4 MiB) of the baseline, fds other
+# VmRSS, open fds, threads, requests served. Growth = the end minus the baseline, each the
+# median of a window of samples: the baseline's starts at the warm-up (the first minute; a third
+# of the soak when it is shorter than 3 minutes), the end's closes at the last sample, and both
+# last a minute (less when the soak is too short for two: half of what follows the warm-up).
+# RSS swings by several MiB between samples; one sample each side read that noise as growth.
+# Verdict: no growth = RSS within max(5 %, 4 MiB) of the baseline, fds other
 # than RocksDB's table files within max(5 %, 4), threads not more than at the baseline. Table
 # files are counted apart: RocksDB keeps up to max_open_files of them open (a cache that fills as
 # the log grows, by design), so they pass when at most that many are open.
@@ -776,9 +779,30 @@ if [ "$soak" -gt 0 ]; then
   soak_wh_delivered=$(soak_metric 'arbiter_webhook_delivered_total{webhook="bench"}')
   soak_log_written=$(soak_metric arbiter_log_records_written_total)
   soak_log_dropped=$(soak_metric arbiter_log_records_dropped_total)
-  # baseline: the first sample at or after the warm-up; end: the last sample
-  soak_base=$(printf '%s\n' "${soak_series[@]}" | awk -v w="$soak_warmup" '$1 >= w && !seen { print; seen = 1 }')
-  soak_end=${soak_series[-1]}
+  # baseline: the samples of the window starting at the warm-up; end: those of the window
+  # closing at the last sample; each figure is the window's median, column by column.
+  soak_window=$(( (soak - soak_warmup) / 2 )); [ "$soak_window" -gt 60 ] && soak_window=60
+  soak_median() {  # FROM TO: "t rss fds threads requests tables", medians over FROM <= t <= TO
+    printf '%s\n' "${soak_series[@]}" | awk -v lo="$1" -v hi="$2" '
+      $1 >= lo && $1 <= hi { n++; for (c = 1; c <= 6; c++) v[c, n] = $c }
+      END {
+        if (n == 0) exit 1
+        for (c = 1; c <= 6; c++) {
+          for (i = 2; i <= n; i++) {  # insertion sort of column c
+            x = v[c, i]; for (j = i - 1; j >= 1 && v[c, j] > x; j--) v[c, j + 1] = v[c, j]; v[c, j + 1] = x
+          }
+          m = (n % 2) ? v[c, (n + 1) / 2] : int((v[c, n / 2] + v[c, n / 2 + 1]) / 2)
+          printf "%s%d", (c > 1 ? " " : ""), (c == 1 ? lo : m)
+        }
+        print ""
+      }'
+  }
+  sb_from=$soak_warmup; sb_to=$((soak_warmup + soak_window - 1))
+  se_from=$((soak - soak_window + 1)); se_to=$soak
+  soak_base=$(soak_median "$sb_from" "$sb_to") || soak_base=${soak_series[0]}
+  soak_end=$(soak_median "$se_from" "$se_to") || soak_end=${soak_series[-1]}
+  soak_base_n=$(printf '%s\n' "${soak_series[@]}" | awk -v lo="$sb_from" -v hi="$sb_to" '$1 >= lo && $1 <= hi' | wc -l)
+  soak_end_n=$(printf '%s\n' "${soak_series[@]}" | awk -v lo="$se_from" -v hi="$se_to" '$1 >= lo && $1 <= hi' | wc -l)
   read -r sb_t sb_rss sb_fds sb_thr sb_req sb_tab <<<"$soak_base"
   read -r se_t se_rss se_fds se_thr se_req se_tab <<<"$soak_end"
   soak_rss_growth=$((se_rss - sb_rss)); soak_thr_growth=$((se_thr - sb_thr))
@@ -912,7 +936,7 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
     for row in "${soak_series[@]}"; do
       echo "$row" | awk '{ printf "  %6d %10.1f %6d %7d %8d %10d\n", $1, $2 / 1024, $3, $6, $4, $5 }'
     done
-    echo "baseline (t=${sb_t}s, after the ${soak_warmup}s warm-up) -> end (t=${se_t}s):"
+    echo "baseline (median of $soak_base_n samples, t=${sb_from}-${sb_to}s, after the ${soak_warmup}s warm-up) -> end (median of $soak_end_n samples, t=${se_from}-${se_to}s):"
     echo "  RSS     $(calc %.1f "$sb_rss / 1024") -> $(calc %.1f "$se_rss / 1024") MiB, growth $(calc %.1f "$soak_rss_growth / 1024") MiB   (allowed <= max(5 %, 4 MiB) = $(calc %.1f "$soak_rss_limit / 1024") MiB)  $ok_soak_rss"
     echo "  fds other than table files $sb_other -> $se_other, growth $soak_fd_growth   (allowed <= max(5 %, 4) = $soak_fd_limit)  $ok_soak_fds"
     echo "  table files open $sb_tab -> $se_tab, at most $soak_tab_max   (allowed <= max_open_files $soak_table_fd_cap)  $ok_soak_tab"
@@ -1023,8 +1047,8 @@ if [ -n "$out" ]; then
         echo "$row" | awk '{ printf "{\"t_s\": %d, \"rss_kib\": %d, \"fds\": %d, \"table_fds\": %d, \"threads\": %d, \"requests\": %d}", $1, $2, $3, $6, $4, $5 }'
       done
       echo "],"
-      echo "    \"baseline\": {\"t_s\": $sb_t, \"rss_kib\": $sb_rss, \"fds\": $sb_fds, \"table_fds\": $sb_tab, \"threads\": $sb_thr},"
-      echo "    \"end\": {\"t_s\": $se_t, \"rss_kib\": $se_rss, \"fds\": $se_fds, \"table_fds\": $se_tab, \"threads\": $se_thr},"
+      echo "    \"baseline\": {\"t_s\": $sb_from, \"window_s\": [$sb_from, $sb_to], \"samples\": $soak_base_n, \"rss_kib\": $sb_rss, \"fds\": $sb_fds, \"table_fds\": $sb_tab, \"threads\": $sb_thr},"
+      echo "    \"end\": {\"t_s\": $se_from, \"window_s\": [$se_from, $se_to], \"samples\": $soak_end_n, \"rss_kib\": $se_rss, \"fds\": $se_fds, \"table_fds\": $se_tab, \"threads\": $se_thr},"
       echo "    \"growth\": {\"rss_kib\": $soak_rss_growth, \"fds_other_than_tables\": $soak_fd_growth, \"threads\": $soak_thr_growth},"
       echo "    \"allowed\": {\"rss_kib\": $soak_rss_limit, \"fds_other_than_tables\": $soak_fd_limit, \"table_fds\": $soak_table_fd_cap, \"threads\": 0},"
       echo "    \"verdict\": {\"rss\": \"$ok_soak_rss\", \"fds\": \"$ok_soak_fds\", \"table_fds\": \"$ok_soak_tab\", \"threads\": \"$ok_soak_thr\", \"all\": \"$ok_soak\"}},"
