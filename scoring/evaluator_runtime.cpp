@@ -235,6 +235,8 @@ EvaluatorRuntime::EvaluatorRuntime(RequestLog& log, ScoreStore& scores, Evaluato
     : log_(log), scores_(scores), options_(std::move(options)) {
   if (options_.workers == 0) options_.workers = 1;
   if (options_.queue_capacity == 0) options_.queue_capacity = 1;
+  log_backlog_limit_ = options_.log_backlog_limit != 0 ? options_.log_backlog_limit
+                                                       : std::max<std::size_t>(log_.options().queue_capacity / 2, 1);
   if (any_network_kind(options_.evaluators) && !options_.make_kind) {
     OutboundOptions o;
     o.threads = 1;
@@ -539,10 +541,27 @@ void EvaluatorRuntime::worker_loop() {
   }
 }
 
+bool EvaluatorRuntime::log_backed_up() {
+  const std::size_t queued = log_.queued();
+  if (!log_backed_up_ && queued > log_backlog_limit_) {
+    log_backed_up_ = true;
+    log_backlog_pauses_.fetch_add(1, std::memory_order_relaxed);
+  } else if (log_backed_up_ && queued <= log_backlog_limit_ / 2) {
+    log_backed_up_ = false;
+  }
+  return log_backed_up_;
+}
+
 bool EvaluatorRuntime::next_task(Task& task) {
   std::unique_lock lk(mu_);
   for (;;) {
     if (stopping_) return false;
+    if (log_backed_up()) {
+      // The storage thread is behind: no new run (nor backlog refill) takes
+      // CPU from it. Nothing wakes this wait when the log drains; it looks again.
+      work_cv_.wait_for(lk, kLogBackedUpPause);
+      continue;
+    }
     const auto now = Clock::now();
     while (!delayed_.empty() && delayed_.top().due <= now) {
       Task t = delayed_.top().task;
@@ -1151,6 +1170,10 @@ std::string EvaluatorRuntime::metrics_text() const {
   out += "# HELP arbiter_evaluator_queue_depth Runs waiting for an evaluator worker (ready or backing off).\n"
          "# TYPE arbiter_evaluator_queue_depth gauge\narbiter_evaluator_queue_depth " +
          std::to_string(queue_depth()) + "\n";
+  out += "# HELP arbiter_evaluator_log_backlog_pauses_total Times the workers stopped taking runs to leave the CPU to "
+         "the request log's storage thread, whose queue was backing up.\n"
+         "# TYPE arbiter_evaluator_log_backlog_pauses_total counter\narbiter_evaluator_log_backlog_pauses_total " +
+         std::to_string(log_backlog_pauses()) + "\n";
   return out;
 }
 

@@ -34,6 +34,13 @@
 // half. Under a sustained overload the backlog waits on disk, not in memory,
 // and evaluation catches up when the load falls.
 //
+// The log first. Evaluations can wait; the request log cannot (a record its
+// storage thread does not take before the log's queue fills is dropped).
+// While the log's queue holds more than log_backlog_limit records, workers
+// take no new run: they look again every kLogBackedUpPause, and start again
+// once the queue is down to half the limit. Runs meanwhile wait in the queue,
+// or in storage once it is full (deferred, as above).
+//
 // Thread-safety: every public member may be called from any thread. The
 // WriteListener calls follow write_listener.hpp's rules.
 // Lifetime: construct (builds every evaluator, may throw) → the constructor
@@ -113,6 +120,10 @@ struct EvaluatorRuntimeOptions {
   int worker_nice = 10;
   // Unfinished runs read from storage per backlog scan step (tests make it small).
   std::size_t backlog_chunk = 256;
+  // Records waiting in the request log's queue above which workers yield the
+  // CPU to its storage thread (see "The log first"); 0: half the log's
+  // queue_capacity.
+  std::size_t log_backlog_limit = 0;
   // Unix µs clock; tests inject their own.
   std::function<std::int64_t()> now_us;
   // Tests: builds an evaluator's kind instead of make_evaluator_kind.
@@ -201,6 +212,9 @@ class EvaluatorRuntime final : public WriteListener {
   };
   Counters counters(std::string_view evaluator) const;
   std::size_t queue_depth() const;
+  // Times the workers stopped taking runs because the request log's queue
+  // was over log_backlog_limit (each stop, not each look while stopped).
+  std::uint64_t log_backlog_pauses() const { return log_backlog_pauses_.load(std::memory_order_relaxed); }
 
   // Test hook: blocks until no run is queued, delayed or running, or the
   // timeout passes. Runs that wait for fields do not count.
@@ -260,6 +274,10 @@ class EvaluatorRuntime final : public WriteListener {
     return backlog_pending_ && queued_ + reserved_ < options_.queue_capacity / 2 + 1;
   }
   void resume_backlog();
+  // Under mu_: whether workers leave the CPU to the request log's storage
+  // thread now (with hysteresis: see "The log first").
+  bool log_backed_up();
+  static constexpr std::chrono::milliseconds kLogBackedUpPause{5};
   void record_duration(Evaluator& ev, std::int64_t duration_us);
   // `project` is the run's project, empty for errors that are the gateway's own.
   void note_error(Evaluator& ev, const std::string& message, std::string_view project = {});
@@ -321,6 +339,9 @@ class EvaluatorRuntime final : public WriteListener {
   bool backlog_pending_ = false;
   bool deferred_since_pass_ = false;  // a run was deferred since the current pass began
   bool startup_pass_ = false;         // the current pass is start-up's (it re-checks waiting runs)
+  std::size_t log_backlog_limit_ = 0;  // resolved log_backlog_limit
+  bool log_backed_up_ = false;         // over the limit, and not yet down to half of it
+  std::atomic<std::uint64_t> log_backlog_pauses_{0};
   bool started_ = false;
   bool stopping_ = false;
   std::vector<std::thread> workers_;

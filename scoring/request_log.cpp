@@ -174,6 +174,7 @@ bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
     ++queued_keys_[key];
     queue_.push_back(
         Pending{std::move(record), std::move(on_durable), std::move(key), ++next_seq_});
+    queued_.store(queue_.size(), std::memory_order_relaxed);
     // The storage thread sleeps only on an empty queue (or when paused, and
     // unpausing notifies), so the first record wakes it; while it lingers
     // for more, a full batch ends the wait.
@@ -227,6 +228,7 @@ void RequestLog::storage_loop() {
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
+        queued_.store(queue_.size(), std::memory_order_relaxed);
       }
       exiting = stopping_ && queue_.empty();
     }

@@ -255,6 +255,11 @@ class RequestLog {
   };
   Counters counters() const;
 
+  // Records waiting for the storage thread: a snapshot read without the lock,
+  // for background work that can wait (the evaluator workers) to see that the
+  // storage thread is falling behind and leave it the CPU.
+  std::size_t queued() const { return queued_.load(std::memory_order_relaxed); }
+
   // Test hook: while paused the storage thread takes nothing from the queue
   // (close() still drains). Lets tests fill the queue deterministically.
   void pause_storage_for_testing(bool paused);
@@ -291,6 +296,7 @@ class RequestLog {
   std::condition_variable work_cv_;  // storage thread waits for records
   std::condition_variable done_cv_;  // flush() waits for written_seq_
   std::deque<Pending> queue_;
+  std::atomic<std::size_t> queued_{0};  // queue_.size(), stored under mu_ on every change
   std::unordered_map<std::string, std::uint32_t> queued_keys_;  // queued or being written
   std::uint64_t next_seq_ = 0;                                  // last sequence number handed out
   std::uint64_t written_seq_ = 0;  // all records with seq <= this are written or failed

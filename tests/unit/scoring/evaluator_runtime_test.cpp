@@ -143,6 +143,7 @@ struct Fixture {
 
   unsigned retention_days = 0;
   std::size_t backlog_chunk = 256;
+  std::size_t log_backlog_limit = 0;
   bool real_kinds = false;  // the kinds named in the options (built-ins), not `kinds`
   // The request log's clock (retention cutoffs): 30 days after the records
   // by default. A test that runs retention itself starts it at kNow, so that
@@ -163,6 +164,7 @@ struct Fixture {
     o.workers = workers;
     o.queue_capacity = capacity;
     o.backlog_chunk = backlog_chunk;
+    o.log_backlog_limit = log_backlog_limit;
     if (!real_kinds) {
       o.make_kind = [this](const KindSpec& spec) -> std::unique_ptr<EvaluatorKind> {
         auto it = kinds.find(spec.evaluator);
@@ -949,6 +951,42 @@ TEST(EvaluatorRuntime, StopWaitsForFinalWritesInFlight) {
   stopper.join();
   EXPECT_EQ(f.runtime->counters("len").completed, 3u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(f.run(id_of(i), "len")->state, RunState::kCompleted) << i;
+}
+
+// Evaluations wait while the request log's storage thread is behind: the
+// workers take no run until the log's queue is down to half the limit.
+TEST(EvaluatorRuntime, WorkersTakeNoRunWhileTheRequestLogIsBackedUp) {
+  std::atomic<int> evaluated{0};  // outlives the fixture's workers
+  Fixture f;
+  f.kinds["len"] = [&evaluated](const json& e) {
+    ++evaluated;
+    return length_of_content(e);
+  };
+  f.log_backlog_limit = 2;
+  f.open({evaluator("len")}, 100, /*workers=*/2, /*start=*/false);
+  f.submit(chat_record(0));  // written, its run pending
+  // Three records wait for the paused storage thread: over the limit.
+  f.log->pause_storage_for_testing(true);
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(f.log->submit(chat_record(i)));
+  ASSERT_EQ(f.log->queued(), 3u);
+  f.runtime->start();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (f.runtime->log_backlog_pauses() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(f.runtime->log_backlog_pauses(), 1u);
+  // The workers keep looking (every 5 ms) and keep leaving run 0 alone.
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(evaluated.load(), 0);
+  EXPECT_EQ(f.run(id_of(0), "len")->state, RunState::kPending);
+  EXPECT_NE(f.runtime->metrics_text().find("arbiter_evaluator_log_backlog_pauses_total 1\n"), std::string::npos);
+
+  f.log->pause_storage_for_testing(false);
+  ASSERT_TRUE(f.log->flush());
+  EXPECT_EQ(f.log->queued(), 0u);
+  for (int i = 0; i <= 3; ++i) EXPECT_TRUE(f.await_state(id_of(i), "len", RunState::kCompleted)) << i;
+  EXPECT_EQ(evaluated.load(), 4);
+  EXPECT_EQ(f.runtime->log_backlog_pauses(), 1u);  // one stop, however many looks
 }
 
 TEST(EvaluatorRuntime, UnfinishedRunsResumeAfterARestart) {
