@@ -782,7 +782,7 @@ if [ "$soak" -gt 0 ]; then
   # baseline: the samples of the window starting at the warm-up; end: those of the window
   # closing at the last sample; each figure is the window's median, column by column.
   soak_window=$(( (soak - soak_warmup) / 2 )); [ "$soak_window" -gt 60 ] && soak_window=60
-  soak_median() {  # FROM TO: "t rss fds threads requests tables", medians over FROM <= t <= TO
+  soak_median() {  # FROM TO: "FROM rss fds threads requests tables N", medians of the N samples with FROM <= t <= TO
     printf '%s\n' "${soak_series[@]}" | awk -v lo="$1" -v hi="$2" '
       $1 >= lo && $1 <= hi { n++; for (c = 1; c <= 6; c++) v[c, n] = $c }
       END {
@@ -794,17 +794,15 @@ if [ "$soak" -gt 0 ]; then
           m = (n % 2) ? v[c, (n + 1) / 2] : int((v[c, n / 2] + v[c, n / 2 + 1]) / 2)
           printf "%s%d", (c > 1 ? " " : ""), (c == 1 ? lo : m)
         }
-        print ""
+        print " " n
       }'
   }
   sb_from=$soak_warmup; sb_to=$((soak_warmup + soak_window - 1))
   se_from=$((soak - soak_window + 1)); se_to=$soak
-  soak_base=$(soak_median "$sb_from" "$sb_to") || soak_base=${soak_series[0]}
-  soak_end=$(soak_median "$se_from" "$se_to") || soak_end=${soak_series[-1]}
-  soak_base_n=$(printf '%s\n' "${soak_series[@]}" | awk -v lo="$sb_from" -v hi="$sb_to" '$1 >= lo && $1 <= hi' | wc -l)
-  soak_end_n=$(printf '%s\n' "${soak_series[@]}" | awk -v lo="$se_from" -v hi="$se_to" '$1 >= lo && $1 <= hi' | wc -l)
-  read -r sb_t sb_rss sb_fds sb_thr sb_req sb_tab <<<"$soak_base"
-  read -r se_t se_rss se_fds se_thr se_req se_tab <<<"$soak_end"
+  soak_base=$(soak_median "$sb_from" "$sb_to") || soak_base="${soak_series[0]} 1"
+  soak_end=$(soak_median "$se_from" "$se_to") || soak_end="${soak_series[-1]} 1"
+  read -r sb_t sb_rss sb_fds sb_thr sb_req sb_tab soak_base_n <<<"$soak_base"
+  read -r se_t se_rss se_fds se_thr se_req se_tab soak_end_n <<<"$soak_end"
   soak_rss_growth=$((se_rss - sb_rss)); soak_thr_growth=$((se_thr - sb_thr))
   sb_other=$((sb_fds - sb_tab)); se_other=$((se_fds - se_tab)); soak_fd_growth=$((se_other - sb_other))
   soak_rss_limit=$(awk -v b="$sb_rss" 'BEGIN { l = b * 0.05; if (l < 4096) l = 4096; printf "%d", l }')

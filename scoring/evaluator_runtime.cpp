@@ -8,6 +8,7 @@
 #include <future>
 #include <random>
 #include <set>
+#include <utility>
 
 #include "scoring/background_thread.hpp"
 #include "scoring/eval_event.hpp"
@@ -862,8 +863,9 @@ Expected<std::vector<Score>> EvaluatorRuntime::to_scores(const Evaluator& ev, co
 struct EvaluatorRuntime::Finish {
   Evaluator* ev = nullptr;
   EvalRun run;
-  std::vector<Score> scores;
-  bool rejected = false;  // a score config refused the scores: written again as an error run
+  std::vector<Score> scores;  // until submit_finish hands them to the score writer
+  bool with_scores = false;    // the write in flight carries scores
+  bool rejected = false;       // a score config refused the scores: written again as an error run
   std::function<void(EvalRun&, bool)> done;
 };
 
@@ -909,11 +911,11 @@ void EvaluatorRuntime::submit_finish(std::shared_ptr<Finish> f) {
   for (const auto& s : f->scores) run.scores.push_back(score_json(s));
   EvaluationEvent event{run.project, run.request_id, run.evaluator, run.id, std::string(to_string(run.state)),
                         run.attempts, run.duration_us, run.error, {}};
-  std::vector<Score> scores = f->scores;
+  f->with_scores = !f->scores.empty();
   // The run entry is built on the writer thread; nothing else touches the
   // run until the callback.
   scores_.write_evaluation_async(
-      run.project, std::move(scores), std::move(event),
+      run.project, std::exchange(f->scores, {}), std::move(event),
       [f](const Store::Lease& db, rocksdb::WriteBatch& batch) { return put_run(db, batch, f->run); },
       [this, f](Expected<std::vector<Score>> written) { finish_written(f, std::move(written)); });
 }
@@ -922,13 +924,12 @@ void EvaluatorRuntime::finish_written(const std::shared_ptr<Finish>& f, Expected
   Evaluator& ev = *f->ev;
   EvalRun& run = f->run;
   if (!written.ok()) {
-    if (written.error().code == ErrorCode::kInvalidArgument && !f->scores.empty() && !f->rejected) {
+    if (written.error().code == ErrorCode::kInvalidArgument && f->with_scores && !f->rejected) {
       // A score config refused a score: nothing was written; record the run
       // as an error instead.
       f->rejected = true;
       run.state = RunState::kError;
       run.error = "result rejected: " + written.error().message;
-      f->scores.clear();
       return submit_finish(f);
     }
     // Refused (the score writer's queue is full), storage failed, or closing:
