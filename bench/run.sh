@@ -6,7 +6,7 @@
 #                [--no-request-log] [--no-evaluator] [--webhook] [--evaluators N]
 #                [--evaluator-sampling P] [--portkey | --no-portkey] [--no-stream]
 #                [--streams N] [--ttft-requests N] [--soak SECONDS] [--soak-interval S]
-#                [--soak-conns N] [--soak-delay-ms MS]
+#                [--soak-conns N] [--soak-delay-ms MS] [--overload SECONDS]
 #
 #   --duration S          seconds per measured wrk run (default 10)
 #   --quick               1 s runs, no warm-up, few streams: a smoke test, not a measurement
@@ -35,6 +35,10 @@
 #   --soak-interval S     seconds between soak samples (default 10; --quick: 1)
 #   --soak-conns N        soak load: wrk connections (default 8)
 #   --soak-delay-ms MS    soak load: pause before each request per connection (default 4)
+#   --overload SECONDS    also run the overload stage: a fresh arbiter (log + evaluator) under
+#                         wrk -t2 -c64 for SECONDS (30 for the real run), longer than the log's
+#                         queue can absorb; reports records dropped and how long the
+#                         evaluations took to catch up afterwards
 #
 # Environment: ARBITER_BIN, FAKE_UPSTREAM_BIN and STREAM_BENCH_BIN select the binaries; when all
 # are set the script does not build (ctest passes the build's own binaries that way). Otherwise
@@ -68,6 +72,7 @@ soak=0
 soak_interval=""
 soak_conns=8
 soak_delay_ms=4
+overload=0
 
 usage() { sed -n '3,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -92,6 +97,7 @@ while [ $# -gt 0 ]; do
     --soak-interval) soak_interval=${2:?--soak-interval needs a value}; shift 2 ;;
     --soak-conns) soak_conns=${2:?--soak-conns needs a value}; shift 2 ;;
     --soak-delay-ms) soak_delay_ms=${2:?--soak-delay-ms needs a value}; shift 2 ;;
+    --overload) overload=${2:?--overload needs a value}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -107,6 +113,7 @@ for v in "$duration" "$threads" "$upstream_threads" "$streams" "$ttft_requests" 
 done
 [[ "$soak" =~ ^[0-9]+$ ]] || { echo "run.sh: --soak takes a number of seconds" >&2; exit 2; }
 [[ "$soak_delay_ms" =~ ^[0-9]+$ ]] || { echo "run.sh: --soak-delay-ms takes a number" >&2; exit 2; }
+[[ "$overload" =~ ^[0-9]+$ ]] || { echo "run.sh: --overload takes a number of seconds" >&2; exit 2; }
 if [ "$soak" -gt 0 ] && [ "$soak" -lt $((3 * soak_interval)) ]; then
   echo "run.sh: --soak must be at least 3 sample intervals (--soak-interval $soak_interval)" >&2; exit 2
 fi
@@ -254,7 +261,7 @@ ours_ticks() {
   local f
   f=$(cat "/proc/$$/stat"); f=${f##*) }; set -- $f
   echo $(( ${14} + ${15} + $(cpu_ticks "$fake_pid" "$nginx_pid" $nginx_workers "$arbiter_pid" ${arbiter_ev_pid:-} \
-                              ${portkey_pid:-} ${arbiter_soak_pid:-}) ))
+                              ${portkey_pid:-} ${arbiter_overload_pid:-} ${arbiter_soak_pid:-}) ))
 }
 
 # How busy is the machine? The load average lags, so also sample the CPU idle share for 1 s.
@@ -720,6 +727,62 @@ if [ "$stream" = 1 ]; then
   kill -0 "$arbiter_pid" 2>/dev/null || { show_logs; die "arbiter died during the streaming stage"; }
 fi
 
+# ---------------------------------------------------------------- overload
+# A fresh arbiter with the budget's configuration (log + evaluator) under wrk -t2 -c64 for
+# $overload seconds: long enough that the log's bounded queue (storage.queue_capacity, 65,536
+# records) cannot hide a storage thread that falls behind, which the 10 s runs never show. Figures:
+# requests served, records written and dropped (a full queue drops them, and counts), evaluations
+# finished during the load, how long the rest took afterwards, and the CPU per request with them.
+api_metric() {  # api_metric API NAME: the value of an unlabelled metric
+  "$CURL" -sS --max-time 5 "http://$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m && !seen { print $2; seen = 1 }'
+}
+if [ "$overload" -gt 0 ]; then
+  mkdir -p "$tmp/arbiter_overload"
+  { arbiter_yaml arbiter_overload 1 0; evaluator_yaml; } >"$tmp/arbiter_overload/arbiter.yaml"
+  start_arbiter arbiter_overload
+  drain_evaluators ${evaluator_apis[@]+"${evaluator_apis[@]}"}
+  log "overload: ${overload}s at wrk -t2 -c64 against a fresh arbiter (log + evaluator)"
+  f="$tmp/wrk-overload.txt"
+  ol_c0=$(cpu_ticks "$arbiter_overload_pid")
+  if ! BENCH_KEY=$key timeout -k 5 $((overload + 30)) "$WRK" -t2 -c64 -d"${overload}s" --timeout 5s \
+         -s "$here/chat.lua" "http://$arbiter_overload_addr" >"$f" 2>&1; then
+    cat "$f" >&2
+    die "wrk failed in the overload stage"
+  fi
+  check_errors arbiter_overload overload "$f"
+  ol_requests=$(bench_field "$f" requests)
+  ol_rps=$(bench_field "$f" rps)
+  [ -n "$ol_requests" ] && [ -n "$ol_rps" ] || { cat "$f" >&2; die "could not parse wrk output (overload)"; }
+  ol_ev_in_load=$(ev_metric "$arbiter_overload_api" arbiter_evaluator_completed_total)
+  ol_rss_end=$(rss_kib "$arbiter_overload_pid")
+  drain_evaluators "$arbiter_overload_api"
+  ol_drain_s=$drained_after
+  ol_cpu_us=$(awk -v d=$(( $(cpu_ticks "$arbiter_overload_pid") - ol_c0 )) -v hz="$clk_tck" -v n="$ol_requests" \
+                'BEGIN { printf "%.2f", (n > 0 ? d * 1e6 / hz / n : 0) }')
+  read -r ol_ev_matched ol_ev_completed ol_ev_errors ol_ev_deferred <<<"$(ev_counters "$arbiter_overload_api")"
+  ol_pauses=$(api_metric "$arbiter_overload_api" arbiter_evaluator_log_backlog_pauses_total)
+  # The last records may still be in the log's queue (it lingers before a batch): wait until each
+  # request served is written or counted as dropped.
+  ol_deadline=$((SECONDS + 60))
+  while :; do
+    ol_written=$(api_metric "$arbiter_overload_api" arbiter_log_records_written_total)
+    ol_dropped=$(api_metric "$arbiter_overload_api" arbiter_log_records_dropped_total)
+    [ $(( ${ol_written:-0} + ${ol_dropped:-0} )) -ge "$ol_requests" ] && break
+    if [ "$SECONDS" -ge "$ol_deadline" ]; then
+      log "warning: after 60 s the log has written ${ol_written:-?} and dropped ${ol_dropped:-?} of $ol_requests requests"
+      break
+    fi
+    sleep 0.2
+  done
+  ol_rss_peak=$(rss_kib "$arbiter_overload_pid" VmHWM)
+  ol_dropped_pct=$(awk -v d="${ol_dropped:-0}" -v n="$ol_requests" 'BEGIN { printf "%.2f", (n > 0 ? 100 * d / n : 0) }')
+  log "overload: $ol_requests requests ($ol_rps/s); log ${ol_written:-?} written, ${ol_dropped:-?} dropped (${ol_dropped_pct}%); evaluations ${ol_ev_in_load} during the load, ${ol_ev_completed} in all, ${ol_drain_s}s to finish; CPU per request with them ${ol_cpu_us}us"
+  kill -0 "$arbiter_overload_pid" 2>/dev/null || { show_logs; die "arbiter died during the overload stage"; }
+  # Stop it now: the soak that follows gets the machine to itself.
+  kill -TERM "$arbiter_overload_pid" 2>/dev/null || true
+  wait "$arbiter_overload_pid" 2>/dev/null || true
+fi
+
 # ---------------------------------------------------------------- soak
 # A fresh arbiter with the request log, the evaluator and a webhook, under steady paced load
 # (wrk -c$soak_conns with chat.lua's delay() hook) for $soak seconds. Every $soak_interval s:
@@ -926,6 +989,13 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
     echo "arbiter RSS before / all open / after: ${H[rss_before_kib]} / ${H[rss_open_kib]} / ${H[rss_after_kib]} KiB"
     echo "arbiter memory per open stream: ${H[per_stream_kib]} KiB   (budget <= 32 KiB)  $ok_stream_rss"
   fi
+  if [ "$overload" -gt 0 ]; then
+    echo
+    echo "overload: ${overload}s at wrk -t2 -c64, a fresh arbiter with request log and evaluator"
+    echo "  $ol_requests requests ($ol_rps/s); request log ${ol_written:-?} written, ${ol_dropped:-?} dropped (${ol_dropped_pct}% of the requests)"
+    echo "  evaluations: $ol_ev_in_load finished during the load, $ol_ev_completed in all (errors $ol_ev_errors, deferred $ol_ev_deferred), the last ${ol_drain_s}s after it; workers paused for the log ${ol_pauses:-?} times"
+    echo "  CPU per request including its evaluation: ${ol_cpu_us}us; RSS at the end of the load / peak: $ol_rss_end / $ol_rss_peak KiB"
+  fi
   if [ "$soak" -gt 0 ]; then
     echo
     echo "soak: ${soak}s, a fresh arbiter with request log, evaluator and webhook; wrk -t1 -c$soak_conns, ${soak_delay_ms} ms pause per request per connection"
@@ -1030,6 +1100,14 @@ if [ -n "$out" ]; then
       echo "    \"rss_before_kib\": ${H[rss_before_kib]}, \"rss_open_kib\": ${H[rss_open_kib]}, \"rss_after_kib\": ${H[rss_after_kib]}, \"per_stream_kib\": ${H[per_stream_kib]}}},"
     else
       echo "  \"streaming\": null,"
+    fi
+    if [ "$overload" -gt 0 ]; then
+      echo "  \"overload\": {\"seconds\": $overload, \"requests\": $ol_requests, \"rps\": $ol_rps, \"errors\": ${R[arbiter_overload.overload.errors]},"
+      echo "    \"log\": {\"written\": $(num "${ol_written:-}"), \"dropped\": $(num "${ol_dropped:-}"), \"dropped_pct\": $ol_dropped_pct},"
+      echo "    \"evaluator\": {\"completed_during_load\": $ol_ev_in_load, \"matched\": $ol_ev_matched, \"completed\": $ol_ev_completed, \"errors\": $ol_ev_errors, \"deferred\": $ol_ev_deferred, \"log_backlog_pauses\": $(num "${ol_pauses:-}"), \"drain_s\": $ol_drain_s},"
+      echo "    \"cpu_us_per_req_with_evaluations\": $ol_cpu_us, \"rss_end_kib\": $ol_rss_end, \"rss_peak_kib\": $ol_rss_peak},"
+    else
+      echo "  \"overload\": null,"
     fi
     if [ "$soak" -gt 0 ]; then
       echo "  \"soak\": {\"seconds\": $soak, \"interval_s\": $soak_interval, \"warmup_s\": $soak_warmup, \"conns\": $soak_conns, \"delay_ms\": $soak_delay_ms,"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/smoke_test.sh — keeps bench/run.sh from rotting: one --quick run of every stage (1 s wrk
-# runs, no warm-up; 100 TTFT streams per target; 50 held streams; a 6 s soak; Portkey when
-# bench/portkey/node_modules exists), then checks that the JSON holds figures for every stage.
+# runs, no warm-up; 100 TTFT streams per target; 50 held streams; a 2 s overload; a 6 s soak;
+# Portkey when bench/portkey/node_modules exists), then checks that the JSON holds figures for every stage.
 # Registered with ctest as bench_smoke (label bench), which passes ARBITER_BIN,
 # FAKE_UPSTREAM_BIN and STREAM_BENCH_BIN so run.sh uses the build's own binaries and does not
 # build. The figures of a quick run mean nothing; only that each stage ran and measured.
@@ -12,9 +12,9 @@ trap 'rm -f "$out"' EXIT
 
 portkey=0
 [ -d "$here/portkey/node_modules" ] && command -v node >/dev/null && portkey=1
-args=(--quick --evaluators 3 --soak 6 --out "$out")
+args=(--quick --evaluators 3 --overload 2 --soak 6 --out "$out")
 [ "$portkey" = 1 ] && args+=(--portkey) || args+=(--no-portkey)
-timeout -k 5 150 "$here/run.sh" "${args[@]}"
+timeout -k 5 170 "$here/run.sh" "${args[@]}"
 
 python3 - "$out" "$portkey" <<'PY'
 import json, math, sys
@@ -112,6 +112,23 @@ for k in ("rss_kib", "fds_other_than_tables", "threads"):
 for k in ("rss", "fds", "table_fds", "threads", "all"):
     verdict(f"soak.verdict.{k}", (soak.get("verdict") or {}).get(k))
 
+# the overload stage: load served without errors, every record accounted for, evaluations drained
+ol = r.get("overload") or {}
+number("overload.requests", ol.get("requests"), positive=True)
+number("overload.rps", ol.get("rps"), positive=True)
+if ol.get("errors") != 0:
+    bad.append(f"overload.errors = {ol.get('errors')!r}")
+ol_log, ol_ev = ol.get("log") or {}, ol.get("evaluator") or {}
+for k in ("written", "dropped", "dropped_pct"):
+    number(f"overload.log.{k}", ol_log.get(k))
+if all(isinstance(ol_log.get(k), int) for k in ("written", "dropped")) and isinstance(ol.get("requests"), int) \
+        and ol_log["written"] + ol_log["dropped"] < ol["requests"]:
+    bad.append(f"overload.log: {ol_log['written']} written + {ol_log['dropped']} dropped < {ol['requests']} requests")
+for k in ("completed_during_load", "completed", "log_backlog_pauses", "drain_s"):
+    number(f"overload.evaluator.{k}", ol_ev.get(k))
+number("overload.evaluator.completed", ol_ev.get("completed"), positive=True)
+number("overload.cpu_us_per_req_with_evaluations", ol.get("cpu_us_per_req_with_evaluations"), positive=True)
+
 budget = r.get("budget") or {}
 for k in ("throughput", "added_p50", "added_p99", "idle_rss", "added_ttft_p99_new_conn",
           "added_ttft_p99_keepalive", "per_stream_rss", "soak_no_growth"):
@@ -121,5 +138,5 @@ if r.get("failures") != 0:
 if bad:
     print("bench smoke test FAILED:\n  " + "\n  ".join(bad), file=sys.stderr)
     sys.exit(1)
-print("bench smoke test: OK (stages: proxy, streaming, soak%s)" % (", portkey" if portkey else ""))
+print("bench smoke test: OK (stages: proxy, streaming, overload, soak%s)" % (", portkey" if portkey else ""))
 PY
