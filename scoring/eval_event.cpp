@@ -97,9 +97,9 @@ json build_eval_event(const RequestRecord& r, bool with_inputs) {
   json event = json::object();
   event["inputs"] = with_inputs ? parse_body(r.request_body, json::object()) : json::object();
   json outputs = json::object();
-  const json raw = parse_body(r.response_body, nullptr);
+  json raw = parse_body(r.response_body, nullptr);
   fill_outputs(raw, outputs);
-  outputs["raw"] = raw;
+  outputs["raw"] = std::move(raw);  // not a copy: the parsed response is the event's largest part
   event["outputs"] = std::move(outputs);
   event["feedback"] = r.feedback.is_object() ? r.feedback : json::object();
   json props = json::object();

@@ -386,7 +386,8 @@ void EvaluatorRuntime::on_records(const Store::Lease& db, std::span<const Reques
         continue;
       }
       if (!handed) handed = hand_off(*r);
-      staged_.runs.push_back(Task{r->project, r->request_id, i, /*skip_waiting=*/false, handed});
+      staged_.runs.push_back(Task{r->project, r->request_id, i, /*skip_waiting=*/false, handed,
+                                  /*fresh_created_us=*/r->new_id ? now : 0});
       ++staged_.reserved;
     }
   }
@@ -510,6 +511,12 @@ std::shared_ptr<const RequestRecord> EvaluatorRuntime::hand_off(const RequestRec
                                                 delete r;
                                                 counter->fetch_sub(bytes, std::memory_order_relaxed);
                                               });
+}
+
+bool EvaluatorRuntime::recheck_requested(const std::string& key) const {
+  std::lock_guard lk(mu_);
+  auto it = active_.find(key);
+  return it == active_.end() || it->second;
 }
 
 void EvaluatorRuntime::finish_active(const std::string& key) {
@@ -671,9 +678,16 @@ void EvaluatorRuntime::process(const Task& task) {
   // was scheduled; a second look (the run was re-checked) reads storage.
   std::shared_ptr<const RequestRecord> handed = task.record;
   for (;; handed.reset()) {
-    auto stored = log_.with_store([&](Store& store) {
-      return read_run(store, task.project, task.request_id, ev.options.name);
-    });
+    // A fresh run's first look: its record was committed with its 'P' marker
+    // and no earlier record can have its id, so storage holds that marker and
+    // no 'R' entry, unless something asked for a re-check meanwhile (feedback,
+    // a stored manual run): then read, as for any other run.
+    const bool fresh = handed && task.fresh_created_us != 0 && !recheck_requested(key);
+    auto stored = fresh ? Expected<std::optional<EvalRun>>(std::optional<EvalRun>(pending_run(
+                              task.project, task.request_id, ev.options.name, task.fresh_created_us)))
+                        : log_.with_store([&](Store& store) {
+                            return read_run(store, task.project, task.request_id, ev.options.name);
+                          });
     if (!stored.ok()) {
       // Left in storage as it is; resumed at the next start.
       if (stored.error().code != ErrorCode::kUnavailable) note_error(ev, stored.error().message);
@@ -1104,6 +1118,14 @@ Expected<json> EvaluatorRuntime::run_now(std::string_view project, std::string_v
   run.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
   run.finished_us = now_us();
   if (store) {
+    {
+      // An automatic run of this request queued meanwhile must read what
+      // this one stores (finished: nothing left to do), not assume it fresh.
+      std::lock_guard lk(mu_);
+      if (auto it = active_.find(run_keys::run(project, request_id, ev.options.name)); it != active_.end()) {
+        it->second = true;
+      }
+    }
     if (!result.ok) run.error = result.error;
     if (!finish_run(ev, run, &result)) return storage_error("the run's scores could not be stored");
     json out = to_json(run);

@@ -237,6 +237,11 @@ class EvaluatorRuntime final : public WriteListener {
     // look uses it instead of reading the record back. Shared by the
     // record's runs; never mutated.
     std::shared_ptr<const RequestRecord> record;
+    // Scheduled by records_written for a record whose id the gateway made
+    // (RequestRecord::new_id): the created_us its 'P' marker holds. Until
+    // someone asks for a re-check, such a run's first look knows what
+    // read_run would find (pending since then) and skips those two reads.
+    std::int64_t fresh_created_us = 0;
   };
   // A task that waits (a retry, a backoff) reads its record back when it
   // runs: it does not hold the handed-off copy meanwhile. Call with mu_ held.
@@ -261,6 +266,8 @@ class EvaluatorRuntime final : public WriteListener {
   // retried runs were admitted before).
   bool enqueue(Task task, bool force, bool recheck_active = true);
   void finish_active(const std::string& key);
+  // True when a re-check of this active run was asked for (or it is not active).
+  bool recheck_requested(const std::string& key) const;
   void retry_later(const Task& task);
   // A copy of the record for the runs scheduled with it, or null when it is
   // larger than the per-record cap or the budget (evaluator_runtime.cpp) is spent.

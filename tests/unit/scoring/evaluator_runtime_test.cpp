@@ -105,6 +105,28 @@ plugins::EvalResult length_of_content(const json& event) {
   return ok_score("length", static_cast<double>(event["outputs"]["content"].get<std::string>().size()));
 }
 
+// Holds evaluations until released: a test kind waits on `cv` under `mu`
+// for `open`, and may record what it saw under the same mutex.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  void release() {
+    {
+      std::lock_guard lk(mu);
+      open = true;
+    }
+    cv.notify_all();
+  }
+};
+
+// Feedback posting a ground truth.
+Feedback ground_truth(std::string value) {
+  Feedback f;
+  f.fields = {{"ground_truth", std::move(value)}};
+  return f;
+}
+
 EvaluatorOptions evaluator(std::string name, std::string kind = "test") {
   EvaluatorOptions o;
   o.name = std::move(name);
@@ -639,9 +661,8 @@ TEST(EvaluatorRuntime, WaitsForNeededFieldsThenRuns) {
   ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(1), other).ok());
   ASSERT_TRUE(f.runtime->wait_idle(10s));
   EXPECT_EQ(f.run(id_of(1), "exact")->state, RunState::kWaiting);
-  Feedback truth;
+  Feedback truth = ground_truth("Paris");
   truth.rating = true;
-  truth.fields = {{"ground_truth", "Paris"}};
   ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(1), truth).ok());
   ASSERT_TRUE(f.await_state(id_of(1), "exact", RunState::kCompleted));
   EXPECT_EQ(f.run(id_of(1), "exact")->scores[0]["value"], true);
@@ -655,39 +676,32 @@ TEST(EvaluatorRuntime, HandedOffRecordsSeePostedFeedbackAndLargeOnesAreReadBack)
   Fixture f;
   auto ev = evaluator("see");
   ev.concurrency = 1;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool gate_open = false;
+  Gate gate;
   std::map<std::string, json> events;  // by request id
   f.kinds["see"] = [&](const json& e) {
-    std::unique_lock lk(mu);
+    std::unique_lock lk(gate.mu);
     events[e["request_id"].get<std::string>()] = e;
-    cv.notify_all();
-    cv.wait(lk, [&] { return gate_open; });  // the first run holds the only slot
+    gate.cv.notify_all();
+    gate.cv.wait(lk, [&] { return gate.open; });  // the first run holds the only slot
     return ok_score("see", 1);
   };
   f.open({ev}, /*capacity=*/100, /*workers=*/1);
   f.submit(chat_record(1));
   {
-    std::unique_lock lk(mu);
-    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return events.count(id_of(1)) == 1; }));
+    std::unique_lock lk(gate.mu);
+    ASSERT_TRUE(gate.cv.wait_for(lk, 10s, [&] { return events.count(id_of(1)) == 1; }));
   }
   // Queued behind it, with their records: one ordinary, one past the cap.
   f.submit(chat_record(2, "Lyon"));
   f.submit(chat_record(3, std::string(300 * 1024, 'x')));
-  Feedback truth;
+  Feedback truth = ground_truth("Paris");
   truth.rating = true;
-  truth.fields = {{"ground_truth", "Paris"}};
   ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(2), truth).ok());
   ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(3), truth).ok());
-  {
-    std::lock_guard lk(mu);
-    gate_open = true;
-  }
-  cv.notify_all();
+  gate.release();
   ASSERT_TRUE(f.runtime->wait_idle(10s));
 
-  std::lock_guard lk(mu);
+  std::lock_guard lk(gate.mu);
   ASSERT_EQ(events.size(), 3u);
   for (int i : {2, 3}) {
     const json& e = events[id_of(i)];
@@ -700,6 +714,61 @@ TEST(EvaluatorRuntime, HandedOffRecordsSeePostedFeedbackAndLargeOnesAreReadBack)
   EXPECT_EQ(events[id_of(2)]["outputs"]["content"], "Lyon");
   EXPECT_EQ(events[id_of(3)]["outputs"]["content"].get<std::string>().size(), 300u * 1024);
   EXPECT_EQ(f.runtime->counters("see").completed, 3u);
+}
+
+// A run of an id the gateway made skips reading its run entry on its first
+// look (it can only be pending). A manual run stored while it waits in the
+// queue must still count as the run; posted feedback must still reach it.
+TEST(EvaluatorRuntime, FreshRunsOfGatewayIdsSeeStoredManualRunsAndPostedFeedback) {
+  Fixture f;
+  auto ev = evaluator("count");
+  ev.concurrency = 1;
+  Gate gate;
+  std::map<std::string, int> calls;    // evaluations, by request id
+  std::map<std::string, json> events;  // the last event, by request id
+  f.kinds["count"] = [&](const json& e) {
+    const std::string id = e["request_id"].get<std::string>();
+    std::unique_lock lk(gate.mu);
+    const int n = ++calls[id];
+    events[id] = e;
+    gate.cv.notify_all();
+    if (id == id_of(1)) gate.cv.wait(lk, [&] { return gate.open; });  // holds the only slot
+    return ok_score("count", n);
+  };
+  f.open({ev}, /*capacity=*/100, /*workers=*/1);
+  f.submit(chat_record(1));
+  {
+    std::unique_lock lk(gate.mu);
+    ASSERT_TRUE(gate.cv.wait_for(lk, 10s, [&] { return calls[id_of(1)] == 1; }));
+  }
+  // Queued behind it with their records, ids made by the gateway.
+  for (int i : {2, 3}) {
+    RequestRecord r = chat_record(i);
+    r.new_id = true;
+    f.submit(std::move(r));
+  }
+  auto manual = f.runtime->run_now("alpha", "count", id_of(2), /*store=*/true);
+  ASSERT_TRUE(manual.ok()) << manual.error().message;
+  EXPECT_EQ((*manual)["stored"], true);
+  ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(3), ground_truth("Paris")).ok());
+  gate.release();
+  ASSERT_TRUE(f.runtime->wait_idle(10s));
+
+  std::lock_guard lk(gate.mu);
+  EXPECT_EQ(calls[id_of(2)], 1);  // the manual run only: the queued run found it finished
+  EXPECT_EQ(calls[id_of(3)], 1);
+  EXPECT_EQ(events[id_of(3)]["feedback"]["ground_truth"], "Paris");
+  auto run2 = f.run(id_of(2), "count");
+  ASSERT_TRUE(run2);
+  EXPECT_TRUE(run2->manual);
+  EXPECT_EQ(run2->state, RunState::kCompleted);
+  auto run3 = f.run(id_of(3), "count");
+  ASSERT_TRUE(run3);
+  EXPECT_FALSE(run3->manual);
+  EXPECT_EQ(run3->state, RunState::kCompleted);
+  EXPECT_EQ(run3->attempts, 1u);
+  EXPECT_EQ(f.scores_by_name(id_of(2))["count"].value, 1.0);
+  EXPECT_EQ(f.runtime->counters("count").completed, 2u);  // 1 and 3; manual runs are not counted
 }
 
 TEST(EvaluatorRuntime, RetriesTransientFailuresThenSucceeds) {
@@ -1011,9 +1080,8 @@ TEST(EvaluatorRuntime, UnfinishedRunsResumeAfterARestart) {
   f.close();
   f.open({evaluator("length"), waits});
   ASSERT_TRUE(f.runtime->wait_idle(10s));
-  Feedback truth;
+  Feedback truth = ground_truth("x");
   truth.rating = false;
-  truth.fields = {{"ground_truth", "x"}};
   ASSERT_TRUE(f.scores->submit_feedback("alpha", id_of(3), truth).ok());
   ASSERT_TRUE(f.await_state(id_of(3), "waits", RunState::kCompleted));
 }
