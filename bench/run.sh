@@ -35,7 +35,8 @@
 #   --soak-interval S     seconds between soak samples (default 10; --quick: 1)
 #   --soak-conns N        soak load: wrk connections (default 8)
 #   --soak-delay-ms MS    soak load: pause before each request per connection (default 4)
-#   --overload SECONDS    also run the overload stage: a fresh arbiter (log + evaluator) under
+#   --overload SECONDS    also run the overload stage: a fresh arbiter (log + evaluator, and the
+#                         webhook with --webhook) under
 #                         wrk -t2 -c64 for SECONDS (30 for the real run), longer than the log's
 #                         queue can absorb; reports records dropped and how long the
 #                         evaluations took to catch up afterwards
@@ -738,10 +739,10 @@ api_metric() {  # api_metric API NAME: the value of an unlabelled metric
 }
 if [ "$overload" -gt 0 ]; then
   mkdir -p "$tmp/arbiter_overload"
-  { arbiter_yaml arbiter_overload 1 0; evaluator_yaml; } >"$tmp/arbiter_overload/arbiter.yaml"
+  { arbiter_yaml arbiter_overload 1 "$webhook"; evaluator_yaml; } >"$tmp/arbiter_overload/arbiter.yaml"
   start_arbiter arbiter_overload
   drain_evaluators ${evaluator_apis[@]+"${evaluator_apis[@]}"}
-  log "overload: ${overload}s at wrk -t2 -c64 against a fresh arbiter (log + evaluator)"
+  log "overload: ${overload}s at wrk -t2 -c64 against a fresh arbiter (log + evaluator$([ "$webhook" = 1 ] && echo " + webhook"))"
   f="$tmp/wrk-overload.txt"
   ol_c0=$(cpu_ticks "$arbiter_overload_pid")
   if ! BENCH_KEY=$key timeout -k 5 $((overload + 30)) "$WRK" -t2 -c64 -d"${overload}s" --timeout 5s \
@@ -991,7 +992,7 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
   fi
   if [ "$overload" -gt 0 ]; then
     echo
-    echo "overload: ${overload}s at wrk -t2 -c64, a fresh arbiter with request log and evaluator"
+    echo "overload: ${overload}s at wrk -t2 -c64, a fresh arbiter with request log and evaluator$([ "$webhook" = 1 ] && echo " and webhook")"
     echo "  $ol_requests requests ($ol_rps/s); request log ${ol_written:-?} written, ${ol_dropped:-?} dropped (${ol_dropped_pct}% of the requests)"
     echo "  evaluations: $ol_ev_in_load finished during the load, $ol_ev_completed in all (errors $ol_ev_errors, deferred $ol_ev_deferred), the last ${ol_drain_s}s after it; workers paused for the log ${ol_pauses:-?} times"
     echo "  CPU per request including its evaluation: ${ol_cpu_us}us; RSS at the end of the load / peak: $ol_rss_end / $ol_rss_peak KiB"
