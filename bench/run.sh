@@ -812,14 +812,17 @@ if [ "$soak" -gt 0 ]; then
     "$WRK" -t1 -c"$soak_conns" -d"$((soak + soak_interval))s" --timeout 5s -s "$here/chat.lua" \
     "http://$arbiter_soak_addr" >"$f" 2>&1 &
   soak_wrk=$!; pids+=("$soak_wrk")
-  soak_sample() {  # "t rss_kib fds threads requests table_fds"
-    local fds tables threads reqs
+  soak_sample() {  # "t rss_kib fds threads requests table_fds rocksdb_kib"
+    local fds tables threads metrics reqs rocksdb
     fds=$(find "/proc/$arbiter_soak_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
     tables=$(find "/proc/$arbiter_soak_pid/fd" -mindepth 1 -maxdepth 1 -lname '*.sst' 2>/dev/null | wc -l)
     threads=$(awk '$1 == "Threads:" { print $2 }' "/proc/$arbiter_soak_pid/status" 2>/dev/null)
-    reqs=$("$CURL" -sS --max-time 5 "http://$arbiter_soak_api/metrics" 2>/dev/null |
-           awk '$1 == "arbiter_proxy_requests_total" && !seen { print $2; seen = 1 }')
-    echo "$1 $(rss_kib "$arbiter_soak_pid") $fds ${threads:-0} ${reqs:-0} $tables"
+    metrics=$("$CURL" -sS --max-time 5 "http://$arbiter_soak_api/metrics" 2>/dev/null || true)
+    reqs=$(awk '$1 == "arbiter_proxy_requests_total" && !seen { print $2; seen = 1 }' <<<"$metrics")
+    # RocksDB's own memory (memtables, table readers, block cache), each bounded by a setting
+    rocksdb=$(awk '$1 == "arbiter_storage_memtable_bytes" || $1 == "arbiter_storage_table_readers_bytes" ||
+                   $1 == "arbiter_storage_block_cache_bytes" { s += $2 } END { printf "%d", s / 1024 }' <<<"$metrics")
+    echo "$1 $(rss_kib "$arbiter_soak_pid") $fds ${threads:-0} ${reqs:-0} $tables ${rocksdb:-0}"
   }
   soak_start=${EPOCHREALTIME/[.,]/}
   for ((k = 0; k * soak_interval <= soak; k++)); do
@@ -829,7 +832,7 @@ if [ "$soak" -gt 0 ]; then
     [ "$wait_us" -gt 0 ] && sleep "$(awk -v u="$wait_us" 'BEGIN { printf "%.3f", u / 1e6 }')"
     kill -0 "$arbiter_soak_pid" 2>/dev/null || { show_logs; die "arbiter died during the soak"; }
     soak_series+=("$(soak_sample $((k * soak_interval)))")
-    log "soak: t=${soak_series[-1]%% *}s $(echo "${soak_series[-1]}" | awk '{ printf "RSS %.1f MiB, %d fds (%d table files), %d threads, %d requests", $2 / 1024, $3, $6, $4, $5 }')"
+    log "soak: t=${soak_series[-1]%% *}s $(echo "${soak_series[-1]}" | awk '{ printf "RSS %.1f MiB (RocksDB %.1f), %d fds (%d table files), %d threads, %d requests", $2 / 1024, $7 / 1024, $3, $6, $4, $5 }')"
   done
   wait "$soak_wrk" || { cat "$f" >&2; die "wrk failed during the soak"; }
   check_errors arbiter_soak soak "$f"
@@ -846,12 +849,12 @@ if [ "$soak" -gt 0 ]; then
   # baseline: the samples of the window starting at the warm-up; end: those of the window
   # closing at the last sample; each figure is the window's median, column by column.
   soak_window=$(( (soak - soak_warmup) / 2 )); [ "$soak_window" -gt 60 ] && soak_window=60
-  soak_median() {  # FROM TO: "FROM rss fds threads requests tables N", medians of the N samples with FROM <= t <= TO
+  soak_median() {  # FROM TO: "FROM rss fds threads requests tables rocksdb N", medians of the N samples with FROM <= t <= TO
     printf '%s\n' "${soak_series[@]}" | awk -v lo="$1" -v hi="$2" '
-      $1 >= lo && $1 <= hi { n++; for (c = 1; c <= 6; c++) v[c, n] = $c }
+      $1 >= lo && $1 <= hi { n++; for (c = 1; c <= 7; c++) v[c, n] = $c }
       END {
         if (n == 0) exit 1
-        for (c = 1; c <= 6; c++) {
+        for (c = 1; c <= 7; c++) {
           for (i = 2; i <= n; i++) {  # insertion sort of column c
             x = v[c, i]; for (j = i - 1; j >= 1 && v[c, j] > x; j--) v[c, j + 1] = v[c, j]; v[c, j + 1] = x
           }
@@ -865,8 +868,8 @@ if [ "$soak" -gt 0 ]; then
   se_from=$((soak - soak_window + 1)); se_to=$soak
   soak_base=$(soak_median "$sb_from" "$sb_to") || soak_base="${soak_series[0]} 1"
   soak_end=$(soak_median "$se_from" "$se_to") || soak_end="${soak_series[-1]} 1"
-  read -r sb_t sb_rss sb_fds sb_thr sb_req sb_tab soak_base_n <<<"$soak_base"
-  read -r se_t se_rss se_fds se_thr se_req se_tab soak_end_n <<<"$soak_end"
+  read -r sb_t sb_rss sb_fds sb_thr sb_req sb_tab sb_rdb soak_base_n <<<"$soak_base"
+  read -r se_t se_rss se_fds se_thr se_req se_tab se_rdb soak_end_n <<<"$soak_end"
   soak_rss_growth=$((se_rss - sb_rss)); soak_thr_growth=$((se_thr - sb_thr))
   sb_other=$((sb_fds - sb_tab)); se_other=$((se_fds - se_tab)); soak_fd_growth=$((se_other - sb_other))
   soak_rss_limit=$(awk -v b="$sb_rss" 'BEGIN { l = b * 0.05; if (l < 4096) l = 4096; printf "%d", l }')
@@ -1001,12 +1004,13 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
     echo
     echo "soak: ${soak}s, a fresh arbiter with request log, evaluator and webhook; wrk -t1 -c$soak_conns, ${soak_delay_ms} ms pause per request per connection"
     echo "      $soak_requests requests ($soak_rps/s); evaluator runs matched $soak_ev_matched, completed $soak_ev_completed, errors $soak_ev_errors (deferred $soak_ev_deferred); webhook ${soak_wh_enqueued:-?} enqueued, ${soak_wh_delivered:-?} delivered; log ${soak_log_written:-?} written, ${soak_log_dropped:-?} dropped"
-    printf '  %6s %10s %6s %7s %8s %10s\n' 't s' 'RSS MiB' fds tables threads requests
+    printf '  %6s %10s %12s %6s %7s %8s %10s\n' 't s' 'RSS MiB' 'RocksDB MiB' fds tables threads requests
     for row in "${soak_series[@]}"; do
-      echo "$row" | awk '{ printf "  %6d %10.1f %6d %7d %8d %10d\n", $1, $2 / 1024, $3, $6, $4, $5 }'
+      echo "$row" | awk '{ printf "  %6d %10.1f %12.1f %6d %7d %8d %10d\n", $1, $2 / 1024, $7 / 1024, $3, $6, $4, $5 }'
     done
     echo "baseline (median of $soak_base_n samples, t=${sb_from}-${sb_to}s, after the ${soak_warmup}s warm-up) -> end (median of $soak_end_n samples, t=${se_from}-${se_to}s):"
     echo "  RSS     $(calc %.1f "$sb_rss / 1024") -> $(calc %.1f "$se_rss / 1024") MiB, growth $(calc %.1f "$soak_rss_growth / 1024") MiB   (allowed <= max(5 %, 4 MiB) = $(calc %.1f "$soak_rss_limit / 1024") MiB)  $ok_soak_rss"
+    echo "          of which RocksDB's memtables, table readers and block cache $(calc %.1f "$sb_rdb / 1024") -> $(calc %.1f "$se_rdb / 1024") MiB, RSS besides them $(calc %.1f "($sb_rss - $sb_rdb) / 1024") -> $(calc %.1f "($se_rss - $se_rdb) / 1024") MiB (not part of the verdict)"
     echo "  fds other than table files $sb_other -> $se_other, growth $soak_fd_growth   (allowed <= max(5 %, 4) = $soak_fd_limit)  $ok_soak_fds"
     echo "  table files open $sb_tab -> $se_tab, at most $soak_tab_max   (allowed <= max_open_files $soak_table_fd_cap)  $ok_soak_tab"
     echo "  threads $sb_thr -> $se_thr, growth $soak_thr_growth   (allowed 0)  $ok_soak_thr"
@@ -1121,11 +1125,11 @@ if [ -n "$out" ]; then
       for row in "${soak_series[@]}"; do
         [ "$first_r" = 1 ] || printf ', '
         first_r=0
-        echo "$row" | awk '{ printf "{\"t_s\": %d, \"rss_kib\": %d, \"fds\": %d, \"table_fds\": %d, \"threads\": %d, \"requests\": %d}", $1, $2, $3, $6, $4, $5 }'
+        echo "$row" | awk '{ printf "{\"t_s\": %d, \"rss_kib\": %d, \"rocksdb_kib\": %d, \"fds\": %d, \"table_fds\": %d, \"threads\": %d, \"requests\": %d}", $1, $2, $7, $3, $6, $4, $5 }'
       done
       echo "],"
-      echo "    \"baseline\": {\"t_s\": $sb_from, \"window_s\": [$sb_from, $sb_to], \"samples\": $soak_base_n, \"rss_kib\": $sb_rss, \"fds\": $sb_fds, \"table_fds\": $sb_tab, \"threads\": $sb_thr},"
-      echo "    \"end\": {\"t_s\": $se_from, \"window_s\": [$se_from, $se_to], \"samples\": $soak_end_n, \"rss_kib\": $se_rss, \"fds\": $se_fds, \"table_fds\": $se_tab, \"threads\": $se_thr},"
+      echo "    \"baseline\": {\"t_s\": $sb_from, \"window_s\": [$sb_from, $sb_to], \"samples\": $soak_base_n, \"rss_kib\": $sb_rss, \"rocksdb_kib\": $sb_rdb, \"fds\": $sb_fds, \"table_fds\": $sb_tab, \"threads\": $sb_thr},"
+      echo "    \"end\": {\"t_s\": $se_from, \"window_s\": [$se_from, $se_to], \"samples\": $soak_end_n, \"rss_kib\": $se_rss, \"rocksdb_kib\": $se_rdb, \"fds\": $se_fds, \"table_fds\": $se_tab, \"threads\": $se_thr},"
       echo "    \"growth\": {\"rss_kib\": $soak_rss_growth, \"fds_other_than_tables\": $soak_fd_growth, \"threads\": $soak_thr_growth},"
       echo "    \"allowed\": {\"rss_kib\": $soak_rss_limit, \"fds_other_than_tables\": $soak_fd_limit, \"table_fds\": $soak_table_fd_cap, \"threads\": 0},"
       echo "    \"verdict\": {\"rss\": \"$ok_soak_rss\", \"fds\": \"$ok_soak_fds\", \"table_fds\": \"$ok_soak_tab\", \"threads\": \"$ok_soak_thr\", \"all\": \"$ok_soak\"}},"

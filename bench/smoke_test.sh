@@ -99,12 +99,14 @@ series = soak.get("series") or []
 if len(series) < 3:
     bad.append(f"soak.series has {len(series)} samples")
 for i, row in enumerate(series):
-    for k in ("t_s", "rss_kib", "fds", "table_fds", "threads", "requests"):
+    for k in ("t_s", "rss_kib", "rocksdb_kib", "fds", "table_fds", "threads", "requests"):
         number(f"soak.series[{i}].{k}", row.get(k))
     for k in ("rss_kib", "fds", "threads"):
         if isinstance(row.get(k), int) and row[k] <= 0:
             bad.append(f"soak.series[{i}].{k} = {row[k]} (no process?)")
 number("soak.requests", soak.get("requests"), positive=True)
+if series:  # the metrics were read: RocksDB holds the soak's records in its memtables at least
+    number("soak.series[-1].rocksdb_kib", series[-1].get("rocksdb_kib"), positive=True)
 if soak.get("errors") != 0:
     bad.append(f"soak.errors = {soak.get('errors')!r}")
 for k in ("rss_kib", "fds_other_than_tables", "threads"):

@@ -54,6 +54,15 @@ std::string log_metrics(const scoring::RequestLog& log) {
   add("arbiter_log_batches_total", "counter", "Storage write batches.", c.batches);
   add("arbiter_log_queue_depth", "gauge", "Records waiting for the storage thread.", c.queue_depth);
   add("arbiter_log_retention_deleted_total", "counter", "Records removed by retention.", c.retention_deleted);
+  auto memory = log.with_store([](scoring::Store& store) { return store.memory_usage(); });
+  if (memory.ok()) {
+    add("arbiter_storage_memtable_bytes", "gauge", "RocksDB memtables (active and immutable), all column families.",
+        memory->memtables);
+    add("arbiter_storage_table_readers_bytes", "gauge",
+        "RocksDB's open table files' readers, outside the block cache (bounded by their count).",
+        memory->table_readers);
+    add("arbiter_storage_block_cache_bytes", "gauge", "RocksDB's block cache in use.", memory->block_cache);
+  }
   return out;
 }
 

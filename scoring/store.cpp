@@ -556,6 +556,19 @@ Expected<void> Store::write(std::span<const RequestRecord* const> records, bool 
   return write_batch(db, batch, sync);
 }
 
+Expected<Store::MemoryUsage> Store::memory_usage() const {
+  auto lease = this->lease();
+  if (!lease.ok()) return std::move(lease).error();
+  rocksdb::DB& db = lease->db();
+  MemoryUsage m;
+  std::uint64_t v = 0;
+  if (db.GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) m.memtables = v;
+  if (db.GetAggregatedIntProperty(rocksdb::DB::Properties::kEstimateTableReadersMem, &v)) m.table_readers = v;
+  // One cache shared by every column family: read it once, not summed.
+  if (db.GetIntProperty(rocksdb::DB::Properties::kBlockCacheUsage, &v)) m.block_cache = v;
+  return m;
+}
+
 Expected<void> Store::commit(const Lease& lease, rocksdb::WriteBatch& batch, bool sync) {
   if (!lease) return unavailable("storage is closed");
   if (broken()) return broken_error();

@@ -215,6 +215,16 @@ class Store {
   // Successful reopens since open().
   std::uint64_t reopens() const { return reopens_.load(std::memory_order_relaxed); }
 
+  // RocksDB's own account of the memory it holds (DB properties): a large
+  // part of the process's resident memory, each bounded by a StoreOptions
+  // setting.
+  struct MemoryUsage {
+    std::uint64_t memtables = 0;      // active and immutable memtables, all column families
+    std::uint64_t table_readers = 0;  // open table files' readers, outside the block cache (max_open_files)
+    std::uint64_t block_cache = 0;    // the shared block cache in use, pinned blocks included
+  };
+  Expected<MemoryUsage> memory_usage() const;
+
   // nullopt when there is no record with this id in this project (another
   // project's ids are invisible). Bodies are read only when include_bodies.
   // `snapshot` (optional) must come from db().

@@ -282,6 +282,16 @@ TEST(RequestLog, KeepsEveryWrittenRecordAcrossSigkill) {
   for (const auto& id : ids) EXPECT_EQ(get_record(h, id).first, 200) << id;
 }
 
+TEST(RequestLog, MetricsReportRocksDbMemory) {
+  GatewayHarness h;
+  for (int i = 0; i < 5; ++i) call(h);
+  ASSERT_TRUE(wait_until([&] { return h.metric("arbiter_log_records_written_total") >= 5; }, 10s));
+  EXPECT_GT(h.metric("arbiter_storage_memtable_bytes"), 0);
+  // Present (-1 means absent); zero is fine before the first flush.
+  EXPECT_GE(h.metric("arbiter_storage_table_readers_bytes"), 0);
+  EXPECT_GE(h.metric("arbiter_storage_block_cache_bytes"), 0);
+}
+
 TEST(RequestLog, StrictDurabilityLosesNothingTheClientSawComplete) {
   GatewayHarness h({.storage_extra = "  durability: strict\n"});
   std::vector<std::string> ids;

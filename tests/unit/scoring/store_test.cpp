@@ -276,6 +276,42 @@ TEST(Store, TableFilesStayOpenWhileFewerThanTheCap) {
                               << live.size() << " table files in all";
 }
 
+// RocksDB's own memory, as /metrics reports it: memtables while records wait
+// in them, table readers once they are flushed, cached blocks once read.
+TEST(Store, ReportsRocksDbMemory) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  auto empty = store->memory_usage();
+  ASSERT_TRUE(empty.ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i) {
+    ids.push_back(random_uuid());
+    RequestRecord r = make_record("alpha", ids.back(), 1'700'000'000'000'000 + i);
+    r.response_body = std::string(512, 'x');
+    ASSERT_TRUE(write_one(*store, r).ok());
+  }
+  auto written = store->memory_usage();
+  ASSERT_TRUE(written.ok());
+  EXPECT_GT(written->memtables, empty->memtables);
+  EXPECT_EQ(written->table_readers, 0u);  // nothing flushed yet
+
+  {
+    const auto db = *store->lease();
+    for (std::size_t i = 0; i < static_cast<std::size_t>(ColumnFamily::kCount); ++i) {
+      ASSERT_TRUE(db.db().Flush(rocksdb::FlushOptions(), db.cf(static_cast<ColumnFamily>(i))).ok());
+    }
+  }
+  for (const auto& id : ids) ASSERT_TRUE(store->get("alpha", id, /*include_bodies=*/true).ok());
+  auto flushed = store->memory_usage();
+  ASSERT_TRUE(flushed.ok());
+  EXPECT_GT(flushed->table_readers, 0u);
+  EXPECT_GT(flushed->block_cache, 0u);
+  EXPECT_LT(flushed->memtables, written->memtables);
+
+  ASSERT_TRUE(store->close().ok());
+  EXPECT_EQ(store->memory_usage().error().code, ErrorCode::kUnavailable);
+}
+
 // Time-ordered index keys are inserted with a hint: RocksDB keeps the
 // memtable position of the last insert per prefix, so the prefix must be
 // exactly the part of the key before the timestamp (else every insert would
