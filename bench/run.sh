@@ -608,6 +608,10 @@ for t in "${targets[@]}"; do run_wrk "$t" c64 2 64 "$duration"; done
 log "latency: wrk -t1 -c1 -d${duration}s"
 for t in "${targets[@]}"; do run_wrk "$t" c1 1 1 "$duration"; done
 
+# api_metric API NAME: the value of one metric line (NAME with its labels, if any) of an arbiter.
+api_metric() {
+  "$CURL" -sS --max-time 5 "http://$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m && !seen { print $2; seen = 1 }'
+}
 # The evaluators' own figures: how many runs completed, failed or found the queue full.
 ev_metric() {  # ev_metric API NAME: sum of an arbiter_evaluator_* counter over all evaluators
   "$CURL" -sS --max-time 5 "http://$1/metrics" 2>/dev/null |
@@ -635,8 +639,7 @@ fi
 
 arbiter_rss_after=$(rss_kib "$arbiter_pid")
 # Webhook counters once the runs are over (deliveries may still be draining).
-metric() { "$CURL" -sS --max-time 5 "http://$arbiter_api/metrics" 2>/dev/null |
-           awk -v m="$1" '$1 == m && !seen { print $2; seen = 1 }'; }
+metric() { api_metric "$arbiter_api" "$1"; }
 if [ "$webhook" = 1 ]; then
   wh_enqueued=$(metric 'arbiter_webhook_enqueued_total{webhook="bench"}')
   wh_delivered=$(metric 'arbiter_webhook_delivered_total{webhook="bench"}')
@@ -734,9 +737,6 @@ fi
 # records) cannot hide a storage thread that falls behind, which the 10 s runs never show. Figures:
 # requests served, records written and dropped (a full queue drops them, and counts), evaluations
 # finished during the load, how long the rest took afterwards, and the CPU per request with them.
-api_metric() {  # api_metric API NAME: the value of an unlabelled metric
-  "$CURL" -sS --max-time 5 "http://$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m && !seen { print $2; seen = 1 }'
-}
 if [ "$overload" -gt 0 ]; then
   mkdir -p "$tmp/arbiter_overload"
   { arbiter_yaml arbiter_overload 1 "$webhook"; evaluator_yaml; } >"$tmp/arbiter_overload/arbiter.yaml"
@@ -840,8 +840,7 @@ if [ "$soak" -gt 0 ]; then
   soak_rps=$(bench_field "$f" rps)
   drain_evaluators "$arbiter_soak_api"
   read -r soak_ev_matched soak_ev_completed soak_ev_errors soak_ev_deferred <<<"$(ev_counters "$arbiter_soak_api")"
-  soak_metric() { "$CURL" -sS --max-time 5 "http://$arbiter_soak_api/metrics" 2>/dev/null |
-                  awk -v m="$1" '$1 == m && !seen { print $2; seen = 1 }'; }
+  soak_metric() { api_metric "$arbiter_soak_api" "$1"; }
   soak_wh_enqueued=$(soak_metric 'arbiter_webhook_enqueued_total{webhook="bench"}')
   soak_wh_delivered=$(soak_metric 'arbiter_webhook_delivered_total{webhook="bench"}')
   soak_log_written=$(soak_metric arbiter_log_records_written_total)

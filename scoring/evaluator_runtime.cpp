@@ -513,6 +513,11 @@ std::shared_ptr<const RequestRecord> EvaluatorRuntime::hand_off(const RequestRec
                                               });
 }
 
+void EvaluatorRuntime::request_recheck(const std::string& key) {
+  std::lock_guard lk(mu_);
+  if (auto it = active_.find(key); it != active_.end()) it->second = true;
+}
+
 bool EvaluatorRuntime::recheck_requested(const std::string& key) const {
   std::lock_guard lk(mu_);
   auto it = active_.find(key);
@@ -1118,14 +1123,9 @@ Expected<json> EvaluatorRuntime::run_now(std::string_view project, std::string_v
   run.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count();
   run.finished_us = now_us();
   if (store) {
-    {
-      // An automatic run of this request queued meanwhile must read what
-      // this one stores (finished: nothing left to do), not assume it fresh.
-      std::lock_guard lk(mu_);
-      if (auto it = active_.find(run_keys::run(project, request_id, ev.options.name)); it != active_.end()) {
-        it->second = true;
-      }
-    }
+    // An automatic run of this request queued meanwhile must read what this
+    // one stores (finished: nothing left to do), not assume it fresh.
+    request_recheck(run_keys::run(project, request_id, ev.options.name));
     if (!result.ok) run.error = result.error;
     if (!finish_run(ev, run, &result)) return storage_error("the run's scores could not be stored");
     json out = to_json(run);

@@ -266,7 +266,10 @@ class EvaluatorRuntime final : public WriteListener {
   // retried runs were admitted before).
   bool enqueue(Task task, bool force, bool recheck_active = true);
   void finish_active(const std::string& key);
-  // True when a re-check of this active run was asked for (or it is not active).
+  // Asks the worker holding this active run (if any) to read it again before
+  // it lets go; recheck_requested is true for it from then on (or when the
+  // run is not active).
+  void request_recheck(const std::string& key);
   bool recheck_requested(const std::string& key) const;
   void retry_later(const Task& task);
   // A copy of the record for the runs scheduled with it, or null when it is
