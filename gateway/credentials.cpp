@@ -51,9 +51,18 @@ void Credentials::consider(std::string_view name, std::string_view value) {
   if (!is_credential_header(name)) return;
   value = trim(value);
   add(value);
-  // The credential without its scheme, as it would appear elsewhere.
-  for (const std::string_view scheme : {"bearer ", "basic "}) {
-    if (lower(value.substr(0, scheme.size())) == scheme) add(trim(value.substr(scheme.size())));
+  // The credential without its scheme, as it would appear elsewhere; peeled
+  // for as long as one leads ("Bearer Basic dXNlcjpwYXNz" is remembered
+  // whole, without "Bearer " and without both).
+  for (bool peeled = true; peeled;) {
+    peeled = false;
+    for (const std::string_view scheme : {"bearer ", "basic "}) {
+      if (value.size() > scheme.size() && lower(value.substr(0, scheme.size())) == scheme) {
+        value = trim(value.substr(scheme.size()));
+        add(value);
+        peeled = true;
+      }
+    }
   }
 }
 

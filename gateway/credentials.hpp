@@ -27,7 +27,7 @@ class Credentials {
   static bool is_credential_header(std::string_view name);
 
   // Remembers `value` when `name` is a credential header: the whole value,
-  // and the credential without a "Bearer "/"Basic " scheme.
+  // and the credential without each "Bearer "/"Basic " scheme that leads it.
   void consider(std::string_view name, std::string_view value);
   // Remembers a value known to be a credential. Values shorter than 8 bytes
   // ("true", "1") are not secrets, and replacing them would mangle text.

@@ -568,6 +568,16 @@ TEST(ManualLogTest, KeysNeverReachTheRecord) {
   EXPECT_EQ(r.user_id, "user [REDACTED]");
 }
 
+TEST(ManualLogTest, EverySchemeIsPeeledOffACredential) {
+  // Found by the manual_logger fuzz target: "Bearer basic X" was remembered
+  // whole and as "basic X", so X itself, echoed in a body, was stored.
+  json body = non_stream_body();
+  body["providerRequest"]["json"]["messages"][0]["content"] = "hi sk-ret-12345";
+  const RequestRecord r = parse_ok(body, headers({{"Authorization", "Bearer basic ret-12345"}, {"Content-Type", "application/json"}}));
+  EXPECT_EQ(everything(r).find("ret-12345"), std::string::npos);
+  EXPECT_EQ(json::parse(r.request_body)["messages"][0]["content"], "hi sk-[REDACTED]");
+}
+
 TEST(ManualLogTest, ShortHeaderValuesAreNotTreatedAsSecrets) {
   // A header like "X-Auth-Mode: on" must not blank out every "on" in the bodies.
   const RequestRecord r = parse_ok(non_stream_body(), logger_headers({{"X-Auth-Mode", "on"}}));
