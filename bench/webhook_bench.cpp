@@ -7,9 +7,16 @@
 //      real sockets (OutboundHttp, keep-alive), signed, recorded in the
 //      outbox — deliveries per second from start() until all are delivered,
 //      and the process's CPU per delivery (dispatcher, client and the
-//      in-process receiver together).
+//      in-process receiver together);
+//   3. with --rate R: deliveries as they flow, the way a gateway makes them —
+//      the dispatcher already running, N records submitted at R per second —
+//      and the CPU per delivery of the dispatcher thread (arb-webhooks) and
+//      of the outbound client's (arb-outbound), from /proc; plus how many
+//      first attempts came from the in-memory hand-off.
 //
-//   webhook_bench [--records N] [--in-flight K] [--bodies]
+//   webhook_bench [--records N] [--in-flight K] [--bodies] [--rate R [--live-only]]
+//
+// --live-only skips stages 1 and 2 (for profiling the flowing case alone).
 //
 // Runs in a fresh temp directory (removed at the end) and prints one JSON
 // object. Timing lives here, never in pass/fail tests.
@@ -17,12 +24,16 @@
 #include <rocksdb/write_batch.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -79,12 +90,37 @@ double process_cpu_s() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// CPU seconds (user + system) of this process's threads, by thread name.
+std::map<std::string, double> thread_cpu_by_name() {
+  std::map<std::string, double> out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(entry.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto open = stat.find('(');
+    const auto close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    const std::string name = stat.substr(open + 1, close - open - 1);
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15: utime, stime
+      if (i == 14) utime = std::stod(field);
+      if (i == 15) stime = std::stod(field);
+    }
+    out[name] += (utime + stime) / tick;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int records = 20000;
   std::size_t in_flight = 8;
   bool bodies = false;
+  double rate = 0;
+  bool live_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--records" && i + 1 < argc) {
@@ -93,12 +129,16 @@ int main(int argc, char** argv) {
       in_flight = static_cast<std::size_t>(std::atoi(argv[++i]));
     } else if (a == "--bodies") {
       bodies = true;
+    } else if (a == "--rate" && i + 1 < argc) {
+      rate = std::atof(argv[++i]);
+    } else if (a == "--live-only") {
+      live_only = true;
     } else {
-      std::fprintf(stderr, "usage: webhook_bench [--records N] [--in-flight K] [--bodies]\n");
+      std::fprintf(stderr, "usage: webhook_bench [--records N] [--in-flight K] [--bodies] [--rate R [--live-only]]\n");
       return 2;
     }
   }
-  if (records <= 0 || in_flight == 0) return 2;
+  if (records <= 0 || in_flight == 0 || rate < 0 || (live_only && rate == 0)) return 2;
 
   arbiter::testing::WebhookReceiverOptions ro;
   ro.record_requests = false;
@@ -121,7 +161,7 @@ int main(int argc, char** argv) {
   out["max_in_flight"] = in_flight;
   out["include_bodies"] = bodies;
 
-  for (int with_hook = 0; with_hook <= 1; ++with_hook) {
+  for (int with_hook = 0; with_hook <= 1 && !live_only; ++with_hook) {
     arbiter::testing::TempDir dir;
     RequestLogOptions lo;
     lo.path = (dir.path() / "data").string();
@@ -195,6 +235,51 @@ int main(int argc, char** argv) {
     out["attempts"] = st.attempts;
     out["failed_attempts"] = st.failed_attempts;
     out["receiver_requests"] = receiver.request_count();
+    service.stop();
+    (void)log.close();
+  }
+
+  if (rate > 0) {
+    // 3. as they flow: the dispatcher runs while the records arrive.
+    arbiter::testing::TempDir dir;
+    RequestLogOptions lo;
+    lo.path = (dir.path() / "data").string();
+    RequestLog log(std::move(lo));
+    WebhookServiceOptions so;
+    so.webhooks.push_back(hook);
+    WebhookService service(log, std::move(so), make_outbound_transport());
+    log.add_listener(&service);
+    service.start();
+    const auto before = thread_cpu_by_name();
+    const auto t0 = Clock::now();
+    const auto interval = std::chrono::duration<double>(1.0 / rate);
+    for (int i = 0; i < records; ++i) {
+      std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(interval * i));
+      while (!log.submit(make_record(i))) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    const auto deadline = Clock::now() + std::chrono::minutes(10);
+    while (service.stats().at(0).second.delivered < static_cast<std::uint64_t>(records)) {
+      if (Clock::now() > deadline) {
+        std::fprintf(stderr, "live deliveries timed out\n");
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    const double live_s = seconds_since(t0);
+    const auto after = thread_cpu_by_name();
+    auto per_delivery_us = [&](const std::string& name) {
+      const double b = before.count(name) ? before.at(name) : 0;
+      const double a = after.count(name) ? after.at(name) : 0;
+      return (a - b) * 1e6 / records;
+    };
+    const auto st = service.stats().at(0).second;
+    out["live"] = {{"rate", rate},
+                   {"seconds", live_s},
+                   {"dispatcher_cpu_us_per_delivery", per_delivery_us("arb-webhooks")},
+                   {"outbound_cpu_us_per_delivery", per_delivery_us("arb-outbound")},
+                   {"storage_cpu_us_per_delivery", per_delivery_us("arb-storage")},
+                   {"handed", st.handed},
+                   {"attempts", st.attempts}};
     service.stop();
     (void)log.close();
   }

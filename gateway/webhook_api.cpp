@@ -162,6 +162,8 @@ std::string webhook_metrics(const scoring::WebhookService& service) {
   family("arbiter_webhook_dead_total", "counter", "Deliveries dead-lettered after max_attempts.", &S::dead);
   family("arbiter_webhook_skipped_total", "counter",
          "Deliveries dropped because property filters checked at send time did not match.", &S::skipped);
+  family("arbiter_webhook_handed_total", "counter",
+         "First attempts sent from the committed record in memory, without reading it back.", &S::handed);
   family("arbiter_webhook_in_flight", "gauge", "Attempts waiting for the receiver's answer.", &S::in_flight);
   return out;
 }

@@ -233,7 +233,7 @@ struct EvaluatorRuntime::Evaluator {
 };
 
 EvaluatorRuntime::EvaluatorRuntime(RequestLog& log, ScoreStore& scores, EvaluatorRuntimeOptions options)
-    : log_(log), scores_(scores), options_(std::move(options)) {
+    : log_(log), scores_(scores), options_(std::move(options)), handoff_(kHandoffBudgetBytes, kHandoffMaxRecordBytes) {
   if (options_.workers == 0) options_.workers = 1;
   if (options_.queue_capacity == 0) options_.queue_capacity = 1;
   log_backlog_limit_ = options_.log_backlog_limit != 0 ? options_.log_backlog_limit
@@ -385,7 +385,7 @@ void EvaluatorRuntime::on_records(const Store::Lease& db, std::span<const Reques
         ++staged_.deferred;
         continue;
       }
-      if (!handed) handed = hand_off(*r);
+      if (!handed) handed = handoff_.take(*r);
       staged_.runs.push_back(Task{r->project, r->request_id, i, /*skip_waiting=*/false, handed,
                                   /*fresh_created_us=*/r->new_id ? now : 0});
       ++staged_.reserved;
@@ -494,23 +494,6 @@ void EvaluatorRuntime::delay(const Task& task, Clock::time_point due) {
   later.record.reset();
   delayed_.push(Delayed{due, std::move(later)});
   ++queued_;
-}
-
-std::shared_ptr<const RequestRecord> EvaluatorRuntime::hand_off(const RequestRecord& record) {
-  const std::size_t bytes = sizeof(RequestRecord) + record.request_body.size() + record.response_body.size() +
-                            record.stream_raw.size();
-  if (bytes > kHandoffMaxRecordBytes) return nullptr;
-  auto& held = *handoff_bytes_;
-  std::size_t before = held.load(std::memory_order_relaxed);
-  do {
-    if (before + bytes > kHandoffBudgetBytes) return nullptr;
-  } while (!held.compare_exchange_weak(before, before + bytes, std::memory_order_relaxed));
-  // The deleter gives the bytes back when the record's last run lets go.
-  return std::shared_ptr<const RequestRecord>(new RequestRecord(record),
-                                              [counter = handoff_bytes_, bytes](const RequestRecord* r) {
-                                                delete r;
-                                                counter->fetch_sub(bytes, std::memory_order_relaxed);
-                                              });
 }
 
 void EvaluatorRuntime::request_recheck(const std::string& key) {

@@ -72,6 +72,7 @@
 #include "scoring/eval_runs.hpp"
 #include "scoring/evaluator_kind.hpp"
 #include "scoring/expected.hpp"
+#include "scoring/record_handoff.hpp"
 #include "scoring/request_record.hpp"
 #include "scoring/score.hpp"
 #include "scoring/write_listener.hpp"
@@ -244,7 +245,7 @@ class EvaluatorRuntime final : public WriteListener {
     std::int64_t fresh_created_us = 0;
   };
   // A task that waits (a retry, a backoff) reads its record back when it
-  // runs: it does not hold the handed-off copy meanwhile. Call with mu_ held.
+  // runs: it does not hold the handed-off record meanwhile. Call with mu_ held.
   void delay(const Task& task, std::chrono::steady_clock::time_point due);
   struct Delayed {
     std::chrono::steady_clock::time_point due;
@@ -272,9 +273,6 @@ class EvaluatorRuntime final : public WriteListener {
   void request_recheck(const std::string& key);
   bool recheck_requested(const std::string& key) const;
   void retry_later(const Task& task);
-  // A copy of the record for the runs scheduled with it, or null when it is
-  // larger than the per-record cap or the budget (evaluator_runtime.cpp) is spent.
-  std::shared_ptr<const RequestRecord> hand_off(const RequestRecord& record);
   void release_reservations(std::size_t n);
   // Wakes n idle workers (all of them when n >= their number).
   void wake_workers(std::size_t n);
@@ -325,9 +323,8 @@ class EvaluatorRuntime final : public WriteListener {
   EvaluatorRuntimeOptions options_;
   std::unique_ptr<OutboundHttp> http_;
   std::atomic<bool> cancel_{false};  // network kinds abandon calls in flight when set (stop)
-  // Bytes of records handed off to queued runs (see Task::record), bounded
-  // by kHandoffBudgetBytes; shared with the copies' deleters.
-  std::shared_ptr<std::atomic<std::size_t>> handoff_bytes_ = std::make_shared<std::atomic<std::size_t>>(0);
+  // Records handed to queued runs (Task::record); budget and cap in the .cpp.
+  RecordHandoff handoff_;
   std::vector<std::unique_ptr<Evaluator>> evaluators_;
   std::vector<std::size_t> with_needs_;  // evaluators that have `needs`
 

@@ -173,7 +173,7 @@ bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
     }
     ++queued_keys_[key];
     queue_.push_back(
-        Pending{std::move(record), std::move(on_durable), std::move(key), ++next_seq_});
+        Pending{std::make_shared<RequestRecord>(std::move(record)), std::move(on_durable), std::move(key), ++next_seq_});
     queued_.store(queue_.size(), std::memory_order_relaxed);
     // The storage thread sleeps only on an empty queue (or when paused, and
     // unpausing notifies), so the first record wakes it; while it lingers
@@ -300,10 +300,10 @@ bool RequestLog::write_batch(std::vector<Pending>& batch, bool first_attempt) {
   records.reserve(batch.size());
   for (auto& p : batch) {
     if (first_attempt) {
-      if (options_.prepare) options_.prepare(p.record);
-      lower_property_keys(p.record);
+      if (options_.prepare) options_.prepare(*p.record);
+      lower_property_keys(*p.record);
     }
-    records.push_back(&p.record);
+    records.push_back(p.record.get());
   }
   const bool strict = options_.durability == Durability::kStrict;
   Store::BatchExtension extend;

@@ -268,7 +268,8 @@ class RequestLog {
 
  private:
   struct Pending {
-    RequestRecord record;
+    // Shared, so that listeners can keep it once committed (record_handoff.hpp).
+    std::shared_ptr<RequestRecord> record;
     DurableCallback on_durable;
     std::string key;  // project \0 id, for known()
     std::uint64_t seq = 0;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -23,7 +24,13 @@ inline constexpr int kStatusUpstreamUnreachable = -1;
 inline constexpr int kStatusUpstreamTimeout = -2;
 inline constexpr int kStatusClientCancelled = -3;
 
-struct RequestRecord {
+// The request log holds its records through shared_ptrs, so that a listener
+// can keep a committed record without copying it (record_handoff.hpp).
+struct RequestRecord : std::enable_shared_from_this<RequestRecord> {
+  // Declared, so that `RequestRecord{}` is value-initialisation rather than
+  // aggregate initialisation (which cannot reach the base's protected members).
+  RequestRecord() = default;
+
   std::string request_id;  // RFC 4122 UUID from the gateway; see valid_request_id()
   std::string project;     // project name from config; never empty
 

@@ -33,6 +33,17 @@ constexpr std::uint64_t kTrimAfterCompletions = 1000;
 // How long a score or evaluation delivery whose request is still pending
 // waits before it looks for the record again (not counted as an attempt).
 constexpr std::chrono::microseconds kRecordWait{std::chrono::milliseconds(100)};
+// Hand-off bounds (webhook_service.hpp): the records' bytes, one record's
+// bytes, and the number of deliveries held.
+constexpr std::size_t kHandoffBudgetBytes = 4u << 20;
+constexpr std::size_t kHandoffMaxRecordBytes = 256u << 10;
+constexpr std::size_t kMaxHanded = 4096;
+// A handed-over delivery not taken within this long is dropped (its attempt
+// reads it back). Besides bounding a backlog, this is what frees the rare
+// entry whose delivery the dispatcher read back and sent before
+// records_written handed it over (the storage thread commits, then calls
+// records_written; the dispatcher may pass in between).
+constexpr std::chrono::seconds kHandedMaxAge{5};
 
 rocksdb::Slice slice(std::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -47,9 +58,11 @@ std::string_view view(const rocksdb::Slice& s) {
 // several times before committing it (the score store's group commit calls
 // on_scores once per write in the group, then scores_written once per
 // write): so listener calls accumulate here and the first *_written() after
-// them takes everything. After a failed commit (no *_written) the entries
-// are counted with the next batch — only the enqueued counter and the
-// dispatcher's seek position (lowered, so never skipping) are affected.
+// them takes everything. After a failed commit of scores or an evaluation
+// (no *_written) the entries are counted with the next batch — only the
+// enqueued counter and the dispatcher's seek position (lowered, so never
+// skipping) are affected. The request log makes one on_records call per
+// write, so on_records starts afresh.
 struct EnqueuedStash {
   const void* owner = nullptr;
   std::vector<std::uint64_t> per_hook;
@@ -131,7 +144,9 @@ RequestRecord sample_record(std::string_view project, std::int64_t now) {
 
 struct WebhookService::Hook {
   explicit Hook(const WebhookOptions& w) : standard_key(w.key), helicone_key(w.secret_text) {}
-  std::set<std::string, std::less<>> in_flight;  // dispatcher thread only
+  // Deliveries with an attempt under way (or an unsent one being recorded):
+  // id → the entry as stored when it was taken, which finish() updates.
+  std::unordered_map<std::string, Delivery> in_flight;  // dispatcher thread only
   HmacSha256 standard_key;                       // dispatcher thread only
   HmacSha256 helicone_key;                       // dispatcher thread only
   // Where the dispatcher seeks this webhook's queue from. Queue entries are
@@ -149,6 +164,7 @@ struct WebhookService::Hook {
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> dead{0};
   std::atomic<std::uint64_t> skipped{0};
+  std::atomic<std::uint64_t> handed{0};
   std::atomic<std::uint64_t> in_flight_n{0};
 };
 
@@ -184,7 +200,10 @@ OutboundRequest webhook_request(const WebhookOptions& hook, std::string_view id,
 
 WebhookService::WebhookService(RequestLog& log, WebhookServiceOptions options,
                                std::unique_ptr<WebhookTransport> transport)
-    : log_(log), options_(std::move(options)), transport_(std::move(transport)) {
+    : log_(log),
+      options_(std::move(options)),
+      transport_(std::move(transport)),
+      handoff_(kHandoffBudgetBytes, kHandoffMaxRecordBytes) {
   for (auto& w : options_.webhooks) {
     if (w.max_in_flight == 0) w.max_in_flight = 1;
     if (w.retry.max_attempts == 0) w.retry.max_attempts = 1;
@@ -244,7 +263,7 @@ std::string WebhookService::last_error() const {
 
 // ---- writing (listener)
 
-void WebhookService::enqueue(const Store::Lease& db, rocksdb::WriteBatch& batch, Delivery d) {
+void WebhookService::enqueue(const Store::Lease& db, rocksdb::WriteBatch& batch, Delivery& d) {
   d.id = new_delivery_id();
   d.state = DeliveryState::kPending;
   d.created_at_us = now_us();
@@ -272,10 +291,17 @@ void begin_stash(const void* owner, std::size_t hooks) {
 
 void WebhookService::on_records(const Store::Lease& db, std::span<const RequestRecord* const> records,
                                 rocksdb::WriteBatch& batch) {
+  // One on_records per write of the log's (its storage thread makes no other
+  // listener calls): anything still staged is from an attempt whose commit
+  // failed, and was never written.
+  t_stash.owner = nullptr;
+  handing_.clear();
   begin_stash(this, hooks_.size());
-  for (const auto& w : options_.webhooks) {
-    if (!w.wants(WebhookEvent::kRequestLogged)) continue;
-    for (const RequestRecord* r : records) {
+  for (const RequestRecord* r : records) {
+    std::shared_ptr<const RequestRecord> shared;  // taken for the record's first delivery
+    bool tried = false;
+    for (const auto& w : options_.webhooks) {
+      if (!w.wants(WebhookEvent::kRequestLogged)) continue;
       if (!w.applies_to(r->project) || !sampled(w.sample_rate, r->request_id) ||
           !properties_match(w.property_filters, r->properties)) {
         continue;
@@ -285,12 +311,34 @@ void WebhookService::on_records(const Store::Lease& db, std::span<const RequestR
       d.project = r->project;
       d.event = WebhookEvent::kRequestLogged;
       d.request_id = r->request_id;
-      enqueue(db, batch, std::move(d));
+      enqueue(db, batch, d);
+      if (!tried) {
+        tried = true;
+        if (handed_count_.load(std::memory_order_relaxed) + handing_.size() < kMaxHanded) {
+          shared = handoff_.take(*r);
+        }
+      }
+      if (shared) handing_.push_back({std::move(d), shared});
     }
   }
 }
 
 void WebhookService::records_written(std::span<const RequestRecord* const>) {
+  if (!handing_.empty()) {
+    const auto at = std::chrono::steady_clock::now();
+    std::lock_guard lk(handed_mu_);
+    handed_count_.fetch_add(handing_.size(), std::memory_order_relaxed);
+    for (auto& h : handing_) {
+      h.at = at;
+      std::string id = h.delivery.id;
+      handed_.emplace(std::move(id), std::move(h));
+    }
+    handing_.clear();
+  }
+  committed();
+}
+
+void WebhookService::committed() {
   if (t_stash.owner != this) return;
   for (std::size_t i = 0; i < hooks_.size(); ++i) {
     hooks_[i]->enqueued += t_stash.per_hook[i];
@@ -348,13 +396,13 @@ void WebhookService::on_scores(const Store::Lease& db, std::string_view project,
       d.session_id = session_id;
       d.filter_deferred = deferred;
       d.data = data;
-      enqueue(db, batch, std::move(d));
+      enqueue(db, batch, d);
     }
   }
 }
 
 void WebhookService::scores_written(std::string_view, std::span<const Score>) {
-  records_written({});
+  committed();
 }
 
 void WebhookService::on_evaluation(const Store::Lease& db, const EvaluationEvent& event,
@@ -396,15 +444,34 @@ void WebhookService::on_evaluation(const Store::Lease& db, const EvaluationEvent
     d.request_id = event.request_id;
     d.filter_deferred = deferred;
     d.data = data;
-    enqueue(db, batch, std::move(d));
+    enqueue(db, batch, d);
   }
 }
 
 void WebhookService::evaluation_written(const EvaluationEvent&) {
-  records_written({});
+  committed();
 }
 
 // ---- sending (dispatcher thread)
+
+void WebhookService::collect_handed() {
+  {
+    std::lock_guard lk(handed_mu_);
+    if (handed_taken_.empty()) {
+      handed_taken_.swap(handed_);
+    } else {
+      handed_taken_.merge(handed_);  // delivery ids are unique: takes every node
+    }
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_handed_sweep_) return;
+  next_handed_sweep_ = now + std::chrono::seconds(1);
+  std::erase_if(handed_taken_, [&](const auto& entry) {
+    if (now - entry.second.at < kHandedMaxAge) return false;
+    handed_count_.fetch_sub(1, std::memory_order_relaxed);
+    return true;
+  });
+}
 
 std::int64_t WebhookService::backoff_us(const WebhookOptions& hook, std::uint32_t failures,
                                         const OutboundResponse& response) {
@@ -428,6 +495,7 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
   std::vector<Ready> ready;
   const std::int64_t now = now_us();
   std::int64_t next_due = INT64_MAX;
+  collect_handed();
 
   auto scanned = log_.with_store([&](Store& store) -> Expected<void> {
     auto lease = store.lease();
@@ -469,16 +537,25 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
           next_due = std::min(next_due, due);
           break;
         }
-        const std::string id(rest.substr(8));
+        std::string id(rest.substr(8));
         if (h.in_flight.count(id) != 0) continue;
-        auto loaded = outbox::load(store, id);
-        if (!loaded.ok()) return std::move(loaded).error();
-        if (!*loaded || !(*loaded)->queued()) {
-          stale.emplace_back(key);
-          continue;
+        std::shared_ptr<const RequestRecord> handed_record;
+        std::optional<Delivery> taken;
+        if (auto node = handed_taken_.extract(id); !node.empty()) {
+          handed_count_.fetch_sub(1, std::memory_order_relaxed);
+          taken.emplace(std::move(node.mapped().delivery));
+          handed_record = std::move(node.mapped().record);
+          ++h.handed;
+        } else {
+          auto loaded = outbox::load(store, id);
+          if (!loaded.ok()) return std::move(loaded).error();
+          if (!*loaded || !(*loaded)->queued()) {
+            stale.emplace_back(key);
+            continue;
+          }
+          taken.emplace(std::move(**loaded));
         }
-        Delivery& d = **loaded;
-        h.in_flight.insert(id);
+        Delivery& d = h.in_flight.emplace(id, std::move(*taken)).first->second;
         auto fail = [&](std::string error, bool waiting_for_record = false) {
           Completion c;
           c.hook = i;
@@ -491,7 +568,9 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
         };
 
         std::optional<RequestRecord> record;
-        if (!d.request_id.empty()) {
+        if (handed_record) {
+          // As committed with this delivery (request.logged): nothing to read.
+        } else if (!d.request_id.empty()) {
           // Asked before the read: a request leaves "pending" only once it is
           // stored, so a read after a "no" is final.
           const bool pending = d.event != WebhookEvent::kRequestLogged && log_.pending(d.project, d.request_id);
@@ -518,18 +597,18 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
           // whose webhook filters on properties cannot be matched and is
           // skipped.
           if (d.filter_deferred && (!record || !properties_match(w.property_filters, record->properties))) {
-            h.in_flight.erase(id);
             skipped.push_back(std::move(d));
+            h.in_flight.erase(id);
             continue;
           }
         }
         WebhookEventData ev;
         ev.event = d.event;
-        ev.record = record ? &*record : nullptr;
-        if (!record) ev.request_id = d.request_id;
+        ev.record = handed_record ? handed_record.get() : record ? &*record : nullptr;
+        if (ev.record == nullptr) ev.request_id = d.request_id;
         ev.session_id = d.session_id;
         ev.data = &d.data;
-        ready.push_back({i, id, serialize_payload(webhook_payload(ev, w.include_bodies))});
+        ready.push_back({i, std::move(id), serialize_payload(webhook_payload(ev, w.include_bodies))});
       }
       if (!it->status().ok()) return status_error("read webhook queue", it->status());
       h.scan_from = oldest_seen;
@@ -609,10 +688,11 @@ void WebhookService::finish(std::vector<Completion>& done) {
     std::map<std::pair<std::string, std::string>, std::uint64_t> delivered;
     for (auto& c : done) {
       const WebhookOptions& w = options_.webhooks[c.hook];
-      auto loaded = outbox::load(store, c.id);
-      if (!loaded.ok()) return std::move(loaded).error();
-      if (!*loaded || !(*loaded)->queued()) continue;
-      const Delivery& before = **loaded;
+      // The entry as the dispatcher took it: nothing else changes a delivery
+      // in flight (retry() takes dead ones only; pruning skips these).
+      const auto held = hooks_[c.hook]->in_flight.find(c.id);
+      if (held == hooks_[c.hook]->in_flight.end() || !held->second.queued()) continue;
+      const Delivery& before = held->second;
       Delivery after = before;
       if (c.waiting_for_record) {
         after.next_attempt_at_us = now + kRecordWait.count();
@@ -907,6 +987,7 @@ std::vector<std::pair<std::string, WebhookService::Stats>> WebhookService::stats
     s.failed_attempts = h.failed.load();
     s.dead = h.dead.load();
     s.skipped = h.skipped.load();
+    s.handed = h.handed.load();
     s.in_flight = h.in_flight_n.load();
     out.emplace_back(options_.webhooks[i].name, s);
   }

@@ -11,11 +11,22 @@
 // flags, not the payload: building the payload means parsing and
 // re-serialising bodies of up to storage.max_logged_body_bytes, which would
 // put that cost (and a second copy of every body) on the one thread that
-// writes every proxied call. The payload is built from the stored record at
-// send time instead; the record does not change after it is written (a
-// re-logged id writes a new record *and* a new delivery), so every attempt of
-// a delivery sends the same bytes. Score and evaluation events store their
+// writes every proxied call. The payload is built from the record at send
+// time instead; the record does not change after it is written (a re-logged
+// id writes a new record *and* a new delivery), so every attempt of a
+// delivery sends the same bytes. Score and evaluation events store their
 // small event data (the scores, the run) inline, since those can change later.
+//
+// Hand-off. A request.logged delivery is usually sent milliseconds after its
+// record was committed, and reading both back (the outbox entry, then the
+// record with its bodies, by then often flushed and compressed) was a third
+// of the dispatcher's CPU. So records_written also hands the committed
+// deliveries and their records to the dispatcher in memory, within a byte
+// budget (record_handoff.hpp) and a count; the first attempt of such a
+// delivery uses them, and anything over the bounds (a backlog) is read back
+// as before. What the dispatcher holds is what the batch committed: only the
+// dispatcher changes a queued delivery (retry() takes dead ones only, and
+// pruning runs on the dispatcher's thread and drops what it removes).
 //
 // Sending. One dispatcher thread takes due entries from each webhook's queue
 // (seek to the webhook's 'Q' prefix), builds and signs the payload, and hands
@@ -25,7 +36,8 @@
 // uses up its own slots only; its backlog waits in its own queue range while
 // the other webhooks' entries keep flowing. Completions come back through a
 // queue bounded by the in-flight limits and are written in batches (state,
-// attempt, next attempt) by the dispatcher.
+// attempt, next attempt) by the dispatcher, from the entry it holds for each
+// delivery in flight (nothing else changes a delivery in flight).
 //
 // Retries: non-2xx (3xx included: redirects are never followed) and network
 // errors are retried after min(max_backoff, initial_backoff * 2^(n-1)) with
@@ -56,7 +68,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
-#include <set>
+#include <unordered_map>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -64,6 +76,7 @@
 #include <vector>
 
 #include "scoring/expected.hpp"
+#include "scoring/record_handoff.hpp"
 #include "scoring/request_log.hpp"
 #include "scoring/webhook_outbox.hpp"
 #include "scoring/webhook_payload.hpp"
@@ -158,9 +171,15 @@ class WebhookService final : public WriteListener {
     std::uint64_t failed_attempts = 0;  // non-2xx, network errors, unbuildable payloads
     std::uint64_t dead = 0;
     std::uint64_t skipped = 0;          // property filters checked at send time did not match
+    // First attempts sent from the committed delivery and record in memory,
+    // without reading them back (see "Hand-off" above).
+    std::uint64_t handed = 0;
     std::uint64_t in_flight = 0;
   };
   std::vector<std::pair<std::string, Stats>> stats() const;
+  // Deliveries handed over by records_written and not taken yet (see
+  // "Hand-off"): at most a few thousand, gone within seconds.
+  std::size_t handed_held() const { return handed_count_.load(std::memory_order_relaxed); }
   std::string last_error() const;
 
  private:
@@ -188,7 +207,20 @@ class WebhookService final : public WriteListener {
   void set_error(std::string message);
   std::int64_t backoff_us(const WebhookOptions& hook, std::uint32_t failures,
                           const OutboundResponse& response);
-  void enqueue(const Store::Lease& db, rocksdb::WriteBatch& batch, Delivery d);
+  // Fills in the delivery's id, state and times, and adds it to the batch.
+  void enqueue(const Store::Lease& db, rocksdb::WriteBatch& batch, Delivery& d);
+  // A delivery committed by records_written, with its record, for its first
+  // attempt (see "Hand-off" above).
+  struct Handed {
+    Delivery delivery;
+    std::shared_ptr<const RequestRecord> record;
+    std::chrono::steady_clock::time_point at{};  // when records_written handed it over
+  };
+  // Moves what records_written handed over into handed_taken_, and drops
+  // entries held longer than kHandedMaxAge (dispatcher thread).
+  void collect_handed();
+  // After any commit with deliveries: counts them and wakes the dispatcher.
+  void committed();
 
   RequestLog& log_;
   WebhookServiceOptions options_;
@@ -210,6 +242,14 @@ class WebhookService final : public WriteListener {
   std::mutex transition_mu_;
   std::mt19937_64 rng_;  // dispatcher thread only
   std::chrono::steady_clock::time_point next_prune_{};
+
+  RecordHandoff handoff_;
+  std::vector<Handed> handing_;  // on_records → records_written (storage thread)
+  std::mutex handed_mu_;
+  std::unordered_map<std::string, Handed> handed_;  // by delivery id; guarded by handed_mu_
+  std::unordered_map<std::string, Handed> handed_taken_;  // dispatcher thread only
+  std::chrono::steady_clock::time_point next_handed_sweep_{};  // dispatcher thread only
+  std::atomic<std::size_t> handed_count_{0};               // both maps together
 
   mutable std::mutex error_mu_;
   std::string last_error_;

@@ -15,10 +15,12 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "scoring/request_log.hpp"
 #include "scoring/score_store.hpp"
+#include "scoring/webhook_service.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace arbiter::scoring {
@@ -510,6 +512,69 @@ TEST(StorageFaultsScores, TheScoreWriterRecoversFromAnIOErrorOnItsOwn) {
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->scores.size(), 1u);
   EXPECT_EQ(listed->scores[0].value, 3.0);
+}
+
+// Answers every delivery with a 200 at once and remembers what it sent.
+class AcceptingTransport final : public WebhookTransport {
+ public:
+  void send(OutboundRequest request, std::function<void(OutboundResponse)> done) override {
+    {
+      std::lock_guard lk(mu_);
+      bodies_.push_back(std::move(request.body));
+    }
+    OutboundResponse r;
+    r.status = 200;
+    done(std::move(r));
+  }
+  OutboundResponse send_sync(OutboundRequest request) override {
+    OutboundResponse r;
+    send(std::move(request), [&](OutboundResponse got) { r = std::move(got); });
+    return r;
+  }
+  std::vector<std::string> bodies() const {
+    std::lock_guard lk(mu_);
+    return bodies_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> bodies_;
+};
+
+TEST(StorageFaultsWebhooks, FailedLogWritesHandNoDeliveriesToTheDispatcher) {
+  TempDir dir;
+  Faulty faulty;
+  RequestLog log(options_for(dir, faulty, Durability::kRelaxed));
+  WebhookServiceOptions so;
+  WebhookOptions hook;
+  hook.name = "a";
+  hook.url = "https://receiver.example/a";
+  hook.secret_text = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  hook.key = "secret";
+  so.webhooks.push_back(hook);
+  auto owned = std::make_unique<AcceptingTransport>();
+  AcceptingTransport& transport = *owned;
+  WebhookService service(log, std::move(so), std::move(owned));
+  log.add_listener(&service);
+  service.start();
+
+  // Each failed write offered the batch to the listener, which staged its
+  // deliveries; none of them was committed.
+  faulty.fs->set_failing(true, /*no_space=*/false);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(log.submit(record(i)));
+  ASSERT_TRUE(eventually([&] { return log.counters().write_retries >= 2; }));
+  faulty.fs->set_failing(false);
+  ASSERT_TRUE(eventually([&] { return log.counters().storage_ok; }));
+  ASSERT_TRUE(log.flush());
+
+  ASSERT_TRUE(eventually([&] { return service.stats().at(0).second.delivered == 5; }));
+  const auto st = service.stats().at(0).second;
+  EXPECT_EQ(st.enqueued, 5u);  // the committed ones only
+  EXPECT_EQ(st.handed, 5u);
+  EXPECT_EQ(service.handed_held(), 0u);  // nothing staged by a failed write is left over
+  EXPECT_EQ(transport.bodies().size(), 5u);
+  service.stop();
+  ASSERT_TRUE(log.close().ok());
 }
 
 }  // namespace

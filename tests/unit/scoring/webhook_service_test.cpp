@@ -259,6 +259,95 @@ TEST(WebhookService, AReceiverFailingTwiceGetsTheSameBytesUntilItSucceeds) {
     EXPECT_EQ(r.body, sent[0].body);
   }
   EXPECT_EQ(f.service->stats().at(0).second.failed_attempts, 2u);
+  // The first attempt was sent from the record in memory, the retries from
+  // the record read back: the same bytes either way.
+  EXPECT_EQ(f.service->stats().at(0).second.handed, 1u);
+}
+
+// Records with everything a payload shows, and what makes encoding hard:
+// a stream whose body is only the raw SSE, truncation, invalid UTF-8,
+// unknown tokens and cost.
+std::vector<RequestRecord> varied_records(const std::string& project) {
+  std::vector<RequestRecord> out;
+  for (int i = 0; i < 6; ++i) {
+    RequestRecord r = record(project, 100 + i, {{"env", i % 2 == 0 ? "prod" : "dev"}, {"team", "a\xff" "b"}});
+    r.user_id = i == 0 ? "" : "user-" + std::to_string(i);
+    r.session_id = i % 3 == 0 ? "sess\x80ion" : "";
+    r.latency_ms = 123.456 + i;
+    r.response_model = i % 2 == 0 ? "gpt-4o-mini-2024-07-18" : "";
+    if (i != 1) {
+      r.prompt_tokens = 10 + i;
+      r.completion_tokens = 5;
+      r.total_tokens = 15 + i;
+      r.cost_usd = 0.000045 * (i + 1);
+    }
+    if (i == 2) {
+      r.is_stream = true;
+      r.response_body.clear();
+      r.stream_raw = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+    }
+    if (i == 3) {
+      r.request_body = R"({"model":"gpt-4o-mini","messages":[{"role":"user","content":"cut)";
+      r.request_truncated = true;
+      r.status = 429;
+    }
+    if (i == 4) r.response_body = "not json \xfe";
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+TEST(WebhookService, FirstAttemptsSendTheCommittedRecordFromMemoryAsReadBack) {
+  Fixture f;
+  auto bare = hook("bare");
+  bare.include_bodies = false;
+  f.open({hook("full"), bare}, [](const OutboundRequest&) { return answer(200); });
+  f.service->start();
+  const auto records = varied_records("alpha");
+  for (const auto& r : records) ASSERT_TRUE(f.log->submit(RequestRecord(r)));
+  ASSERT_TRUE(f.log->flush());
+  const auto n = records.size();
+  ASSERT_TRUE(wait_until([&] { return f.all_in("alpha", DeliveryState::kDelivered, 2 * n); }, 10s));
+
+  const auto stats = f.service->stats();
+  for (const auto& [name, st] : stats) {
+    EXPECT_EQ(st.delivered, n) << name;
+    EXPECT_EQ(st.handed, n) << name;  // none read back
+  }
+  EXPECT_EQ(f.service->handed_held(), 0u);
+  // Byte for byte what the dispatcher builds from the stored record.
+  const auto sent = f.transport->requests();
+  ASSERT_EQ(sent.size(), 2 * n);
+  for (const auto& req : sent) {
+    const bool full = req.url.ends_with("/full");
+    const std::string id = json::parse(req.body).at("request_id");
+    auto stored = f.log->get("alpha", id, /*include_bodies=*/true);
+    ASSERT_TRUE(stored.ok() && stored->has_value()) << id;
+    WebhookEventData ev;
+    ev.record = &**stored;
+    EXPECT_EQ(req.body, serialize_payload(webhook_payload(ev, full))) << id << (full ? " full" : " bare");
+  }
+}
+
+TEST(WebhookService, RecordsOverTheHandoffCapAreReadBack) {
+  Fixture f;
+  f.open({hook("a")}, [](const OutboundRequest&) { return answer(200); });
+  f.service->start();
+  RequestRecord big = record("alpha", 1);
+  big.response_body = R"({"id":"x","text":")" + std::string(300 << 10, 'y') + R"("})";
+  ASSERT_TRUE(f.log->submit(RequestRecord(big)));
+  ASSERT_TRUE(f.log->submit(record("alpha", 2)));
+  ASSERT_TRUE(f.log->flush());
+  ASSERT_TRUE(wait_until([&] { return f.all_in("alpha", DeliveryState::kDelivered, 2); }, 10s));
+  EXPECT_EQ(f.service->stats().at(0).second.handed, 1u);  // the small one
+  bool saw_big = false;
+  for (const auto& req : f.transport->requests()) {
+    const json body = json::parse(req.body);
+    if (body.at("request_id") != id_of(1)) continue;
+    saw_big = true;
+    EXPECT_EQ(body.at("response_body").at("text").get<std::string>().size(), std::size_t{300 << 10});
+  }
+  EXPECT_TRUE(saw_big);
 }
 
 TEST(WebhookService, NetworkErrorsAndRedirectsAreFailures) {
