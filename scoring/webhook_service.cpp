@@ -34,16 +34,23 @@ constexpr std::uint64_t kTrimAfterCompletions = 1000;
 // waits before it looks for the record again (not counted as an attempt).
 constexpr std::chrono::microseconds kRecordWait{std::chrono::milliseconds(100)};
 // Hand-off bounds (webhook_service.hpp): the records' bytes, one record's
-// bytes, and the number of deliveries held.
-constexpr std::size_t kHandoffBudgetBytes = 4u << 20;
+// bytes, and the number of deliveries held. A dispatcher keeping up holds a
+// few milliseconds' worth; one behind reads its backlog back anyway, so the
+// bounds are small (memory held by a backlog shows in RSS).
+constexpr std::size_t kHandoffBudgetBytes = 1u << 20;
 constexpr std::size_t kHandoffMaxRecordBytes = 256u << 10;
-constexpr std::size_t kMaxHanded = 4096;
+constexpr std::size_t kMaxHanded = 1024;
 // A handed-over delivery not taken within this long is dropped (its attempt
 // reads it back). Besides bounding a backlog, this is what frees the rare
 // entry whose delivery the dispatcher read back and sent before
 // records_written handed it over (the storage thread commits, then calls
 // records_written; the dispatcher may pass in between).
 constexpr std::chrono::seconds kHandedMaxAge{5};
+// Passes over the queues are at least this far apart while no webhook has
+// all its slots taken: under a steady flow every completion and every
+// committed batch woke the dispatcher for a pass of its own (a seek per
+// webhook, a write per completion). Delivery is that much later, at most.
+constexpr std::chrono::milliseconds kPassInterval{2};
 
 rocksdb::Slice slice(std::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -244,11 +251,13 @@ void WebhookService::stop() {
 }
 
 void WebhookService::kick() {
+  bool wake = false;
   {
     std::lock_guard lk(mu_);
     kick_ = true;
+    wake = waiting_for_work_;
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 void WebhookService::set_error(std::string message) {
@@ -495,6 +504,7 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
   std::vector<Ready> ready;
   const std::int64_t now = now_us();
   std::int64_t next_due = INT64_MAX;
+  saturated_ = false;
   collect_handed();
 
   auto scanned = log_.with_store([&](Store& store) -> Expected<void> {
@@ -506,7 +516,10 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
     for (std::size_t i = 0; i < hooks_.size(); ++i) {
       Hook& h = *hooks_[i];
       const WebhookOptions& w = options_.webhooks[i];
-      if (h.in_flight.size() >= w.max_in_flight) continue;
+      if (h.in_flight.size() >= w.max_in_flight) {
+        saturated_ = true;
+        continue;
+      }
       const std::string prefix = outbox::queue_prefix(w.name);
       const std::string end = keys::prefix_end(prefix);
       rocksdb::Slice upper(end);
@@ -532,7 +545,10 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
         }
         const std::int64_t due = keys::decode_ts(rest.substr(0, 8));
         oldest_seen = std::min(oldest_seen, due);
-        if (h.in_flight.size() >= w.max_in_flight) break;
+        if (h.in_flight.size() >= w.max_in_flight) {
+          saturated_ = true;
+          break;
+        }
         if (due > now) {
           next_due = std::min(next_due, due);
           break;
@@ -660,11 +676,13 @@ std::int64_t WebhookService::dispatch(std::vector<Completion>& unsent) {
       c.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now() - t0)
                           .count();
+      bool wake = false;
       {
         std::lock_guard lk(mu_);
         completions_.push_back(std::move(c));
+        wake = waiting_for_work_;
       }
-      cv_.notify_one();
+      if (wake) cv_.notify_one();
     });
   }
   return next_due;
@@ -818,6 +836,7 @@ void WebhookService::run() {
   std::vector<Completion> done;
   std::uint64_t since_trim = 0;
   for (;;) {
+    const auto pass_start = Clock::now();
     {
       std::lock_guard lk(mu_);
       if (stopping_) return;
@@ -868,7 +887,12 @@ void WebhookService::run() {
     }
     if (pruning) deadline = std::min(deadline, next_prune_);
     std::unique_lock lk(mu_);
+    // Wake-ups meanwhile only set kick_ or queue completions (see kick()):
+    // the thread is not woken for each.
+    if (!saturated_) cv_.wait_until(lk, std::min(deadline, pass_start + kPassInterval), [&] { return stopping_; });
+    waiting_for_work_ = true;
     cv_.wait_until(lk, deadline, [&] { return stopping_ || kick_ || !completions_.empty(); });
+    waiting_for_work_ = false;
   }
 }
 

@@ -37,7 +37,10 @@
 // the other webhooks' entries keep flowing. Completions come back through a
 // queue bounded by the in-flight limits and are written in batches (state,
 // attempt, next attempt) by the dispatcher, from the entry it holds for each
-// delivery in flight (nothing else changes a delivery in flight).
+// delivery in flight (nothing else changes a delivery in flight). Passes are
+// at least kPassInterval apart unless a webhook's slots are all taken, so
+// that under a steady flow the completions and new deliveries of those
+// milliseconds share one write and one seek.
 //
 // Retries: non-2xx (3xx included: redirects are never followed) and network
 // errors are retried after min(max_backoff, initial_backoff * 2^(n-1)) with
@@ -199,7 +202,8 @@ class WebhookService final : public WriteListener {
   std::int64_t now_us() const;
   void run();
   // One pass over every webhook's due entries; returns the earliest future
-  // due time of a webhook with free slots (INT64_MAX if none).
+  // due time of a webhook with free slots (INT64_MAX if none). Sets
+  // saturated_ when a webhook's slots are all taken.
   std::int64_t dispatch(std::vector<Completion>& unsent);
   void finish(std::vector<Completion>& done);
   void prune();
@@ -229,10 +233,11 @@ class WebhookService final : public WriteListener {
   std::shared_mutex transport_mu_;  // stop() resets the transport exclusively
   std::unique_ptr<WebhookTransport> transport_;
 
-  std::mutex mu_;  // guards completions_, kick_, stopping_
+  std::mutex mu_;  // guards completions_, kick_, stopping_, waiting_for_work_
   std::condition_variable cv_;
   std::vector<Completion> completions_;
   bool kick_ = false;
+  bool waiting_for_work_ = false;  // the dispatcher sleeps until kick_ or a completion
   bool stopping_ = false;
   bool started_ = false;
   std::thread thread_;
@@ -249,6 +254,9 @@ class WebhookService final : public WriteListener {
   std::unordered_map<std::string, Handed> handed_;  // by delivery id; guarded by handed_mu_
   std::unordered_map<std::string, Handed> handed_taken_;  // dispatcher thread only
   std::chrono::steady_clock::time_point next_handed_sweep_{};  // dispatcher thread only
+  // The last pass left a webhook with every slot in use (and maybe more
+  // due): its completions are recorded at once, to free the slots.
+  bool saturated_ = false;  // dispatcher thread only
   std::atomic<std::size_t> handed_count_{0};               // both maps together
 
   mutable std::mutex error_mu_;
