@@ -164,16 +164,18 @@ bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
     return false;
   }
   std::string key = registry_key(record.project, record.request_id);
+  // Allocated outside the lock the I/O threads share.
+  auto shared = std::make_shared<RequestRecord>(std::move(record));
   bool wake = false;
   {
     std::lock_guard lk(mu_);
     if (stopping_ || queue_.size() >= options_.queue_capacity) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
+      record = std::move(*shared);  // left to the caller as it was (it may try again)
       return false;
     }
     ++queued_keys_[key];
-    queue_.push_back(
-        Pending{std::make_shared<RequestRecord>(std::move(record)), std::move(on_durable), std::move(key), ++next_seq_});
+    queue_.push_back(Pending{std::move(shared), std::move(on_durable), std::move(key), ++next_seq_});
     queued_.store(queue_.size(), std::memory_order_relaxed);
     // The storage thread sleeps only on an empty queue (or when paused, and
     // unpausing notifies), so the first record wakes it; while it lingers

@@ -155,6 +155,7 @@ class RequestLog {
   // or written and fsynced (strict); ok=false when that write failed. Keep
   // it short and non-blocking (e.g. post to an io_context).
   // Property keys are lower-cased (on the storage thread) if the caller did not.
+  // When it returns false, `record` is left as it was (a caller may try again).
   bool submit(RequestRecord&& record, DurableCallback on_durable = {});
 
   // Waits until every record submitted before this call has been written

@@ -211,6 +211,18 @@ TEST(RequestLog, FullQueueDropsAndCounts) {
   EXPECT_FALSE(log.get("p", id_of(3), false)->has_value());
   // Room again.
   EXPECT_TRUE(log.submit(record("p", 5)));
+  // A refused record is left to the caller as it was, so it can be submitted again.
+  log.pause_storage_for_testing(true);
+  EXPECT_TRUE(log.submit(record("p", 6)));
+  RequestRecord kept = record("p", 7);
+  EXPECT_FALSE(log.submit(std::move(kept)));
+  EXPECT_EQ(kept.request_id, id_of(7));
+  EXPECT_EQ(kept.response_body, record("p", 7).response_body);
+  log.pause_storage_for_testing(false);
+  ASSERT_TRUE(log.flush());
+  EXPECT_TRUE(log.submit(std::move(kept)));
+  ASSERT_TRUE(log.flush());
+  EXPECT_TRUE(log.get("p", id_of(7), false)->has_value());
 }
 
 TEST(RequestLog, StrictCallbackFiresOnlyAfterTheWrite) {
