@@ -18,6 +18,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "gateway/api_router.hpp"
+#include "gateway/lingering_close.hpp"
 #include "gateway/log.hpp"
 #include "gateway/worker.hpp"
 
@@ -36,6 +37,7 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
   auto& cl = beast::get_lowest_layer(s);
   beast::flat_buffer buf;
   error_code ec;
+  bool unread_input = false;  // refused a request not read to its end: drain before closing
   bool first = true;
   for (;;) {
     if (buf.size() == 0) {
@@ -56,14 +58,17 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
     bool keep_alive = false;
     if (ec == http::error::header_limit) {
       res = ApiRouter::error(431, "request header exceeds server.limits.max_header_bytes");
+      unread_input = true;
     } else if (ec == http::error::body_limit) {
       res = ApiRouter::error(413, "request body exceeds server.limits.max_body_bytes");
+      unread_input = true;
     } else if (ec == beast::error::timeout) {
       break;  // tcp_stream closed the socket on the deadline; nothing can be sent
     } else if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) {
       break;
     } else if (ec) {
       res = ApiRouter::error(400, "malformed HTTP request: " + ec.message());
+      unread_input = true;
     } else {
       shared.metrics.api_requests_total.fetch_add(1, std::memory_order_relaxed);
       auto req = std::make_shared<const ApiRequest>(parser.release());
@@ -111,6 +116,7 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
     co_await s.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
   }
   cl.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (unread_input) co_await drain_before_close(cl);
   cl.close();
 }
 

@@ -26,6 +26,7 @@
 
 #include "gateway/auth.hpp"
 #include "gateway/http_wire.hpp"
+#include "gateway/lingering_close.hpp"
 #include "gateway/log.hpp"
 #include "gateway/proxy_request.hpp"
 #include "gateway/sse_tap.hpp"
@@ -162,6 +163,9 @@ class ProxySession {
   beast::flat_buffer buf_;
   std::unique_ptr<char[]> relay_;
   std::string head_;  // the message head being written, on either leg
+  // A request was refused before it was read to its end (its header or body
+  // over a limit, or malformed): drain before closing (lingering_close.hpp).
+  bool unread_input_ = false;
 };
 
 template <class Stream>
@@ -193,6 +197,7 @@ asio::awaitable<void> ProxySession<Stream>::run() {
       if (auto rejection = rejection_for_read_error(ec, limits)) {
         count(*rejection);
         co_await send_error(rejection->status, rejection->code, rejection->message, false);
+        unread_input_ = true;
       }
       break;
     }
@@ -207,6 +212,7 @@ asio::awaitable<void> ProxySession<Stream>::run() {
     co_await s_.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
   }
   cl.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (unread_input_) co_await drain_before_close(cl);
   cl.close();
 }
 
@@ -362,6 +368,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   auto body_failed = [&](const error_code& err) -> asio::awaitable<Relay> {
     if (err == http::error::body_limit) {
       inc(shared_.metrics.proxy_rejected_too_large);
+      unread_input_ = true;
       co_return co_await fail(Outcome::rejected, http::status::payload_too_large, "body_too_large",
                               "request body exceeds server.limits.max_body_bytes (" +
                                   std::to_string(limits.max_body_bytes) + " bytes)",

@@ -341,6 +341,16 @@ TEST_F(ProxyTest, RejectsOversizedHeadersWith431AndBodiesWith413) {
   });
   EXPECT_EQ(res.status, 413);
   EXPECT_EQ(upstream_->requests().size(), 0u);  // the chunked one never completed upstream
+
+  // A body far past the limit and past what the sockets buffer: the gateway
+  // answers at the limit and keeps reading what still comes before it closes,
+  // so the client gets its 413 rather than a reset or a broken pipe.
+  for (int i = 0; i < 3; ++i) {
+    HttpClient c3("127.0.0.1", arbiter_.proxy_port);
+    res = c3.request("POST", "/v1/chat/completions", auth({{"Content-Type", "application/json"}}),
+                     std::string(6u << 20, 'z'));
+    EXPECT_EQ(res.status, 413);
+  }
 }
 
 TEST_F(ProxyTest, ReusesUpstreamConnections) {
