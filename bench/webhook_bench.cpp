@@ -90,6 +90,21 @@ double process_cpu_s() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// Waits until the service has delivered `records`; false after 10 minutes.
+bool wait_delivered(const WebhookService& service, int records) {
+  const auto deadline = Clock::now() + std::chrono::minutes(10);
+  while (service.stats().at(0).second.delivered < static_cast<std::uint64_t>(records)) {
+    if (Clock::now() > deadline) {
+      std::fprintf(stderr, "deliveries timed out: %llu of %d (last error: %s)\n",
+                   static_cast<unsigned long long>(service.stats().at(0).second.delivered), records,
+                   service.last_error().c_str());
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 // CPU seconds (user + system) of this process's threads, by thread name.
 std::map<std::string, double> thread_cpu_by_name() {
   std::map<std::string, double> out;
@@ -217,16 +232,7 @@ int main(int argc, char** argv) {
     const auto t1 = Clock::now();
     const double cpu1 = process_cpu_s();
     service.start();
-    const auto deadline = Clock::now() + std::chrono::minutes(10);
-    while (service.stats().at(0).second.delivered < static_cast<std::uint64_t>(records)) {
-      if (Clock::now() > deadline) {
-        std::fprintf(stderr, "deliveries timed out: %llu of %d (last error: %s)\n",
-                     static_cast<unsigned long long>(service.stats().at(0).second.delivered), records,
-                     service.last_error().c_str());
-        return 1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    if (!wait_delivered(service, records)) return 1;
     const double deliver_s = seconds_since(t1);
     out["process_cpu_us_per_delivery"] = (process_cpu_s() - cpu1) * 1e6 / records;
     const auto st = service.stats().at(0).second;
@@ -257,14 +263,7 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(interval * i));
       while (!log.submit(make_record(i))) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    const auto deadline = Clock::now() + std::chrono::minutes(10);
-    while (service.stats().at(0).second.delivered < static_cast<std::uint64_t>(records)) {
-      if (Clock::now() > deadline) {
-        std::fprintf(stderr, "live deliveries timed out\n");
-        return 1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    if (!wait_delivered(service, records)) return 1;
     const double live_s = seconds_since(t0);
     const auto after = thread_cpu_by_name();
     auto per_delivery_us = [&](const std::string& name) {

@@ -24,10 +24,9 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 // Records handed off to queued runs (Task::record): at most this many bytes
-// (bodies plus the struct) in all, and none larger than the per-record cap;
-// past either, the worker reads the record back as before.
+// (bodies plus the struct) in all, and none over record_handoff.hpp's
+// per-record cap; past either, the worker reads the record back as before.
 constexpr std::size_t kHandoffBudgetBytes = 8u << 20;
-constexpr std::size_t kHandoffMaxRecordBytes = 256u << 10;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -233,7 +232,7 @@ struct EvaluatorRuntime::Evaluator {
 };
 
 EvaluatorRuntime::EvaluatorRuntime(RequestLog& log, ScoreStore& scores, EvaluatorRuntimeOptions options)
-    : log_(log), scores_(scores), options_(std::move(options)), handoff_(kHandoffBudgetBytes, kHandoffMaxRecordBytes) {
+    : log_(log), scores_(scores), options_(std::move(options)), handoff_(kHandoffBudgetBytes) {
   if (options_.workers == 0) options_.workers = 1;
   if (options_.queue_capacity == 0) options_.queue_capacity = 1;
   log_backlog_limit_ = options_.log_backlog_limit != 0 ? options_.log_backlog_limit

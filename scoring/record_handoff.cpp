@@ -5,7 +5,7 @@ namespace arbiter::scoring {
 std::shared_ptr<const RequestRecord> RecordHandoff::take(const RequestRecord& record) {
   const std::size_t bytes = sizeof(RequestRecord) + record.request_body.size() + record.response_body.size() +
                             record.stream_raw.size();
-  if (bytes > max_record_) return nullptr;
+  if (bytes > kMaxHandedRecordBytes) return nullptr;
   std::size_t before = held_->load(std::memory_order_relaxed);
   do {
     if (before + bytes > budget_) return nullptr;

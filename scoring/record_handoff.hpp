@@ -23,10 +23,12 @@
 
 namespace arbiter::scoring {
 
+// No record larger than this (the struct and its bodies) is handed off.
+inline constexpr std::size_t kMaxHandedRecordBytes = 256u << 10;
+
 class RecordHandoff {
  public:
-  RecordHandoff(std::size_t budget_bytes, std::size_t max_record_bytes)
-      : budget_(budget_bytes), max_record_(max_record_bytes) {}
+  explicit RecordHandoff(std::size_t budget_bytes) : budget_(budget_bytes) {}
 
   // The record as committed, or nullptr when over the cap or the budget.
   // The caller must not mutate the record afterwards (nobody does: the log
@@ -37,7 +39,6 @@ class RecordHandoff {
 
  private:
   std::size_t budget_;
-  std::size_t max_record_;
   std::shared_ptr<std::atomic<std::size_t>> held_ = std::make_shared<std::atomic<std::size_t>>(0);
 };
 

@@ -33,12 +33,11 @@ constexpr std::uint64_t kTrimAfterCompletions = 1000;
 // How long a score or evaluation delivery whose request is still pending
 // waits before it looks for the record again (not counted as an attempt).
 constexpr std::chrono::microseconds kRecordWait{std::chrono::milliseconds(100)};
-// Hand-off bounds (webhook_service.hpp): the records' bytes, one record's
-// bytes, and the number of deliveries held. A dispatcher keeping up holds a
-// few milliseconds' worth; one behind reads its backlog back anyway, so the
-// bounds are small (memory held by a backlog shows in RSS).
+// Hand-off bounds (webhook_service.hpp): the records' bytes and the number
+// of deliveries held (one record's cap: record_handoff.hpp). A dispatcher
+// keeping up holds a few milliseconds' worth; one behind reads its backlog
+// back anyway, so the bounds are small (memory held by a backlog shows in RSS).
 constexpr std::size_t kHandoffBudgetBytes = 1u << 20;
-constexpr std::size_t kHandoffMaxRecordBytes = 256u << 10;
 constexpr std::size_t kMaxHanded = 1024;
 // A handed-over delivery not taken within this long is dropped (its attempt
 // reads it back). Besides bounding a backlog, this is what frees the rare
@@ -210,7 +209,7 @@ WebhookService::WebhookService(RequestLog& log, WebhookServiceOptions options,
     : log_(log),
       options_(std::move(options)),
       transport_(std::move(transport)),
-      handoff_(kHandoffBudgetBytes, kHandoffMaxRecordBytes) {
+      handoff_(kHandoffBudgetBytes) {
   for (auto& w : options_.webhooks) {
     if (w.max_in_flight == 0) w.max_in_flight = 1;
     if (w.retry.max_attempts == 0) w.retry.max_attempts = 1;

@@ -15,12 +15,12 @@
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "scoring/request_log.hpp"
 #include "scoring/score_store.hpp"
 #include "scoring/webhook_service.hpp"
+#include "tests/support/scripted_transport.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace arbiter::scoring {
@@ -514,33 +514,6 @@ TEST(StorageFaultsScores, TheScoreWriterRecoversFromAnIOErrorOnItsOwn) {
   EXPECT_EQ(listed->scores[0].value, 3.0);
 }
 
-// Answers every delivery with a 200 at once and remembers what it sent.
-class AcceptingTransport final : public WebhookTransport {
- public:
-  void send(OutboundRequest request, std::function<void(OutboundResponse)> done) override {
-    {
-      std::lock_guard lk(mu_);
-      bodies_.push_back(std::move(request.body));
-    }
-    OutboundResponse r;
-    r.status = 200;
-    done(std::move(r));
-  }
-  OutboundResponse send_sync(OutboundRequest request) override {
-    OutboundResponse r;
-    send(std::move(request), [&](OutboundResponse got) { r = std::move(got); });
-    return r;
-  }
-  std::vector<std::string> bodies() const {
-    std::lock_guard lk(mu_);
-    return bodies_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> bodies_;
-};
-
 TEST(StorageFaultsWebhooks, FailedLogWritesHandNoDeliveriesToTheDispatcher) {
   TempDir dir;
   Faulty faulty;
@@ -552,8 +525,12 @@ TEST(StorageFaultsWebhooks, FailedLogWritesHandNoDeliveriesToTheDispatcher) {
   hook.secret_text = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
   hook.key = "secret";
   so.webhooks.push_back(hook);
-  auto owned = std::make_unique<AcceptingTransport>();
-  AcceptingTransport& transport = *owned;
+  auto owned = std::make_unique<arbiter::testing::ScriptedTransport>([](const OutboundRequest&) {
+    OutboundResponse ok;
+    ok.status = 200;
+    return std::optional<OutboundResponse>(ok);
+  });
+  auto& transport = *owned;
   WebhookService service(log, std::move(so), std::move(owned));
   log.add_listener(&service);
   service.start();
@@ -572,7 +549,7 @@ TEST(StorageFaultsWebhooks, FailedLogWritesHandNoDeliveriesToTheDispatcher) {
   EXPECT_EQ(st.enqueued, 5u);  // the committed ones only
   EXPECT_EQ(st.handed, 5u);
   EXPECT_EQ(service.handed_held(), 0u);  // nothing staged by a failed write is left over
-  EXPECT_EQ(transport.bodies().size(), 5u);
+  EXPECT_EQ(transport.requests().size(), 5u);
   service.stop();
   ASSERT_TRUE(log.close().ok());
 }

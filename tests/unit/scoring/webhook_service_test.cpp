@@ -18,72 +18,19 @@
 #include "scoring/score_store.hpp"
 #include "scoring/webhook_signing.hpp"
 #include "tests/support/fake_upstream.hpp"
+#include "tests/support/scripted_transport.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace arbiter::scoring {
 namespace {
 
+using arbiter::testing::ScriptedTransport;
 using arbiter::testing::TempDir;
 using arbiter::testing::wait_until;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr const char* kSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-// Answers with what the handler returns; nullopt holds the call until the
-// transport is destroyed (a receiver that hangs).
-class ScriptedTransport final : public WebhookTransport {
- public:
-  using Handler = std::function<std::optional<OutboundResponse>(const OutboundRequest&)>;
-  explicit ScriptedTransport(Handler handler) : handler_(std::move(handler)) {}
-  ~ScriptedTransport() override {
-    std::vector<std::function<void(OutboundResponse)>> held;
-    {
-      std::lock_guard lk(mu_);
-      held.swap(held_);
-    }
-    for (auto& done : held) {
-      OutboundResponse r;
-      r.error = "client shut down";
-      done(std::move(r));
-    }
-  }
-  void send(OutboundRequest request, std::function<void(OutboundResponse)> done) override {
-    {
-      std::lock_guard lk(mu_);
-      requests_.push_back(request);
-    }
-    auto res = handler_(request);
-    if (res) {
-      done(std::move(*res));
-    } else {
-      std::lock_guard lk(mu_);
-      held_.push_back(std::move(done));
-    }
-  }
-  OutboundResponse send_sync(OutboundRequest request) override {
-    {
-      std::lock_guard lk(mu_);
-      requests_.push_back(request);
-    }
-    auto res = handler_(request);
-    if (res) return *res;
-    OutboundResponse r;
-    r.error = "timed out";
-    r.timed_out = true;
-    return r;
-  }
-  std::vector<OutboundRequest> requests() const {
-    std::lock_guard lk(mu_);
-    return requests_;
-  }
-
- private:
-  Handler handler_;
-  mutable std::mutex mu_;
-  std::vector<OutboundRequest> requests_;
-  std::vector<std::function<void(OutboundResponse)>> held_;
-};
 
 OutboundResponse answer(int status, std::string body = {},
                         std::vector<std::pair<std::string, std::string>> headers = {}) {
