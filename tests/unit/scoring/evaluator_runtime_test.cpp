@@ -971,8 +971,14 @@ void evaluate_with_the_writer_paused(Fixture& f, std::atomic<int>& evaluated, in
   f.open({evaluator("len")}, 100, workers);
   f.scores->pause_writer_for_testing(true);
   for (int i = 0; i < n; ++i) f.submit(chat_record(i));
+  // Until every run was evaluated and its final write is queued: a worker
+  // hands the write over after the kernel returns, so counting the kernel's
+  // calls alone let a test unpause the writer before the last write arrived.
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (evaluated.load() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  while ((evaluated.load() < n || f.scores->counters().queue_depth < static_cast<std::uint64_t>(n)) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
 }
 
 // A worker hands a finished run to the score writer and takes the next one:
