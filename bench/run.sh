@@ -24,6 +24,8 @@
 #                         side by side with the plain one, and report its evaluator counters
 #   --evaluator-sampling P  their `sampling` percentage (default 100: every request, each)
 #   --background-nice N   server.background_nice for every arbiter (default 5)
+#   --evaluator-sched-idle B  server.evaluator_sched_idle for every arbiter (true/false; default:
+#                         arbiter's, true)
 #   --portkey             also measure Portkey's gateway (bench/portkey, npm ci when needed).
 #                         Default: on when bench/portkey/node_modules exists. --no-portkey: off
 #   --no-stream           skip the streaming stage (added TTFT, memory per open stream)
@@ -64,6 +66,7 @@ webhook=0
 evaluators=0
 evaluator_sampling=100
 background_nice=
+evaluator_sched_idle=
 evaluator=1
 portkey=auto
 stream=1
@@ -88,6 +91,7 @@ while [ $# -gt 0 ]; do
     --evaluators) evaluators=${2:?--evaluators needs a value}; shift 2 ;;
     --evaluator-sampling) evaluator_sampling=${2:?--evaluator-sampling needs a value}; shift 2 ;;
     --background-nice) background_nice=${2:?--background-nice needs a value}; shift 2 ;;
+    --evaluator-sched-idle) evaluator_sched_idle=${2:?--evaluator-sched-idle needs true or false}; shift 2 ;;
     --no-evaluator) evaluator=0; shift ;;
     --portkey) portkey=1; shift ;;
     --no-portkey) portkey=0; shift ;;
@@ -345,7 +349,7 @@ EOF
 # arbiter_yaml NAME LOG(0/1) WEBHOOK(0/1): the common part of an arbiter config
 arbiter_yaml() {
   cat <<EOF
-server: { proxy_listen: 127.0.0.1:0, api_listen: 127.0.0.1:0, threads: $threads, log_level: warn$([ -n "$background_nice" ] && echo ", background_nice: $background_nice") }
+server: { proxy_listen: 127.0.0.1:0, api_listen: 127.0.0.1:0, threads: $threads, log_level: warn$([ -n "$background_nice" ] && echo ", background_nice: $background_nice")$([ -n "$evaluator_sched_idle" ] && echo ", evaluator_sched_idle: $evaluator_sched_idle") }
 storage: { path: $tmp/$1/data$([ "$2" = 1 ] || echo ", log_requests: false") }
 upstreams: [ { name: openai, base_url: "http://$fake_addr" } ]
 projects: [ { name: bench, api_keys: [ "$key" ] } ]

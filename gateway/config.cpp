@@ -565,7 +565,8 @@ Config Loader::load_root(const YAML::Node& root) const {
 ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
   const MapReader m(*this, at,
                     {"proxy_listen", "api_listen", "tls", "proxy_tls", "api_tls", "threads", "api_workers",
-                     "evaluator_workers", "evaluator_queue_capacity", "evaluator_nice", "background_nice", "log_level",
+                     "evaluator_workers", "evaluator_queue_capacity", "evaluator_nice", "evaluator_sched_idle",
+                     "background_nice", "log_level",
                      "allow_anonymous",
                      "drain_timeout_ms", "limits"});
   ServerConfig s;
@@ -591,6 +592,7 @@ ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
   }
   if (auto e = m.find("evaluator_queue_capacity")) s.evaluator_queue_capacity = integer(*e, 1, 1u << 24);
   if (auto e = m.find("evaluator_nice")) s.evaluator_nice = static_cast<unsigned>(integer(*e, 0, 19));
+  if (auto e = m.find("evaluator_sched_idle")) s.evaluator_sched_idle = boolean(*e);
   if (auto e = m.find("background_nice")) s.background_nice = static_cast<unsigned>(integer(*e, 0, 19));
   if (auto e = m.find("log_level")) {
     static const std::map<std::string, LogLevel, std::less<>> kLevels = {

@@ -65,6 +65,11 @@ struct ServerConfig {
   // Nice value of the evaluator threads (0-19): under CPU contention they
   // yield to the I/O threads, so evaluations cannot add proxy latency.
   unsigned evaluator_nice = 10;
+  // The evaluator threads run under Linux's SCHED_IDLE policy: only on CPU
+  // time that no other thread wants, and a proxy thread that wakes takes
+  // their CPU at once. Under a sustained saturation evaluations then wait
+  // (in storage, deferred) until the load falls. false: evaluator_nice.
+  bool evaluator_sched_idle = true;
   // Nice value of the other background threads (storage, WAL sync, score
   // writer, webhooks, outbound HTTP, retention): the I/O threads get the CPU
   // first, the log's bounded queue absorbs the wait (scoring/background_thread.hpp).

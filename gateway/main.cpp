@@ -40,6 +40,7 @@ arbiter::scoring::EvaluatorRuntimeOptions evaluator_options(const arbiter::gatew
   o.workers = config.server.evaluator_workers;
   o.queue_capacity = config.server.evaluator_queue_capacity;
   o.worker_nice = static_cast<int>(config.server.evaluator_nice);
+  o.worker_sched_idle = config.server.evaluator_sched_idle;
   for (const auto& u : config.upstreams) {
     o.upstreams.push_back(sc::EvalUpstream{u.name, u.base_url, u.api_key, u.ca_file, u.verify_tls});
   }

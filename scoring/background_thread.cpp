@@ -1,6 +1,7 @@
 #include "scoring/background_thread.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -34,6 +35,12 @@ bool set_thread_nice(int nice) {
   const int current = getpriority(PRIO_PROCESS, tid);
   if (errno != 0) return false;
   return setpriority(PRIO_PROCESS, tid, std::max(current, std::clamp(nice, 0, 19))) == 0;
+}
+
+bool set_thread_sched_idle() {
+  sched_param param{};
+  param.sched_priority = 0;
+  return sched_setscheduler(static_cast<pid_t>(gettid()), SCHED_IDLE, &param) == 0;
 }
 
 void enter_background_thread(const char* name) {

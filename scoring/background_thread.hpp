@@ -5,8 +5,11 @@
 // then gets the CPU as soon as its socket is ready instead of waiting out a
 // background thread's time slice (the tail latency DESIGN.md §9 budgets).
 // They are niced, not idled: under a sustained overload they still get a
-// share, so their bounded queues drain. The evaluator workers have their own
-// nice value (server.evaluator_nice).
+// share, so their bounded queues drain (and the score writer, which also
+// serves the API's score writes, is never stuck behind idle-only time). The
+// evaluator workers are idled by default (server.evaluator_sched_idle): their
+// runs can wait in storage; else they have their own nice value
+// (server.evaluator_nice).
 
 namespace arbiter::scoring {
 
@@ -17,6 +20,10 @@ void name_thread(const char* name);
 // Sets the calling thread's nice value (0-19; Linux keeps one per thread),
 // never below the one it has. False when the system refuses.
 bool set_thread_nice(int nice);
+// Moves the calling thread to SCHED_IDLE: it runs only when a CPU has nothing
+// else to run, and any other thread that wakes preempts it. One way: an
+// unprivileged thread cannot leave it. false when the system refuses.
+bool set_thread_sched_idle();
 
 // name_thread(name) and set_thread_nice(background_nice()).
 void enter_background_thread(const char* name);

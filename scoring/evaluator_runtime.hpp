@@ -119,6 +119,11 @@ struct EvaluatorRuntimeOptions {
   // proxy's I/O threads under contention, so they cannot add proxy latency;
   // what they cannot keep up with fills the queue (counted), never the proxy.
   int worker_nice = 10;
+  // Run the worker threads under SCHED_IDLE instead (worker_nice is then
+  // moot): they take only CPU time nothing else wants. Off here, so that
+  // tests sharing a busy machine are not starved; arbiter's config turns it
+  // on (server.evaluator_sched_idle).
+  bool worker_sched_idle = false;
   // Unfinished runs read from storage per backlog scan step (tests make it small).
   std::size_t backlog_chunk = 256;
   // Records waiting in the request log's queue above which workers yield the

@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -427,6 +429,59 @@ webhooks:
       << failed;
   EXPECT_EQ(failed["scores"], json::array());
   EXPECT_EQ(score_created["scores"][0]["source"], "EVAL");
+}
+
+// ---- scheduling ----
+
+// Scheduling policy (0 = SCHED_OTHER, 5 = SCHED_IDLE) and nice value of each
+// of `pid`'s threads named `name`, from /proc (stat fields 41 and 19).
+std::vector<std::pair<int, int>> policies_of(pid_t pid, const std::string& name) {
+  std::vector<std::pair<int, int>> out;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const auto open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || line.substr(open + 1, close - open - 1) != name) {
+      continue;
+    }
+    std::istringstream rest(line.substr(close + 2));  // from field 3 (state)
+    std::vector<std::string> fields;
+    for (std::string f; rest >> f;) fields.push_back(f);
+    if (fields.size() < 39) continue;
+    out.emplace_back(std::stoi(fields[41 - 3]), std::stoi(fields[19 - 3]));
+  }
+  return out;
+}
+
+TEST(Evaluators, WorkersRunInSchedIdleUnlessConfiguredOtherwise) {
+  const std::string evaluators = "evaluators:\n  - name: len\n    kind: response_length\n";
+  for (const bool idle : {true, false}) {
+    SCOPED_TRACE(idle ? "evaluator_sched_idle: true" : "evaluator_sched_idle: false");
+    GatewayHarness h({.server_extra = idle ? "  evaluator_sched_idle: true\n"
+                                           : "  evaluator_sched_idle: false\n  evaluator_workers: 3\n",
+                      .top_extra = evaluators});
+    std::vector<std::pair<int, int>> workers;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          workers = policies_of(h.process().pid(), "arb-eval");
+          if (workers.size() != (idle ? 4u : 3u)) return false;
+          for (const auto& [policy, nice] : workers) {
+            if (idle ? policy != 5 : nice != 10) return false;
+          }
+          return true;
+        },
+        20s));
+    for (const auto& [policy, nice] : workers) {
+      EXPECT_EQ(policy, idle ? 5 : 0);
+      if (!idle) EXPECT_EQ(nice, 10);
+    }
+    // The proxy's threads keep the normal policy.
+    for (const auto& [policy, nice] : policies_of(h.process().pid(), "arb-io")) EXPECT_EQ(policy, 0);
+    // And evaluations still happen.
+    await_run(h, call(h), "len", "completed");
+  }
 }
 
 // ---- sampling ----

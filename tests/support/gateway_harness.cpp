@@ -29,8 +29,15 @@ std::string sha256_hex(std::string_view data) {
 GatewayHarness::GatewayHarness(GatewayOptions opts) {
   upstream_ = std::make_unique<FakeUpstream>(opts.upstream);
   const std::string base_url = opts.base_url.empty() ? upstream_->base_url() + opts.base_path : opts.base_url;
+  // Evaluator threads at nice 10, not in SCHED_IDLE (arbiter's default): a
+  // test waiting for an evaluation must not wait for a CPU that the other
+  // tests running in parallel keep busy. A test may set it (server_extra).
+  std::string server_extra = opts.server_extra;
+  if (server_extra.find("evaluator_sched_idle") == std::string::npos) {
+    server_extra += "  evaluator_sched_idle: false\n";
+  }
   std::string yaml = "server:\n  proxy_listen: 127.0.0.1:0\n  api_listen: 127.0.0.1:0\n  threads: " +
-                     std::to_string(opts.threads) + "\n" + opts.server_extra + "storage:\n  path: " +
+                     std::to_string(opts.threads) + "\n" + server_extra + "storage:\n  path: " +
                      (opts.storage_path.empty() ? dir_.path() / "data" : opts.storage_path).string() + "\n" + opts.storage_extra +
                      "upstreams:\n  - name: openai\n    base_url: " + base_url + "\n" + opts.upstream_extra +
                      "projects:\n  - name: alpha\n    api_keys: [ \"" + kKeyA +

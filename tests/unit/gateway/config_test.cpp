@@ -887,6 +887,13 @@ TEST(ConfigTest, EvaluatorsAndWebhooksAreSequences) {
   EXPECT_NO_THROW(load(kRequired + "evaluators: []\nwebhooks:\n"));
 }
 
+TEST(ConfigTest, EvaluatorSchedIdleDefaultsToTrueAndIsRead) {
+  EXPECT_TRUE(load(kRequired)->server.evaluator_sched_idle);
+  EXPECT_FALSE(load(kRequired + lines({"server:", "  evaluator_sched_idle: false"}))->server.evaluator_sched_idle);
+  EXPECT_EQ(error_of(kRequired + lines({"server:", "  evaluator_sched_idle: sometimes"})),
+            "test.yaml:8: server.evaluator_sched_idle: expected true or false");
+}
+
 TEST(ConfigTest, BackgroundNiceDefaultsToFiveAndIsRead) {
   EXPECT_EQ(load(kRequired)->server.background_nice, 5u);
   EXPECT_EQ(load(kRequired + lines({"server:", "  background_nice: 12"}))->server.background_nice, 12u);

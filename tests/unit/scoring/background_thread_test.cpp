@@ -4,6 +4,7 @@
 #include "scoring/background_thread.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -73,6 +74,14 @@ TEST(BackgroundThreads, TheLogAndScoreThreadsAreNamedAndNicedBelowTheirStarter) 
   EXPECT_EQ(threads["arb-scores"], 7);
   EXPECT_EQ(own_nice(), 0);  // per thread: the starter keeps its priority
   set_background_nice(kDefaultBackgroundNice);
+}
+
+TEST(BackgroundThreads, SchedIdleAppliesToTheCallingThreadOnly) {
+  std::thread([] {
+    ASSERT_TRUE(set_thread_sched_idle());
+    EXPECT_EQ(sched_getscheduler(static_cast<pid_t>(gettid())), SCHED_IDLE);
+  }).join();
+  EXPECT_EQ(sched_getscheduler(static_cast<pid_t>(gettid())), SCHED_OTHER);
 }
 
 TEST(BackgroundThreads, NiceValuesAreClampedAndNeverLowered) {
