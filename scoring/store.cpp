@@ -351,6 +351,7 @@ std::unique_ptr<Store> Store::open(const std::string& path, const StoreOptions& 
     o.max_bytes_for_level_base = options.level1_bytes;
     o.target_file_size_base = options.level1_file_bytes;
     o.target_file_size_multiplier = 2;
+    o.level0_file_num_compaction_trigger = options.level0_compaction_trigger;
     return o;
   };
 

@@ -475,7 +475,9 @@ TEST(Evaluators, WorkersRunInSchedIdleUnlessConfiguredOtherwise) {
         20s));
     for (const auto& [policy, nice] : workers) {
       EXPECT_EQ(policy, idle ? 5 : 0);
-      if (!idle) EXPECT_EQ(nice, 10);
+      if (!idle) {
+        EXPECT_EQ(nice, 10);
+      }
     }
     // The proxy's threads keep the normal policy.
     for (const auto& [policy, nice] : policies_of(h.process().pid(), "arb-io")) EXPECT_EQ(policy, 0);

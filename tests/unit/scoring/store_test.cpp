@@ -220,6 +220,39 @@ TEST(Store, LevelOneIsCappedSoLevelZeroCompactionsStaySmall) {
   EXPECT_GT(level_bytes(1) + level_bytes(2) + level_bytes(3), 4 * options.level1_bytes);
 }
 
+// Level-0 files are compacted into level 1 only once there are
+// StoreOptions::level0_compaction_trigger of them (8, not RocksDB's 4): each
+// such compaction rewrites all of a randomly keyed level 1, so waiting for
+// more files halves those rewrites.
+TEST(Store, LevelZeroWaitsForEightFilesBeforeCompacting) {
+  TempDir dir;
+  const StoreOptions options = small_tables(/*memtable=*/64u << 10, /*level1=*/128u << 10, /*file=*/32u << 10);
+  ASSERT_EQ(options.level0_compaction_trigger, 8);
+  auto store = Store::open(dir.path(), options);
+  const auto db = *store->lease();
+  rocksdb::ColumnFamilyHandle* records = db.cf(ColumnFamily::kRecords);
+  auto level0_files = [&] {
+    rocksdb::ColumnFamilyMetaData meta;
+    db.db().GetColumnFamilyMetaData(records, &meta);
+    return meta.levels.at(0).files.size();
+  };
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(write_one(*store, make_record("alpha", random_uuid(), 1'700'000'000'000'000 + i)).ok());
+    ASSERT_TRUE(db.db().Flush(rocksdb::FlushOptions(), records).ok());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!compactions_settled(db) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(level0_files(), 7u) << "a compaction started before 8 level-0 files";
+  ASSERT_TRUE(write_one(*store, make_record("alpha", random_uuid(), 1'700'000'000'000'100)).ok());
+  ASSERT_TRUE(db.db().Flush(rocksdb::FlushOptions(), records).ok());
+  while (level0_files() >= 8 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_LT(level0_files(), 8u) << "the eighth file did not start a compaction";
+}
+
 // A table file, once opened, stays open while fewer than max_open_files are:
 // the table cache is one exact LRU. RocksDB's default splits it into 64
 // shards of 2 readers each, so with a few dozen files some shards overflowed
