@@ -238,7 +238,14 @@ asio::awaitable<void> ProxySession<Stream>::run() {
     }
     inc(shared_.metrics.proxy_requests_total);
     const bool keep_alive = co_await handle(parser);
-    if (!keep_alive) break;
+    if (!keep_alive) {
+      // An answer given before the request's body was read to its end (a
+      // refusal such as 401, an unreachable upstream, a failed relay): drain
+      // what the client still sends, so that it reads the answer instead of
+      // a reset (lingering_close.hpp).
+      if (!parser.is_done()) unread_input_ = true;
+      break;
+    }
   }
 
   // Close politely; errors here change nothing for anyone.

@@ -353,6 +353,20 @@ TEST_F(ProxyTest, RejectsOversizedHeadersWith431AndBodiesWith413) {
   }
 }
 
+// Any answer given before the request body was read, not only 413: a
+// refusal without a gateway key reaches a client still uploading a body past
+// the sockets' buffers, instead of a reset or a broken pipe.
+TEST_F(ProxyTest, EarlyAnswersReachAClientStillSendingItsBody) {
+  start();
+  for (int i = 0; i < 3; ++i) {
+    HttpClient c("127.0.0.1", arbiter_.proxy_port);
+    auto res = c.request("POST", "/v1/chat/completions", {{"Content-Type", "application/json"}},
+                         std::string(6u << 20, 'z'));
+    EXPECT_EQ(res.status, 401);
+  }
+  EXPECT_EQ(upstream_->requests().size(), 0u);
+}
+
 TEST_F(ProxyTest, ReusesUpstreamConnections) {
   start({.threads = 1});
   auto c = client();
