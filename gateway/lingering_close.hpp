@@ -1,7 +1,8 @@
 #pragma once
-// Closing a connection after refusing a request that was not read to its end
-// (413 body too large, 431 header too large, 400 malformed): the client may
-// still be sending. Closing a socket with unread bytes makes the kernel reset
+// Closing a connection after answering a request that was not read to its end
+// (413 body too large, 431 header too large, 400 malformed; on the proxy also
+// 401, 502 and any other answer of arbiter's own given before the body was
+// read): the client may still be sending. Closing a socket with unread bytes makes the kernel reset
 // the connection, and a reset can destroy the answer before the client has
 // read it — the client then sees "connection reset" or a broken pipe instead
 // of the 413. So, like nginx's lingering_close, the session first reads and

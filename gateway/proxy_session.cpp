@@ -198,8 +198,9 @@ class ProxySession {
   beast::flat_buffer buf_;
   std::unique_ptr<char[]> relay_;
   std::string head_;  // the message head being written, on either leg
-  // A request was refused before it was read to its end (its header or body
-  // over a limit, or malformed): drain before closing (lingering_close.hpp).
+  // A request was answered before it was read to its end (its header or body
+  // over a limit, malformed, or any early answer of handle()): drain before
+  // closing (lingering_close.hpp).
   bool unread_input_ = false;
 };
 
@@ -423,7 +424,6 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   auto body_failed = [&](const error_code& err) {
     if (err == http::error::body_limit) {
       inc(shared_.metrics.proxy_rejected_too_large);
-      unread_input_ = true;
       why = "request body exceeds server.limits.max_body_bytes (" + std::to_string(limits.max_body_bytes) + " bytes)";
       return fail(Outcome::rejected, http::status::payload_too_large, "body_too_large", false);
     }
@@ -482,7 +482,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     if (retry_allowed && request_resendable) co_return Relay::retry_on_fresh_connection;
     why = "sending the request to upstream '" + ucfg.name + "' failed: " + ec.message();
     co_return fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
-                            !call.request_has_body && parser.get().keep_alive());
+                   !call.request_has_body && parser.get().keep_alive());
   }
 
   // 2. The rest of the request body, relayed piece by piece.
@@ -502,8 +502,8 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     co_await asio::async_write(up, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       why = "upstream '" + ucfg.name + "' closed while receiving the request body: " + ec.message();
-      co_return fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
-                              false);
+      co_return fail(Outcome::upstream_unreachable, http::status::bad_gateway,
+                     "upstream_unreachable", false);
     }
   }
   const bool client_keep_alive = parser.get().keep_alive();
@@ -526,7 +526,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     if (ec == beast::error::timeout) {
       why = "upstream '" + ucfg.name + "' did not answer within " + std::to_string(ucfg.timeout.count()) + " ms";
       co_return fail(Outcome::upstream_timeout, http::status::gateway_timeout, "upstream_timeout",
-                              client_keep_alive);
+                     client_keep_alive);
     }
     if (retry_allowed && request_resendable && (ec == http::error::end_of_stream || ec == asio::error::eof ||
                                                ec == asio::error::connection_reset)) {
@@ -534,7 +534,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     }
     why = "upstream '" + ucfg.name + "' failed before answering: " + ec.message();
     co_return fail(Outcome::upstream_unreachable, http::status::bad_gateway, "upstream_unreachable",
-                            client_keep_alive);
+                   client_keep_alive);
   }
 
   // 4. Client response header: upstream's status and headers, minus hop-by-hop.
@@ -610,8 +610,8 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
       why = "upstream '" + ucfg.name + "' failed mid-response: " + ec.message();
       if (!header_sent) {
         co_return fail(timeout ? Outcome::upstream_timeout : Outcome::upstream_broken,
-                                timeout ? http::status::gateway_timeout : http::status::bad_gateway,
-                                timeout ? "upstream_timeout" : "upstream_broken", false);
+                       timeout ? http::status::gateway_timeout : http::status::bad_gateway,
+                       timeout ? "upstream_timeout" : "upstream_broken", false);
       }
       // The status is already out; the only honest signal left is to cut the connection.
       finish(call, timeout ? Outcome::upstream_timeout : Outcome::upstream_broken, timeout ? -2 : 0,

@@ -38,8 +38,7 @@ bool set_thread_nice(int nice) {
 }
 
 bool set_thread_sched_idle() {
-  sched_param param{};
-  param.sched_priority = 0;
+  const sched_param param{};  // priority 0, the only one SCHED_IDLE has
   return sched_setscheduler(static_cast<pid_t>(gettid()), SCHED_IDLE, &param) == 0;
 }
 
