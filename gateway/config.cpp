@@ -566,7 +566,7 @@ ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
   const MapReader m(*this, at,
                     {"proxy_listen", "api_listen", "tls", "proxy_tls", "api_tls", "threads", "api_workers",
                      "evaluator_workers", "evaluator_queue_capacity", "evaluator_nice", "evaluator_sched_idle",
-                     "background_nice", "log_level",
+                     "background_nice", "malloc_arenas", "log_level",
                      "allow_anonymous",
                      "drain_timeout_ms", "limits"});
   ServerConfig s;
@@ -594,6 +594,7 @@ ServerConfig Loader::server(const Entry& at, int& anonymous_line) const {
   if (auto e = m.find("evaluator_nice")) s.evaluator_nice = static_cast<unsigned>(integer(*e, 0, 19));
   if (auto e = m.find("evaluator_sched_idle")) s.evaluator_sched_idle = boolean(*e);
   if (auto e = m.find("background_nice")) s.background_nice = static_cast<unsigned>(integer(*e, 0, 19));
+  if (auto e = m.find("malloc_arenas")) s.malloc_arenas = static_cast<unsigned>(integer(*e, 0, 1024));
   if (auto e = m.find("log_level")) {
     static const std::map<std::string, LogLevel, std::less<>> kLevels = {
         {"debug", LogLevel::debug},

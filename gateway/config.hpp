@@ -74,6 +74,13 @@ struct ServerConfig {
   // writer, webhooks, outbound HTTP, retention): the I/O threads get the CPU
   // first, the log's bounded queue absorbs the wait (scoring/background_thread.hpp).
   unsigned background_nice = 5;
+  // glibc malloc arenas for the whole process (M_ARENA_MAX), set at start
+  // unless MALLOC_ARENA_MAX or a glibc.malloc.arena_max tunable is in the
+  // environment. glibc's own default is 8 per core: each thread that
+  // allocates gets its own arena until then, and memory freed in one arena
+  // is not reused by another, so RSS creeps up under a long mixed load.
+  // 0 = glibc's default.
+  unsigned malloc_arenas = 2;
   LogLevel log_level = LogLevel::info;
   // Accept proxy calls without a gateway key (they go to the first project).
   // Refused by validation when any upstream injects an api_key.

@@ -1,9 +1,11 @@
 // arbiter: wiring only. Parse arguments, load the config, start the server,
 // print one "listening" line per listener, wait for a signal, drain, exit.
 
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -74,6 +76,18 @@ std::string evaluator_error(const arbiter::gateway::Config& config, const std::s
   return config.source_file + ": " + message;
 }
 
+// server.malloc_arenas: caps glibc's arenas before the first thread starts.
+// An operator's MALLOC_ARENA_MAX (or glibc.malloc.arena_max in GLIBC_TUNABLES)
+// wins: glibc has read it already, and mallopt would override it.
+void limit_malloc_arenas(unsigned arenas) {
+  if (arenas == 0 || std::getenv("MALLOC_ARENA_MAX") != nullptr) return;
+  if (const char* tunables = std::getenv("GLIBC_TUNABLES");
+      tunables != nullptr && std::strstr(tunables, "glibc.malloc.arena_max") != nullptr) {
+    return;
+  }
+  ::mallopt(M_ARENA_MAX, static_cast<int>(arenas));
+}
+
 void print_listening(const char* listener, const boost::asio::ip::tcp::endpoint& ep) {
   const auto addr = ep.address();
   std::string address = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
@@ -132,6 +146,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s: ok\n", config_path.c_str());
     return 0;
   }
+  limit_malloc_arenas(config->server.malloc_arenas);
   log::set_level(config->server.log_level);
   arbiter::scoring::set_background_nice(static_cast<int>(config->server.background_nice));
 

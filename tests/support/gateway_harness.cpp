@@ -26,7 +26,7 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-GatewayHarness::GatewayHarness(GatewayOptions opts) {
+GatewayHarness::GatewayHarness(GatewayOptions opts) : env_(std::move(opts.env)) {
   upstream_ = std::make_unique<FakeUpstream>(opts.upstream);
   const std::string base_url = opts.base_url.empty() ? upstream_->base_url() + opts.base_path : opts.base_url;
   // Evaluator threads at nice 10, not in SCHED_IDLE (arbiter's default): a
@@ -77,7 +77,7 @@ std::filesystem::path GatewayHarness::stderr_path(int start) const {
 void GatewayHarness::restart() {
   arbiter_ = {};
   ++starts_;
-  arbiter_ = start_arbiter(arbiter_binary(), config_path_, std::chrono::seconds(20), stderr_path(starts_));
+  arbiter_ = start_arbiter(arbiter_binary(), config_path_, std::chrono::seconds(20), stderr_path(starts_), env_);
 }
 
 void GatewayHarness::kill() {

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/support/fake_upstream.hpp"
 #include "tests/support/http_client.hpp"
@@ -28,6 +30,7 @@ struct GatewayOptions {
   std::string base_path{};       // appended to the fake upstream's URL
   FakeUpstreamOptions upstream{};
   int threads = 2;
+  std::vector<std::pair<std::string, std::string>> env{};  // added to arbiter's environment
 };
 
 std::string sha256_hex(std::string_view data);
@@ -70,6 +73,7 @@ class GatewayHarness {
   TempDir dir_;
   std::unique_ptr<FakeUpstream> upstream_;
   std::filesystem::path config_path_;
+  std::vector<std::pair<std::string, std::string>> env_;
   ArbiterProcess arbiter_;
   int starts_ = 0;
 };

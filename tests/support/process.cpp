@@ -425,12 +425,13 @@ std::filesystem::path program_path(const char* env_var, const std::filesystem::p
 
 ArbiterProcess start_arbiter(const std::filesystem::path& binary,
                              const std::filesystem::path& config_file,
-                             std::chrono::milliseconds timeout, std::filesystem::path stderr_file) {
+                             std::chrono::milliseconds timeout, std::filesystem::path stderr_file,
+                             std::vector<std::pair<std::string, std::string>> extra_env) {
   const auto deadline = Clock::now() + timeout;
   ArbiterProcess result;
   result.process = std::make_unique<ChildProcess>(
-      std::vector<std::string>{binary.string(), "--config", config_file.string()},
-      std::vector<std::pair<std::string, std::string>>{}, stderr_file);
+      std::vector<std::string>{binary.string(), "--config", config_file.string()}, std::move(extra_env),
+      stderr_file);
   result.proxy_address =
       await_listening(*result.process, "arbiter", "proxy", deadline, timeout, stderr_file);
   result.api_address =

@@ -107,11 +107,12 @@ struct ArbiterProcess {
 // Runs `binary --config config_file` and returns once both
 // {"event":"listening","listener":"proxy"|"api",...} lines were printed.
 // Throws std::runtime_error (with the exit status and the stdout seen) when the
-// process exits or `timeout` passes first.
+// process exits or `timeout` passes first. `extra_env` as for ChildProcess.
 ArbiterProcess start_arbiter(const std::filesystem::path& binary,
                              const std::filesystem::path& config_file,
                              std::chrono::milliseconds timeout = std::chrono::seconds(20),
-                             std::filesystem::path stderr_file = {});
+                             std::filesystem::path stderr_file = {},
+                             std::vector<std::pair<std::string, std::string>> extra_env = {});
 
 // A running `fake_upstream` that is listening.
 struct FakeUpstreamProcess {

@@ -899,6 +899,14 @@ TEST(ConfigTest, BackgroundNiceDefaultsToFiveAndIsRead) {
   EXPECT_EQ(load(kRequired + lines({"server:", "  background_nice: 12"}))->server.background_nice, 12u);
 }
 
+TEST(ConfigTest, MallocArenasDefaultsToTwoAndIsRead) {
+  EXPECT_EQ(load(kRequired)->server.malloc_arenas, 2u);
+  EXPECT_EQ(load(kRequired + lines({"server:", "  malloc_arenas: 0"}))->server.malloc_arenas, 0u);
+  EXPECT_EQ(load(kRequired + lines({"server:", "  malloc_arenas: 8"}))->server.malloc_arenas, 8u);
+  EXPECT_EQ(error_of(kRequired + lines({"server:", "  malloc_arenas: -1"})),
+            "test.yaml:8: server.malloc_arenas: expected a non-negative integer");
+}
+
 TEST(ConfigTest, ParsesEvaluators) {
   const auto config = load(kRequired + lines({
                                            "server:",
