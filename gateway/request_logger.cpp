@@ -1,5 +1,7 @@
 #include "gateway/request_logger.hpp"
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "gateway/credentials.hpp"
@@ -13,10 +15,25 @@ std::int64_t unix_us(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
-std::optional<std::int64_t> int_field(const nlohmann::json& o, const char* key) {
-  auto it = o.find(key);
-  if (it == o.end() || !it->is_number_integer()) return std::nullopt;
-  return it->get<std::int64_t>();
+// A member's raw value (top_level_members) read as a JSON integer, as a parse
+// would type it: no fraction or exponent, within 64 bits (nlohmann keeps
+// values past INT64_MAX up to UINT64_MAX as unsigned, and get<std::int64_t>()
+// wraps them; this does the same). nullopt for anything else.
+std::optional<std::int64_t> integer_value(std::string_view raw) {
+  const bool negative = !raw.empty() && raw.front() == '-';
+  if (negative) raw.remove_prefix(1);
+  if (raw.empty() || (raw.size() > 1 && raw.front() == '0')) return std::nullopt;
+  std::uint64_t v = 0;
+  for (const char c : raw) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const auto digit = static_cast<std::uint64_t>(c - '0');
+    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) return std::nullopt;
+    v = v * 10 + digit;
+  }
+  if (!negative) return static_cast<std::int64_t>(v);
+  constexpr std::uint64_t kMinMagnitude = std::uint64_t{1} << 63;
+  if (v > kMinMagnitude) return std::nullopt;
+  return v == kMinMagnitude ? std::numeric_limits<std::int64_t>::min() : -static_cast<std::int64_t>(v);
 }
 
 // A member's raw value (top_level_members) when it is a string; else "".
@@ -33,17 +50,24 @@ std::string string_value(std::string_view raw) {
   return v.is_string() ? v.get<std::string>() : std::string();
 }
 
-void take_usage(const nlohmann::json& usage, scoring::RequestRecord& rec) {
-  if (!usage.is_object()) return;
+// `usage` is the member's raw text: its counts are scanned, not parsed into a
+// document (on the storage thread, for every call).
+void take_usage(std::string_view usage, scoring::RequestRecord& rec) {
   // Chat/completions name them prompt/completion; the Responses API and
   // Anthropic-style providers say input/output.
-  rec.prompt_tokens = int_field(usage, "prompt_tokens");
-  if (!rec.prompt_tokens) rec.prompt_tokens = int_field(usage, "input_tokens");
-  rec.completion_tokens = int_field(usage, "completion_tokens");
-  if (!rec.completion_tokens) rec.completion_tokens = int_field(usage, "output_tokens");
-  rec.total_tokens = int_field(usage, "total_tokens");
-  if (!rec.total_tokens && rec.prompt_tokens && rec.completion_tokens) {
-    rec.total_tokens = *rec.prompt_tokens + *rec.completion_tokens;
+  static constexpr std::string_view kCounts[] = {"prompt_tokens", "input_tokens", "completion_tokens",
+                                                 "output_tokens", "total_tokens"};
+  const auto m = scoring::top_level_members(usage, kCounts);
+  if (!m) return;
+  rec.prompt_tokens = integer_value((*m)[0]);
+  if (!rec.prompt_tokens) rec.prompt_tokens = integer_value((*m)[1]);
+  rec.completion_tokens = integer_value((*m)[2]);
+  if (!rec.completion_tokens) rec.completion_tokens = integer_value((*m)[3]);
+  rec.total_tokens = integer_value((*m)[4]);
+  std::int64_t sum = 0;
+  if (!rec.total_tokens && rec.prompt_tokens && rec.completion_tokens &&
+      !__builtin_add_overflow(*rec.prompt_tokens, *rec.completion_tokens, &sum)) {
+    rec.total_tokens = sum;
   }
 }
 
@@ -80,7 +104,7 @@ void derive_fields(scoring::RequestRecord& rec, const Config& config) {
   if ((!rec.response_truncated || rec.is_stream) && !rec.response_body.empty()) {
     if (auto m = scoring::top_level_members(rec.response_body, kResponseMembers)) {
       rec.response_model = string_value((*m)[0]);
-      if (!(*m)[1].empty()) take_usage(scoring::parse_json_bounded((*m)[1]), rec);
+      if (!(*m)[1].empty()) take_usage((*m)[1], rec);
     }
   }
   rec.cost_usd = cost_for(config, rec);

@@ -5,7 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "gateway/sse_tap.hpp"
 
@@ -68,6 +71,66 @@ TEST(BuildRecord, DerivesModelTokensAndCostAtOnceByDefault) {
 // Only an id the gateway made may skip the store's look-up of an earlier
 // version: a client-chosen id can repeat, and its earlier record must be
 // replaced with its index entries.
+// The usage counts are scanned from the member's text, not parsed into a
+// document; what they read must be what a parse would have typed as an
+// integer, for every shape of count a provider (or a broken one) sends.
+TEST(BuildRecord, UsageCountsAreReadAsAParseWouldTypeThem) {
+  const auto config = priced_config();
+  struct Case {
+    std::string usage;
+    std::optional<std::int64_t> prompt, completion, total;
+  };
+  const Case cases[] = {
+      {R"({"prompt_tokens":7,"completion_tokens":3,"total_tokens":10})", 7, 3, 10},
+      // OpenAI's nested details and whitespace around members.
+      {R"({ "prompt_tokens" : 12 , "prompt_tokens_details" : {"cached_tokens":4,"audio_tokens":0},
+           "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 2} })",
+       12, 5, 17},
+      // The Responses API's and Anthropic's names; the total is summed.
+      {R"({"input_tokens":20,"output_tokens":8})", 20, 8, 28},
+      {R"({"prompt_tokens":1,"input_tokens":2,"completion_tokens":3,"output_tokens":4})", 1, 3, 4},
+      // Not integers: fractions, exponents, strings, booleans, null, objects.
+      {R"({"prompt_tokens":12.0,"completion_tokens":1e3,"total_tokens":"9"})", std::nullopt, std::nullopt,
+       std::nullopt},
+      {R"({"prompt_tokens":true,"completion_tokens":null,"total_tokens":{"n":1}})", std::nullopt, std::nullopt,
+       std::nullopt},
+      // Negative and zero counts are integers; "-0" is 0.
+      {R"({"prompt_tokens":-3,"completion_tokens":0,"total_tokens":-0})", -3, 0, 0},
+      // 64-bit edges: INT64_MIN; past INT64_MAX wraps as get<int64_t>() does;
+      // past 64 bits a parse makes a double. A sum that would overflow is
+      // left out.
+      {R"({"prompt_tokens":-9223372036854775808,"completion_tokens":18446744073709551615,)"
+       R"("total_tokens":18446744073709551616})",
+       std::numeric_limits<std::int64_t>::min(), -1, std::nullopt},
+      {R"({"prompt_tokens":9223372036854775807,"completion_tokens":1})", std::numeric_limits<std::int64_t>::max(), 1,
+       std::nullopt},
+      {R"({"prompt_tokens":-9223372036854775809})", std::nullopt, std::nullopt, std::nullopt},
+      // The last of a repeated key, as a parse keeps.
+      {R"({"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":3})", 2, 3, 5},
+      // Not an object, or a broken one: nothing.
+      {R"("lots")", std::nullopt, std::nullopt, std::nullopt},
+      {R"([1,2,3])", std::nullopt, std::nullopt, std::nullopt},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.usage);
+    auto r = chat_result();
+    r.response_body.bytes = R"({"model":"gpt-4o-mini","usage":)" + c.usage + "}";
+    r.response_body.size = r.response_body.bytes.size();
+    const auto rec = build_record(context(), std::move(r), *config);
+    EXPECT_EQ(rec.prompt_tokens, c.prompt);
+    EXPECT_EQ(rec.completion_tokens, c.completion);
+    EXPECT_EQ(rec.total_tokens, c.total);
+    // And the same as reading the member from a parsed document.
+    const auto usage = nlohmann::json::parse(c.usage, nullptr, false);
+    if (usage.is_object() && !usage.contains("input_tokens") && usage.count("prompt_tokens") == 1) {
+      const auto it = usage.find("prompt_tokens");
+      EXPECT_EQ(rec.prompt_tokens, it != usage.end() && it->is_number_integer()
+                                       ? std::optional<std::int64_t>(it->get<std::int64_t>())
+                                       : std::nullopt);
+    }
+  }
+}
+
 TEST(BuildRecord, OnlyGatewayMadeIdsAreMarkedNew) {
   const auto config = priced_config();
   auto ctx = context();
