@@ -350,6 +350,36 @@ void BM_DeriveFields(benchmark::State& state) {
 }
 BENCHMARK(BM_DeriveFields);
 
+// The same with a conversation of 20 turns of ~500 characters (a 10 KiB
+// request), as chat clients send: the scan for "model" and "user" walks the
+// whole body.
+void BM_DeriveFieldsLongConversation(benchmark::State& state) {
+  const auto config = bench_config();
+  auto exchange = chat_exchange();
+  std::string body = R"({"messages":[)";
+  for (int turn = 0; turn < 20; ++turn) {
+    if (turn > 0) body += ',';
+    body += R"({"role":")";
+    body += turn % 2 == 0 ? "user" : "assistant";
+    body += R"(","content":")";
+    for (int i = 0; i < 10; ++i) body += "The quick brown fox jumps over the lazy dog, again and \"again\". ";
+    body += R"("})";
+  }
+  body += R"(],"model":"gpt-4o-mini","temperature":0.2})";
+  exchange.request_body.bytes = body;
+  exchange.request_body.size = body.size();
+  const auto pending =
+      gateway::build_record(chat_context(), std::move(exchange), *config, /*defer_derivation=*/true);
+  for (auto _ : state) {
+    auto rec = pending;
+    gateway::derive_fields(rec, *config);
+    benchmark::DoNotOptimize(rec);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * (body.size() + response_body().size())));
+  state.counters["request_bytes"] = static_cast<double>(body.size());
+}
+BENCHMARK(BM_DeriveFieldsLongConversation);
+
 // The stored metadata of the chat call above; range(0) = 1 adds posted feedback (the one
 // free-form JSON member a record carries).
 void BM_RecordDecode(benchmark::State& state) {

@@ -107,6 +107,52 @@ TEST(TopLevelMembersTest, KeysAreComparedUnescapedAndTheLastRepeatWins) {
   EXPECT_EQ((*m)[0], "[2]");
 }
 
+// Strings are skipped 16 bytes at a time (SSE2) and then byte by byte: a
+// quote, backslash or control byte must be seen at every position relative
+// to those blocks, in keys and in values at the top level and nested.
+TEST(TopLevelMembersTest, SeesEveryStringByteWhereverItFallsInABlock) {
+  const std::string_view names[] = {"a", "b"};
+  struct Special {
+    std::string text;  // as it appears inside the JSON string
+    bool valid;        // to the scan (a parse also refuses invalid UTF-8)
+    bool utf8 = true;
+  };
+  // 0xff is not UTF-8, which the scan does not check; it must not take a
+  // byte above 0x7f for a control byte either.
+  const Special specials[] = {
+      {R"(\")", true}, {R"(\\)", true}, {R"(\n)", true}, {R"(\u00e9)", true}, {"\xc3\xa9", true},
+      {"\x01", false}, {"\x1f", false}, {"\n", false},   {"\x7f", true},      {"\xff", true, false},
+  };
+  for (std::size_t pad = 0; pad < 16; ++pad) {        // where the string starts in the text
+    for (std::size_t len = 0; len <= 40; ++len) {     // plain bytes around the special one
+      for (std::size_t at = 0; at <= len; ++at) {     // where the special one sits
+        for (const auto& special : specials) {
+          const std::string inner = std::string(at, 'x') + special.text + std::string(len - at, 'y');
+          for (const bool nested : {false, true}) {
+            const std::string value = nested ? "[{\"k" + inner + "\": \"" + inner + "\"}]" : "\"" + inner + "\"";
+            const std::string text = "{\"" + std::string(pad, 'p') + "\": 0, \"a\": " + value + ", \"b\": 7}";
+            SCOPED_TRACE(::testing::PrintToString(text));
+            const auto found = top_level_members(text, names);
+            if (special.utf8) {
+              EXPECT_EQ(found.has_value(), nlohmann::json::accept(text));
+            }
+            ASSERT_EQ(found.has_value(), special.valid);
+            if (!found) continue;
+            EXPECT_EQ((*found)[0], value);
+            EXPECT_EQ((*found)[1], "7");
+          }
+        }
+      }
+    }
+  }
+  // Unterminated, with the end of the text at every position of a block, and
+  // a backslash as the very last byte.
+  for (std::size_t len = 0; len <= 40; ++len) {
+    EXPECT_FALSE(top_level_members("{\"a\": \"" + std::string(len, 'x'), names).has_value()) << len;
+    EXPECT_FALSE(top_level_members("{\"a\": \"" + std::string(len, 'x') + "\\", names).has_value()) << len;
+  }
+}
+
 TEST(TopLevelMembersTest, RefusesWhatIsNotAnObjectOrIsBrokenOrTooDeep) {
   const std::string_view names[] = {"model"};
   for (const char* bad : {"", "[]", "\"s\"", "12", "{", "{\"model\"}", "{\"model\": }", "{\"model\" \"a\"}",
