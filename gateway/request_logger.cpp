@@ -1,7 +1,7 @@
 #include "gateway/request_logger.hpp"
 
+#include <charconv>
 #include <cstdint>
-#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "gateway/credentials.hpp"
@@ -22,18 +22,13 @@ std::int64_t unix_us(std::chrono::system_clock::time_point t) {
 std::optional<std::int64_t> integer_value(std::string_view raw) {
   const bool negative = !raw.empty() && raw.front() == '-';
   if (negative) raw.remove_prefix(1);
-  if (raw.empty() || (raw.size() > 1 && raw.front() == '0')) return std::nullopt;
+  // JSON has no leading zeros; from_chars into an unsigned takes no sign.
+  if (raw.size() > 1 && raw.front() == '0') return std::nullopt;
   std::uint64_t v = 0;
-  for (const char c : raw) {
-    if (c < '0' || c > '9') return std::nullopt;
-    const auto digit = static_cast<std::uint64_t>(c - '0');
-    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) return std::nullopt;
-    v = v * 10 + digit;
-  }
-  if (!negative) return static_cast<std::int64_t>(v);
-  constexpr std::uint64_t kMinMagnitude = std::uint64_t{1} << 63;
-  if (v > kMinMagnitude) return std::nullopt;
-  return v == kMinMagnitude ? std::numeric_limits<std::int64_t>::min() : -static_cast<std::int64_t>(v);
+  const auto [end, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), v);
+  if (ec != std::errc() || end != raw.data() + raw.size()) return std::nullopt;
+  if (negative && v > std::uint64_t{1} << 63) return std::nullopt;  // a parse makes a double
+  return static_cast<std::int64_t>(negative ? std::uint64_t{0} - v : v);
 }
 
 // A member's raw value (top_level_members) when it is a string; else "".

@@ -8,35 +8,7 @@
 
 namespace arbiter::scoring {
 
-bool json_too_deep(std::string_view text, std::size_t max_depth) {
-  std::size_t depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return true;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 namespace {
-
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-void skip_ws(std::string_view t, std::size_t& i) {
-  while (i < t.size() && is_ws(t[i])) ++i;
-}
 
 // The first byte at or after i that ends a run of plain string content: a
 // quote, a backslash or a control byte (< 0x20); t.size() when there is none.
@@ -64,6 +36,36 @@ std::size_t next_string_special(std::string_view t, std::size_t i) {
     if (c == '"' || c == '\\' || c < 0x20) return i;
   }
   return t.size();
+}
+
+}  // namespace
+
+bool json_too_deep(std::string_view text, std::size_t max_depth) {
+  std::size_t depth = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '"') {
+      // Through the string: its contents do not nest. A control byte inside
+      // it is the parser's to refuse, not this count's.
+      for (i = next_string_special(text, i + 1); i < text.size() && text[i] != '"';
+           i = next_string_special(text, i + 1)) {
+        if (text[i] == '\\') ++i;
+      }
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return true;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+void skip_ws(std::string_view t, std::size_t& i) {
+  while (i < t.size() && is_ws(t[i])) ++i;
 }
 
 // At an opening quote: moves past the closing one. False when unterminated
