@@ -11,6 +11,8 @@
 // runs can wait in storage; else they have their own nice value
 // (server.evaluator_nice).
 
+#include <cstdint>
+
 namespace arbiter::scoring {
 
 // Names the calling thread (shown by top -H, perf, gdb; at most 15
@@ -33,5 +35,27 @@ void enter_background_thread(const char* name);
 inline constexpr int kDefaultBackgroundNice = 5;
 int background_nice();
 void set_background_nice(int nice);
+
+// Yield points. A thread that wakes does not always preempt the one running
+// on its CPU: under EEVDF the running one may finish its slice (1.4 ms on two
+// CPUs), and on the bench VM (Linux 6.18, no kernel preemption) woken proxy
+// threads waited out whole runs of niced and even SCHED_IDLE threads, up to
+// the scheduler tick (bench/README, "Results, session 18"). So a background
+// thread's long run of CPU (a flush, a backlog of score writes) is a proxy
+// thread's stall when both share a CPU.
+//
+// yield_point() is called between small units of work: on a thread that
+// opted in, once kYieldQuantumUs have passed since its last yield it calls
+// sched_yield(), and a thread queued on the same CPU runs now. Yielding keeps
+// the thread's fair share (it only gives up the rest of its current slice).
+// A no-op on threads that did not opt in, such as the I/O threads.
+inline constexpr long kYieldQuantumUs = 100;
+void yield_point();
+// Opts the calling thread in (enter_background_thread does).
+void enable_yield_points();
+// Yields made by all threads so far; for tests.
+std::uint64_t yields_made();
+// 0 makes every yield point yield (tests); negative restores kYieldQuantumUs.
+void set_yield_quantum_us_for_testing(long us);
 
 }  // namespace arbiter::scoring

@@ -515,12 +515,14 @@ void EvaluatorRuntime::finish_active(const std::string& key) {
 
 void EvaluatorRuntime::worker_loop() {
   name_thread("arb-eval");
+  enable_yield_points();
   const bool idled = options_.worker_sched_idle && set_thread_sched_idle();  // else: niced
   if (!idled && options_.worker_nice > 0 && !set_thread_nice(options_.worker_nice)) {
     note_error(*evaluators_.front(), "cannot lower the evaluator workers' priority");
   }
   Task task;
   while (next_task(task)) {
+    yield_point();
     process(task);
     bool slot_wanted = false;
     {

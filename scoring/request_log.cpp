@@ -300,7 +300,11 @@ void RequestLog::sync_loop() {
 bool RequestLog::write_batch(std::vector<Pending>& batch, bool first_attempt) {
   std::vector<const RequestRecord*> records;
   records.reserve(batch.size());
+  // Yield between records only while the queue is short: behind a backlog,
+  // the storage thread keeps every bit of CPU it gets.
+  const bool yields = queued_.load(std::memory_order_relaxed) < options_.max_batch;
   for (auto& p : batch) {
+    if (yields) yield_point();
     if (first_attempt) {
       if (options_.prepare) options_.prepare(*p.record);
       lower_property_keys(*p.record);

@@ -596,6 +596,7 @@ void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
     const BatchView db{*lease, batch};
     bool durable = false;
     for (auto& job : group) {
+      yield_point();
       batch.SetSavePoint();
       job->result = job->kind == Job::Kind::kWrite ? build_write(db, *job) : build_remove(db, *job);
       if (job->result.ok() && job->run_entries) {

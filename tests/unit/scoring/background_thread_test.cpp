@@ -1,5 +1,6 @@
 // Background threads carry their names and run at server.background_nice,
-// below the threads that start them (the I/O threads in the gateway).
+// below the threads that start them (the I/O threads in the gateway), and
+// they yield the CPU at their yield points.
 
 #include "scoring/background_thread.hpp"
 
@@ -99,6 +100,32 @@ TEST(BackgroundThreads, NiceValuesAreClampedAndNeverLowered) {
     EXPECT_EQ(own_nice(), 9);
   }).join();
   EXPECT_EQ(own_nice(), 0);
+}
+
+// Yield points: with the quantum at 0, every yield point of a thread that
+// opted in yields, so the counts are exact.
+class YieldPoints : public ::testing::Test {
+ protected:
+  void SetUp() override { set_yield_quantum_us_for_testing(0); }
+  void TearDown() override { set_yield_quantum_us_for_testing(-1); }
+};
+
+TEST_F(YieldPoints, OnlyThreadsThatOptedInYield) {
+  const auto before = yields_made();
+  std::thread([] {
+    for (int i = 0; i < 5; ++i) yield_point();  // as on an I/O thread: never
+  }).join();
+  EXPECT_EQ(yields_made(), before);
+  std::thread([] {
+    enable_yield_points();
+    for (int i = 0; i < 5; ++i) yield_point();
+  }).join();
+  EXPECT_EQ(yields_made(), before + 5);
+  std::thread([] {
+    enter_background_thread("arb-yield-test");  // every background thread opts in
+    yield_point();
+  }).join();
+  EXPECT_EQ(yields_made(), before + 6);
 }
 
 }  // namespace
