@@ -40,16 +40,16 @@ void set_background_nice(int nice);
 // on its CPU: under EEVDF the running one may finish its slice (1.4 ms on two
 // CPUs), and on the bench VM (Linux 6.18, no kernel preemption) woken proxy
 // threads waited out whole 1-5 ms runs of niced and even SCHED_IDLE threads
-// (bench/README, "Results, session 18"). So a background
-// thread's long run of CPU (a flush, a backlog of score writes) is a proxy
-// thread's stall when both share a CPU.
+// (bench/README, "Results, session 18"). So a background thread's long run
+// of CPU (a flush, a backlog of score writes) is a proxy thread's stall when
+// both share a CPU.
 //
 // yield_point() is called between small units of work: on a thread that
 // opted in, once kYieldQuantumUs have passed since its last yield it calls
 // sched_yield(): a thread queued on the same CPU that the scheduler counts
 // as eligible runs now. Yielding keeps the thread's fair share (it only gives
-// up the rest of its current slice).
-// A no-op on threads that did not opt in, such as the I/O threads.
+// up the rest of its current slice). A no-op on threads that did not opt in,
+// such as the I/O threads.
 inline constexpr long kYieldQuantumUs = 100;
 void yield_point();
 // Opts the calling thread in (enter_background_thread does).
