@@ -104,7 +104,9 @@ class ExchangeObserver {
 // in 8-4-4-4-12 hex form (either case).
 bool is_valid_request_id(std::string_view id);
 
-// A fresh random (version 4) UUID, lower-case.
+// A fresh version-4 UUID, lower-case, that sorts by creation time: its first
+// 60 bits are the Unix time in milliseconds and a 12-bit fraction of the
+// millisecond (around the version nibble), the other 62 bits are random.
 std::string new_request_id();
 
 // Result of reading the gateway's own headers from a client request.

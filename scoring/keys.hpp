@@ -18,6 +18,10 @@
 // negative times still sort first. id is the last component and, being
 // valid_request_id(), has no 0x00.
 //
+// Ids arbiter makes lead with their creation time (gateway::new_request_id),
+// so `records` and `bodies` are, per project, appended in time order too;
+// their memtable insert hint is part(project) (store.cpp).
+//
 // The `scores` and `idx_score` column families (scores, configs, feedback;
 // by name+time, name+value, and time) are laid out in scoring/score_store.hpp.
 // There, sortable(value) is 8 bytes: for an IEEE double, bits with the sign

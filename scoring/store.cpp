@@ -112,8 +112,8 @@ class PartsPrefix final : public rocksdb::SliceTransform {
 };
 
 // The insert-hint prefix of each column family's time-ordered keys (layouts:
-// keys.hpp, score_store.hpp, webhook_outbox.cpp); null for column families
-// keyed by id alone.
+// keys.hpp, score_store.hpp, eval_runs.cpp, webhook_outbox.cpp); null for
+// column families without any.
 std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(ColumnFamily cf) {
   switch (cf) {
     case ColumnFamily::kIdxTime:
@@ -124,14 +124,27 @@ std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(ColumnFamily c
       return std::make_shared<PartsPrefix>(2);
     case ColumnFamily::kIdxProperty:
       return std::make_shared<PartsPrefix>(3);
+    // Keyed by request id, which leads with its creation time when arbiter
+    // made it (new_request_id): one series per project. Ids a client chose
+    // are random and insert as they would without a hint.
+    case ColumnFamily::kRecords:
+    case ColumnFamily::kBodies:
+      return std::make_shared<PartsPrefix>(1);
+    case ColumnFamily::kEvalRuns:
+      // 'R' project request_id evaluator (runs), 'P' … (pending markers).
+      return std::make_shared<PartsPrefix>(std::initializer_list<std::pair<char, int>>{{'R', 1}, {'P', 1}});
+    case ColumnFamily::kScores:
+      // 'S' project target name, target = 'r' request_id … for request scores.
+      return std::make_shared<PartsPrefix>(std::initializer_list<std::pair<char, int>>{{'S', 1}});
     case ColumnFamily::kIdxScore:
       // 'T' project name ts…, 'A' project ts…; 'V' is ordered by value.
       return std::make_shared<PartsPrefix>(std::initializer_list<std::pair<char, int>>{{'T', 2}, {'A', 1}});
     case ColumnFamily::kOutbox:
       // Queue 'Q' webhook ts…, list 'L' project webhook ts…, state 'S'
-      // project state-byte webhook ts… (two 0x00s), prune 'T' ts….
-      return std::make_shared<PartsPrefix>(
-          std::initializer_list<std::pair<char, int>>{{'Q', 1}, {'L', 2}, {'S', 2}, {'T', 0}});
+      // project state-byte webhook ts… (two 0x00s), prune 'T' ts…;
+      // deliveries 'D' msg_<time><random>, by request 'R' project request_id ….
+      return std::make_shared<PartsPrefix>(std::initializer_list<std::pair<char, int>>{
+          {'Q', 1}, {'L', 2}, {'S', 2}, {'T', 0}, {'D', 0}, {'R', 1}});
     default:
       return nullptr;
   }

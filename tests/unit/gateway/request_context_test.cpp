@@ -4,6 +4,7 @@
 
 #include <boost/beast/http/fields.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <map>
 #include <optional>
@@ -143,6 +144,31 @@ TEST(NewRequestIdTest, IsValidLowerCaseVersion4) {
     for (const char c : id) {
       EXPECT_TRUE(c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) << id;
     }
+  }
+}
+
+// The first 60 bits are the creation time (Unix ms, then a 12-bit fraction
+// of the millisecond around the version nibble), so ids sort by time: the
+// request log's id-keyed column families append instead of scattering.
+TEST(NewRequestIdTest, LeadsWithItsCreationTimeSoIdsSortByTime) {
+  auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  auto time_of = [](const std::string& id) { return std::stoll(id.substr(0, 8) + id.substr(9, 4), nullptr, 16); };
+  auto order_part = [](const std::string& id) { return id.substr(0, 18); };  // ms, version, fraction
+  std::string previous;
+  for (int i = 0; i < 2000; ++i) {
+    const auto before = now_ms();
+    const std::string id = new_request_id();
+    const auto after = now_ms();
+    ASSERT_GE(time_of(id), before) << id;
+    ASSERT_LE(time_of(id), after) << id;
+    if (!previous.empty()) {
+      ASSERT_LE(order_part(previous), order_part(id)) << previous << " then " << id;
+    }
+    previous = id;
   }
 }
 

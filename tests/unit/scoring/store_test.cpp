@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "scoring/background_thread.hpp"
+#include "scoring/eval_runs.hpp"
 #include "scoring/keys.hpp"
 #include "scoring/score_store.hpp"
 #include "scoring/webhook_outbox.hpp"
@@ -139,10 +140,12 @@ TEST(Store, OnlyTimeOrderedIndexesCompactFilesOfDeletionsEarly) {
     }
     return names;
   };
+  const std::set<ColumnFamily> time_ordered_indexes = {ColumnFamily::kIdxTime,     ColumnFamily::kIdxUser,
+                                                        ColumnFamily::kIdxSession,  ColumnFamily::kIdxProperty,
+                                                        ColumnFamily::kIdxModel,    ColumnFamily::kIdxScore};
   for (std::size_t i = 0; i < by_cf.size(); ++i) {
     const rocksdb::Options& options = by_cf[i];
-    const bool time_ordered = options.memtable_insert_with_hint_prefix_extractor != nullptr &&
-                              i != static_cast<std::size_t>(ColumnFamily::kOutbox);
+    const bool time_ordered = time_ordered_indexes.count(static_cast<ColumnFamily>(i)) != 0;
     EXPECT_EQ(options.table_properties_collector_factories.size(), time_ordered ? 2u : 1u) << i;
     const std::vector<std::string> collectors = collectors_of(static_cast<ColumnFamily>(i));
     if (time_ordered) {
@@ -406,10 +409,35 @@ TEST(Store, TimeOrderedIndexesHintMemtableInsertsByTheirSeriesPrefix) {
   // Ordered by value, not time: no hint.
   const std::string by_value = score_keys::value_prefix(project, "quality") + "12345678";
   EXPECT_FALSE(extractor(ColumnFamily::kIdxScore)->InDomain(by_value));
-  // Keyed by id: no extractor at all.
-  for (auto cf : {ColumnFamily::kRecords, ColumnFamily::kBodies, ColumnFamily::kScores, ColumnFamily::kEvalRuns}) {
-    EXPECT_EQ(extractor(cf), nullptr) << column_family_name(cf);
-  }
+}
+
+// Keys that lead with a request id form one series per project: the ids
+// arbiter makes sort by time (gateway::new_request_id), so the hint is the
+// part before the id, and inserts of a batch's records, bodies, run markers
+// and scores each continue where the previous one stopped.
+TEST(Store, RequestKeyedColumnFamiliesHintMemtableInsertsByProject) {
+  TempDir dir;
+  auto store = Store::open(dir.path());
+  const auto db = *store->lease();
+  auto hinted_prefix = [&](ColumnFamily cf, const std::string& key) -> std::string {
+    const auto hint = db.db().GetOptions(db.cf(cf)).memtable_insert_with_hint_prefix_extractor;
+    if (hint == nullptr || !hint->InDomain(key)) return "<no hint>";
+    return hint->Transform(key).ToString();
+  };
+  const std::string project = std::string("p\0j", 3);
+  const std::string id = "019ab3c4-5d6e-4f70-8a9b-0c1d2e3f4a5b";
+  const std::string p = keys::part(project);
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kRecords, keys::record(project, id)), p);
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kBodies, keys::body(project, id, keys::BodyKind::kResponse)), p);
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kEvalRuns, run_keys::run(project, id, "judge")), "R" + p);
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kEvalRuns, run_keys::active(project, id, "judge")), "P" + p);
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kScores,
+                          score_keys::score(project, score_keys::target_request(id), "quality")),
+            "S" + p);
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kOutbox, outbox::request_prefix(project, id) + "msg_1"), "R" + p);
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kOutbox, outbox::delivery_key("msg_019ab3c45d6e0123")), "D");
+  // Other score entries (by id, names, configs) are not a series.
+  EXPECT_EQ(hinted_prefix(ColumnFamily::kScores, "I" + p + keys::part("score-id")), "<no hint>");
 }
 
 TEST(Store, NestedPathIsCreated) {
