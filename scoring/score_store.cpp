@@ -564,9 +564,14 @@ void ScoreStore::enqueue(std::unique_ptr<Job> job) {
   done(unavailable(stopped ? "score store is shut down" : "score write queue is full, retry later"));
 }
 
+namespace {
+constexpr std::size_t kKeptBatchBytes = 1 << 20;
+}  // namespace
+
 void ScoreStore::writer_loop() {
   enter_background_thread("arb-scores");
   std::vector<std::unique_ptr<Job>> group;
+  std::optional<rocksdb::WriteBatchWithIndex> batch;
   for (;;) {
     {
       std::unique_lock lk(queue_mu_);
@@ -577,12 +582,15 @@ void ScoreStore::writer_loop() {
         queue_.pop_front();
       }
     }
-    run_group(group);
+    if (!batch) batch.emplace();
+    run_group(group, *batch);
     group.clear();
+    // A group of large jobs (feedback objects) does not keep its buffer.
+    if (batch->GetWriteBatch()->GetDataSize() > kKeptBatchBytes) batch.reset();
   }
 }
 
-void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
+void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group, rocksdb::WriteBatchWithIndex& batch) {
   const auto& listeners = log_.listeners();
   if (const auto generation = config_generation_.load(std::memory_order_acquire);
       generation != cache_.config_generation) {
@@ -592,7 +600,7 @@ void ScoreStore::run_group(std::vector<std::unique_ptr<Job>>& group) {
   auto committed = log_.with_store([&](Store& store) -> Expected<void> {
     auto lease = store.lease();
     if (!lease.ok()) return std::move(lease).error();
-    rocksdb::WriteBatchWithIndex batch;
+    batch.Clear();  // keeps the WriteBatch's buffer
     const BatchView db{*lease, batch};
     bool durable = false;
     for (auto& job : group) {

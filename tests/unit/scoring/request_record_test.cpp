@@ -248,6 +248,33 @@ TEST(Keys, PartsAreEscapedAndPrefixFree) {
   EXPECT_FALSE(pab.starts_with(pa));
 }
 
+// Runs of ordinary bytes between escapes, escapes at either end and next to
+// each other: every string over {0x00, 0x01, 0x02, 'a'} up to 6 bytes long is
+// escaped byte by byte as the layout says, and reads back.
+TEST(Keys, PartsEscapeEveryByteOfAnyMix) {
+  const char alphabet[] = {'\0', '\x01', '\x02', 'a'};
+  for (int length = 0; length <= 6; ++length) {
+    int combos = 1;
+    for (int i = 0; i < length; ++i) combos *= 4;
+    for (int n = 0; n < combos; ++n) {
+      std::string s;
+      for (int i = 0, v = n; i < length; ++i, v /= 4) s.push_back(alphabet[v % 4]);
+      std::string expected;
+      for (char c : s) expected += c == '\0' ? std::string("\x01\x01") : c == '\x01' ? std::string("\x01\x02") : std::string(1, c);
+      expected.push_back('\0');
+      std::string out = "k";
+      keys::append_part(out, s);
+      ASSERT_EQ(out, "k" + expected);
+      std::string_view in(out);
+      in.remove_prefix(1);
+      std::string back;
+      ASSERT_TRUE(keys::read_part(in, back));
+      EXPECT_EQ(back, s);
+      EXPECT_TRUE(in.empty());
+    }
+  }
+}
+
 TEST(Keys, TimestampsSortAsBytes) {
   const std::int64_t times[] = {
       std::numeric_limits<std::int64_t>::min(), -1000, -1, 0, 1, 1000, 1714564800123456,
