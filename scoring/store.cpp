@@ -117,6 +117,11 @@ class PartsPrefix final : public rocksdb::SliceTransform {
 std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(ColumnFamily cf) {
   switch (cf) {
     case ColumnFamily::kIdxTime:
+    // Keyed by request id, which leads with its creation time when arbiter
+    // made it (new_request_id): one series per project. Ids a client chose
+    // are random and insert as they would without a hint.
+    case ColumnFamily::kRecords:
+    case ColumnFamily::kBodies:
       return std::make_shared<PartsPrefix>(1);
     case ColumnFamily::kIdxUser:
     case ColumnFamily::kIdxSession:
@@ -124,12 +129,6 @@ std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(ColumnFamily c
       return std::make_shared<PartsPrefix>(2);
     case ColumnFamily::kIdxProperty:
       return std::make_shared<PartsPrefix>(3);
-    // Keyed by request id, which leads with its creation time when arbiter
-    // made it (new_request_id): one series per project. Ids a client chose
-    // are random and insert as they would without a hint.
-    case ColumnFamily::kRecords:
-    case ColumnFamily::kBodies:
-      return std::make_shared<PartsPrefix>(1);
     case ColumnFamily::kEvalRuns:
       // 'R' project request_id evaluator (runs), 'P' … (pending markers).
       return std::make_shared<PartsPrefix>(std::initializer_list<std::pair<char, int>>{{'R', 1}, {'P', 1}});

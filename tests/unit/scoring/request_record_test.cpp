@@ -260,7 +260,9 @@ TEST(Keys, PartsEscapeEveryByteOfAnyMix) {
       std::string s;
       for (int i = 0, v = n; i < length; ++i, v /= 4) s.push_back(alphabet[v % 4]);
       std::string expected;
-      for (char c : s) expected += c == '\0' ? std::string("\x01\x01") : c == '\x01' ? std::string("\x01\x02") : std::string(1, c);
+      for (char c : s) {
+        expected += c == '\0' ? std::string("\x01\x01") : c == '\x01' ? std::string("\x01\x02") : std::string(1, c);
+      }
       expected.push_back('\0');
       std::string out = "k";
       keys::append_part(out, s);
