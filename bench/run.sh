@@ -2,13 +2,16 @@
 # bench/run.sh — arbiter vs nginx proxy_pass vs the direct path, in one run on this machine
 # (DESIGN.md §9). See bench/README.md for what is measured and how to read it.
 #
-#   bench/run.sh [--duration S] [--quick] [--out FILE] [--threads N] [--upstream-threads N]
+#   bench/run.sh [--duration S] [--rounds N] [--quick] [--out FILE] [--threads N] [--upstream-threads N]
 #                [--no-request-log] [--no-evaluator] [--webhook] [--evaluators N]
 #                [--evaluator-sampling P] [--portkey | --no-portkey] [--no-stream]
 #                [--streams N] [--ttft-requests N] [--soak SECONDS] [--soak-interval S]
 #                [--soak-conns N] [--soak-delay-ms MS] [--overload SECONDS]
 #
 #   --duration S          seconds per measured wrk run (default 10)
+#   --rounds N            throughput rounds: each runs every target once at 64 connections, in
+#                         turn; figures are medians over the rounds and the throughput ratio the
+#                         median of the rounds' own arbiter/nginx ratios (default 3; --quick: 1)
 #   --quick               1 s runs, no warm-up, few streams: a smoke test, not a measurement
 #   --out FILE            also write the results as JSON to FILE
 #   --threads N           arbiter I/O threads = nginx worker_processes (default 2)
@@ -56,6 +59,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 
 duration=10
+rounds=""
 quick=0
 out=""
 threads=2
@@ -82,6 +86,7 @@ usage() { sed -n '3,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs a value}; shift 2 ;;
+    --rounds) rounds=${2:?--rounds needs a value}; shift 2 ;;
     --quick) quick=1; shift ;;
     --out) out=${2:?--out needs a value}; shift 2 ;;
     --threads) threads=${2:?--threads needs a value}; shift 2 ;;
@@ -109,10 +114,11 @@ while [ $# -gt 0 ]; do
 done
 warmup=2
 if [ "$quick" = 1 ]; then duration=1; warmup=0; fi
+: "${rounds:=$([ "$quick" = 1 ] && echo 1 || echo 3)}"
 : "${streams:=$([ "$quick" = 1 ] && echo 50 || echo 1000)}"
 : "${ttft_requests:=$([ "$quick" = 1 ] && echo 100 || echo 2000)}"
 : "${soak_interval:=$([ "$quick" = 1 ] && echo 1 || echo 10)}"
-for v in "$duration" "$threads" "$upstream_threads" "$streams" "$ttft_requests" "$soak_interval" \
+for v in "$duration" "$rounds" "$threads" "$upstream_threads" "$streams" "$ttft_requests" "$soak_interval" \
          "$soak_conns"; do
   [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: '$v' is not a positive integer" >&2; exit 2; }
 done
@@ -607,8 +613,37 @@ if [ "$warmup" -gt 0 ]; then
   log "warm-up: ${warmup}s at 64 connections per target"
   for t in "${targets[@]}"; do run_wrk "$t" warmup 2 64 "$warmup"; done
 fi
-log "throughput: wrk -t2 -c64 -d${duration}s"
-for t in "${targets[@]}"; do run_wrk "$t" c64 2 64 "$duration"; done
+# The throughput runs take turns: each round runs every target once, so whatever else the machine
+# does drifts over all of them alike instead of landing on one target's only run. A target's c64
+# figures are its medians over the rounds (its "other work" share the largest); the budget ratio is
+# the median of the rounds' own arbiter/nginx ratios, each taken from runs seconds apart.
+median() {  # the median of the numbers on stdin (one per word)
+  tr ' ' '\n' | awk 'NF' | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+declare -A RR=()  # per round: RR[TARGET.FIELD] = "value value ...", RR[ratio] = arbiter/nginx per round
+c64_fields=(rps p50 p99 p999 mean requests proxy_cpu_us upstream_cpu_us cpu_with_evaluations_us)
+log "throughput: wrk -t2 -c64 -d${duration}s, $rounds round(s) of every target in turn"
+for ((round = 1; round <= rounds; round++)); do
+  for t in "${targets[@]}"; do
+    run_wrk "$t" c64 2 64 "$duration"
+    for k in "${c64_fields[@]}"; do
+      [ -n "${R[$t.c64.$k]:-}" ] && RR[$t.$k]+="${R[$t.c64.$k]} "
+    done
+    RR[$t.errors]=$(( ${RR[$t.errors]:-0} + R[$t.c64.errors] ))
+    RR[$t.foreign]=$(( R[$t.c64.foreign_cpu_pct] > ${RR[$t.foreign]:-0} ? R[$t.c64.foreign_cpu_pct] : ${RR[$t.foreign]:-0} ))
+  done
+  RR[ratio]+="$(awk -v a="${R[arbiter.c64.rps]}" -v n="${R[nginx.c64.rps]}" 'BEGIN { printf "%.3f", a / n }') "
+  last_ratio=${RR[ratio]% }
+  [ "$rounds" -gt 1 ] && log "round $round: arbiter/nginx ${last_ratio##* }"
+done
+for t in "${targets[@]}"; do
+  for k in "${c64_fields[@]}"; do
+    [ -n "${RR[$t.$k]:-}" ] && R[$t.c64.$k]=$(echo "${RR[$t.$k]}" | median)
+  done
+  R[$t.c64.errors]=${RR[$t.errors]}
+  R[$t.c64.foreign_cpu_pct]=${RR[$t.foreign]}
+done
 log "latency: wrk -t1 -c1 -d${duration}s"
 for t in "${targets[@]}"; do run_wrk "$t" c1 1 1 "$duration"; done
 
@@ -888,7 +923,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-ratio_rps=$(calc %.3f "${R[arbiter.c64.rps]} / ${R[nginx.c64.rps]}")
+ratio_rps=$(calc %.3f "$(echo "${RR[ratio]}" | median)")
 nginx_ratio_rps=$(calc %.3f "${R[nginx.c64.rps]} / ${R[direct.c64.rps]}")
 arbiter_vs_direct_rps=$(calc %.3f "${R[arbiter.c64.rps]} / ${R[direct.c64.rps]}")
 add_a50=$(calc %d "${R[arbiter.c1.p50]} - ${R[direct.c1.p50]}")
@@ -942,6 +977,7 @@ config_line="request log $([ "$request_log" = 1 ] && echo on || echo off), evalu
   echo " figures are disturbed.)"
   echo
   echo "arbiter rps / nginx rps      : $ratio_rps   (budget >= 0.8)  $ok_rps"
+  [ "$rounds" -gt 1 ] && echo "  (median of $rounds rounds: ${RR[ratio]% }; c64 figures are medians over the rounds)"
   echo "nginx rps / direct rps       : $nginx_ratio_rps"
   echo "arbiter rps / direct rps     : $arbiter_vs_direct_rps"
   echo "arbiter added p50 vs direct  : $add_a50 us   (budget <= 50 us)  $ok_p50"
@@ -1070,6 +1106,11 @@ if [ -n "$out" ]; then
     else
       echo "  \"webhook\": null,"
     fi
+    rounds_json() { echo "[$(echo "$1" | awk '{ $1 = $1; gsub(/ /, ", "); print }')]"; }
+    printf '  "rounds": {"count": %s, "arbiter_rps_over_nginx": %s, "rps_c64": {' "$rounds" "$(rounds_json "${RR[ratio]}")"
+    sep=""
+    for t in "${targets[@]}"; do printf '%s"%s": %s' "$sep" "$t" "$(rounds_json "${RR[$t.rps]}")"; sep=", "; done
+    echo "}},"
     echo "  \"machine\": {\"nproc\": $(nproc), \"cpu\": \"$cpu_model\", \"kernel\": \"$(uname -r)\","
     echo "              \"loadavg_before\": \"$load_before\", \"loadavg_after\": \"$load_after\","
     echo "              \"cpu_idle_pct_before\": $idle_before},"
