@@ -16,6 +16,8 @@
 //   score encode / decode   encode_score / decode_score of an evaluator score (its metadata
 //                           names the evaluator and run) and of a Helicone API score (no
 //                           metadata, no comment): the score writer and every score read
+//   body parse              parse_json_bounded of a response and of a 10 KiB request, and
+//                           nlohmann::json::parse of the same (the reader it replaced)
 //   batch write             Store::write of N records (metadata, bodies, indexes) into RocksDB
 //                           in a temp dir, WAL on, no fsync: what the storage thread commits
 //
@@ -42,6 +44,7 @@
 #include "gateway/request_context.hpp"
 #include "gateway/request_logger.hpp"
 #include "gateway/sse_tap.hpp"
+#include "scoring/json_limits.hpp"
 #include "scoring/request_record.hpp"
 #include "scoring/score.hpp"
 #include "scoring/store.hpp"
@@ -350,22 +353,32 @@ void BM_DeriveFields(benchmark::State& state) {
 }
 BENCHMARK(BM_DeriveFields);
 
+// A request of 20 turns of ~500 characters each (a 10 KiB body), as chat clients send. Each
+// turn's content has escaped quotes in it, as real text does.
+const std::string& long_conversation() {
+  static const std::string body = [] {
+    std::string b = R"({"messages":[)";
+    for (int turn = 0; turn < 20; ++turn) {
+      if (turn > 0) b += ',';
+      b += R"({"role":")";
+      b += turn % 2 == 0 ? "user" : "assistant";
+      b += R"(","content":")";
+      for (int i = 0; i < 10; ++i) b += R"(The quick brown fox jumps over the lazy dog, again and \"again\". )";
+      b += R"("})";
+    }
+    b += R"(],"model":"gpt-4o-mini","temperature":0.2})";
+    return b;
+  }();
+  return body;
+}
+
 // The same with a conversation of 20 turns of ~500 characters (a 10 KiB
 // request), as chat clients send: the scan for "model" and "user" walks the
 // whole body.
 void BM_DeriveFieldsLongConversation(benchmark::State& state) {
   const auto config = bench_config();
   auto exchange = chat_exchange();
-  std::string body = R"({"messages":[)";
-  for (int turn = 0; turn < 20; ++turn) {
-    if (turn > 0) body += ',';
-    body += R"({"role":")";
-    body += turn % 2 == 0 ? "user" : "assistant";
-    body += R"(","content":")";
-    for (int i = 0; i < 10; ++i) body += "The quick brown fox jumps over the lazy dog, again and \"again\". ";
-    body += R"("})";
-  }
-  body += R"(],"model":"gpt-4o-mini","temperature":0.2})";
+  const std::string& body = long_conversation();
   exchange.request_body.bytes = body;
   exchange.request_body.size = body.size();
   const auto pending =
@@ -379,6 +392,35 @@ void BM_DeriveFieldsLongConversation(benchmark::State& state) {
   state.counters["request_bytes"] = static_cast<double>(body.size());
 }
 BENCHMARK(BM_DeriveFieldsLongConversation);
+
+// Parsing a body into a document, as the evaluator's event, the API's bodies and the SSE tap do:
+// parse_json_bounded (arbiter's reader, with the depth bound) against nlohmann::json::parse with
+// the depth pre-scan it replaced. range(0): 0 = the chat call's response, 1 = a 10 KiB request of
+// 20 turns.
+const std::string& body_to_parse(std::int64_t which) {
+  return which == 0 ? response_body() : long_conversation();
+}
+
+void BM_ParseBody(benchmark::State& state) {
+  const std::string& body = body_to_parse(state.range(0));
+  for (auto _ : state) {
+    auto doc = scoring::parse_json_bounded(body);
+    benchmark::DoNotOptimize(doc);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(BM_ParseBody)->ArgName("long")->Arg(0)->Arg(1);
+
+void BM_ParseBodyNlohmann(benchmark::State& state) {
+  const std::string& body = body_to_parse(state.range(0));
+  for (auto _ : state) {
+    auto doc = scoring::json_too_deep(body) ? nlohmann::json(nlohmann::json::value_t::discarded)
+                                            : nlohmann::json::parse(body, nullptr, false);
+    benchmark::DoNotOptimize(doc);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(BM_ParseBodyNlohmann)->ArgName("long")->Arg(0)->Arg(1);
 
 // The stored metadata of the chat call above; range(0) = 1 adds posted feedback (the one
 // free-form JSON member a record carries).

@@ -22,6 +22,11 @@ namespace arbiter::scoring {
 // far below), shallow enough for every recursive walk on any thread's stack.
 inline constexpr std::size_t kMaxJsonDepth = 128;
 
+// The length of the valid UTF-8 sequence starting at bytes[i] (1-4), or 0
+// when the bytes there are not valid UTF-8 (overlong, surrogate, truncated):
+// RFC 3629's table, which nlohmann's lexer and parse_json_bounded apply.
+std::size_t utf8_sequence_length(std::string_view bytes, std::size_t i);
+
 // True when `text` nests arrays/objects deeper than max_depth. Brackets inside
 // strings do not count; the text need not be valid JSON.
 bool json_too_deep(std::string_view text, std::size_t max_depth = kMaxJsonDepth);

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "scoring/expected.hpp"
+#include "scoring/json_limits.hpp"
 
 namespace arbiter::scoring {
 
@@ -143,8 +144,6 @@ std::optional<std::int64_t> parse_iso8601(std::string_view text);
 // Replaces invalid UTF-8 sequences with U+FFFD.
 std::string sanitize_utf8(std::string_view bytes);
 
-// The length of the valid UTF-8 sequence starting at bytes[i] (1-4), or 0
-// when the bytes there are not valid UTF-8 (overlong, surrogate, truncated).
-std::size_t utf8_sequence_length(std::string_view bytes, std::size_t i);
+// utf8_sequence_length: scoring/json_limits.hpp.
 
 }  // namespace arbiter::scoring

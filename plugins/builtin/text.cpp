@@ -311,30 +311,6 @@ char32_t simple_lower(char32_t c) {
   return static_cast<char32_t>(static_cast<std::int64_t>(c) + it->delta);
 }
 
-// Appends `c` to `out` as UTF-8. Surrogates and out-of-range values cannot
-// come from decode_utf8; if a caller passes one it is written as U+FFFD so the
-// output stays valid UTF-8.
-void append_utf8(std::string& out, char32_t c) {
-  if ((c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) {
-    c = kReplacementChar;
-  }
-  if (c < 0x80) {
-    out.push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
-
 // Decodes the code point at text[pos] and advances pos past it. Follows the
 // Unicode "maximal subpart" practice (as Python's errors="replace" does): an
 // ill-formed sequence yields one U+FFFD per maximal prefix of a valid sequence,
@@ -475,6 +451,30 @@ std::u32string decode_utf8(std::string_view text) {
     out.push_back(next_code_point(text, pos));
   }
   return out;
+}
+
+// Appends `c` to `out` as UTF-8. Surrogates and out-of-range values cannot
+// come from decode_utf8; if a caller passes one it is written as U+FFFD so the
+// output stays valid UTF-8.
+void append_utf8(std::string& out, char32_t c) {
+  if ((c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) {
+    c = kReplacementChar;
+  }
+  if (c < 0x80) {
+    out.push_back(static_cast<char>(c));
+  } else if (c < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else if (c < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (c >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (c >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  }
 }
 
 std::string encode_utf8(std::u32string_view text) {

@@ -34,6 +34,8 @@ inline constexpr char32_t kReplacementChar = U'\uFFFD';
 // Code points of `text`; ill-formed sequences become U+FFFD.
 std::u32string decode_utf8(std::string_view text);
 std::string encode_utf8(std::u32string_view text);
+// Appends one code point as UTF-8 (a surrogate or a value past U+10FFFF as U+FFFD).
+void append_utf8(std::string& out, char32_t c);
 
 // Unicode full lower-casing (see the file comment). The result may be longer
 // than the input (U+0130).
