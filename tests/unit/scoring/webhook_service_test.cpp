@@ -286,7 +286,10 @@ TEST(WebhookService, RecordsOverTheHandoffCapAreReadBack) {
   ASSERT_TRUE(f.log->submit(record("alpha", 2)));
   ASSERT_TRUE(f.log->flush());
   ASSERT_TRUE(wait_until([&] { return f.all_in("alpha", DeliveryState::kDelivered, 2); }, 10s));
-  EXPECT_EQ(f.service->stats().at(0).second.handed, 1u);  // the small one
+  // The small one is handed over, unless the dispatcher passed between the
+  // storage thread's commit and its hand-off and read it back (the race
+  // webhook_service.cpp describes at kHandedMaxAge); the big one never is.
+  EXPECT_LE(f.service->stats().at(0).second.handed, 1u);
   bool saw_big = false;
   for (const auto& req : f.transport->requests()) {
     const json body = json::parse(req.body);
