@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <limits>
 #include <map>
 #include <memory>
@@ -137,15 +136,21 @@ std::string derived_id(std::initializer_list<std::string_view> parts) {
   b ^= b >> 29;
   b *= 0xbf58476d1ce4e5b9ULL;
   b ^= b >> 32;
-  char buf[40];
-  const auto hi = a;
-  const auto lo = b;
-  std::snprintf(buf, sizeof buf, "%08x-%04x-8%03x-%04x-%012llx",
-                static_cast<unsigned>(hi >> 32), static_cast<unsigned>((hi >> 16) & 0xFFFF),
-                static_cast<unsigned>(hi & 0xFFF),
-                static_cast<unsigned>(0x8000 | ((lo >> 48) & 0x3FFF)),
-                static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFULL));
-  return buf;
+  // The layout of "%08x-%04x-8%03x-%04x-%012llx" of a's high 32 bits, the
+  // next 16, the low 12 (after the version digit 8), then 0x8000 | b's top 14
+  // bits and b's low 48 bits, written without printf (two per evaluator run).
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(36, '-');
+  auto put = [&](std::size_t at, std::uint64_t v, int digits) {
+    for (int k = digits - 1; k >= 0; --k, v >>= 4) id[at + static_cast<std::size_t>(k)] = kHex[v & 0xF];
+  };
+  put(0, a >> 32, 8);
+  put(9, (a >> 16) & 0xFFFF, 4);
+  id[14] = '8';
+  put(15, a & 0xFFF, 3);
+  put(19, 0x8000 | ((b >> 48) & 0x3FFF), 4);
+  put(24, b & 0xFFFFFFFFFFFFULL, 12);
+  return id;
 }
 
 // Version 2 (the first byte; a version-1 value starts with a CBOR map byte,

@@ -343,6 +343,11 @@ TEST(EvalRuns, EncodeDecodeRoundTripAndStableIds) {
   EXPECT_EQ(r.id, derived_id({"alpha", id_of(1), "judge"}));
   EXPECT_NE(r.id, derived_id({"alpha", id_of(1), "judge2"}));
   EXPECT_NE(derived_id({"ab", "c"}), derived_id({"a", "bc"}));
+  // Stored runs and scores carry these ids, and a re-run must find its own
+  // again after an upgrade: the text of an id never changes.
+  EXPECT_EQ(derived_id({"alpha", "0192f1b2-0000-4000-8000-000000000001", "judge"}), "14e3b2ff-9338-834c-b765-c662bbd14ebc");
+  EXPECT_EQ(derived_id({"p", "r", "e", "s"}), "ff3e7eff-f55f-8829-90cc-aac5fca72678");
+  EXPECT_EQ(derived_id({}), "cbf29ce4-8422-8325-aca9-fbe32b66adc1");
   EXPECT_EQ(r.id.size(), 36u);
   EXPECT_TRUE(valid_request_id(r.id));
   for (auto s : {"pending", "waiting-for-fields", "running", "completed", "error"}) {
