@@ -363,7 +363,8 @@ const std::string& long_conversation() {
       b += R"({"role":")";
       b += turn % 2 == 0 ? "user" : "assistant";
       b += R"(","content":")";
-      for (int i = 0; i < 10; ++i) b += R"(The quick brown fox jumps over the lazy dog, again and \"again\". )";
+      for (int i = 0; i < 10; ++i)
+        b += R"(The quick brown fox jumps over the lazy dog, again and \"again\". )";
       b += R"("})";
     }
     b += R"(],"model":"gpt-4o-mini","temperature":0.2})";

@@ -142,7 +142,8 @@ std::string derived_id(std::initializer_list<std::string_view> parts) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id(36, '-');
   auto put = [&](std::size_t at, std::uint64_t v, int digits) {
-    for (int k = digits - 1; k >= 0; --k, v >>= 4) id[at + static_cast<std::size_t>(k)] = kHex[v & 0xF];
+    for (int k = digits - 1; k >= 0; --k, v >>= 4)
+      id[at + static_cast<std::size_t>(k)] = kHex[v & 0xF];
   };
   put(0, a >> 32, 8);
   put(9, (a >> 16) & 0xFFFF, 4);

@@ -1,14 +1,13 @@
 #include "scoring/json_limits.hpp"
 
-#include <nlohmann/json.hpp>
-
-#include "plugins/builtin/text.hpp"
-
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
+
+#include "plugins/builtin/text.hpp"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -237,8 +236,7 @@ bool valid_utf8(std::string_view t) {
       if (_mm_movemask_epi8(v) != 0) break;  // a byte >= 0x80 in these 16
     }
 #endif
-    for (; i < t.size() && static_cast<unsigned char>(t[i]) < 0x80; ++i) {
-    }
+    while (i < t.size() && static_cast<unsigned char>(t[i]) < 0x80) ++i;
     if (i == t.size()) return true;
     const std::size_t len = utf8_sequence_length(t, i);
     if (len == 0) return false;
@@ -258,10 +256,10 @@ int hex_digit(char c) {
 // nlohmann::json::parse (RFC 8259, strict: the same number types, the last of
 // repeated keys, a leading UTF-8 BOM skipped, a NUL after the document taken
 // for its end, invalid UTF-8 and lone surrogates refused, non-finite numbers
-// refused), and refuses nesting past
-// max_depth as it goes. It exists for speed: nlohmann's lexer handles every
-// byte several times, and every body an evaluator sees is parsed here. Runs
-// of plain string content are found 16 bytes at a time and appended whole.
+// refused), and refuses nesting past max_depth as it goes. It exists for
+// speed: nlohmann's lexer handles every byte several times, and every body an
+// evaluator sees is parsed here. Runs of plain string content are found 16
+// bytes at a time and appended whole.
 class Reader {
  public:
   Reader(std::string_view t, std::size_t max_depth) : t_(t), max_depth_(max_depth) {}
@@ -283,18 +281,24 @@ class Reader {
   bool value(nlohmann::json& out, std::size_t depth) {
     if (i_ >= t_.size()) return false;
     switch (t_[i_]) {
-      case '{': return object(out, depth + 1);
-      case '[': return array(out, depth + 1);
+      case '{':
+        return object(out, depth + 1);
+      case '[':
+        return array(out, depth + 1);
       case '"': {
         std::string s;
         if (!string(s)) return false;
         out = std::move(s);
         return true;
       }
-      case 't': return literal("true", out, true);
-      case 'f': return literal("false", out, false);
-      case 'n': return literal("null", out, nullptr);
-      default: return number(out);
+      case 't':
+        return literal("true", out, true);
+      case 'f':
+        return literal("false", out, false);
+      case 'n':
+        return literal("null", out, nullptr);
+      default:
+        return number(out);
     }
   }
 
@@ -369,14 +373,30 @@ class Reader {
       if (c != '\\') return false;  // a raw control byte
       if (i_ >= t_.size()) return false;
       switch (t_[i_++]) {
-        case '"': out.push_back('"'); break;
-        case '\\': out.push_back('\\'); break;
-        case '/': out.push_back('/'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
+        case '"':
+          out.push_back('"');
+          break;
+        case '\\':
+          out.push_back('\\');
+          break;
+        case '/':
+          out.push_back('/');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
         case 'u': {
           std::uint32_t cp;
           if (!hex4(cp)) return false;
@@ -393,7 +413,8 @@ class Reader {
           plugins::builtin::append_utf8(out, static_cast<char32_t>(cp));
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
   }
@@ -487,7 +508,8 @@ class Reader {
 
 nlohmann::json parse_json_bounded(std::string_view text, std::size_t max_depth) {
   nlohmann::json out;
-  if (!Reader(text, max_depth).document(out)) return nlohmann::json(nlohmann::json::value_t::discarded);
+  if (!Reader(text, max_depth).document(out))
+    return nlohmann::json(nlohmann::json::value_t::discarded);
   return out;
 }
 

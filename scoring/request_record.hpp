@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "scoring/expected.hpp"
 #include "scoring/json_limits.hpp"

@@ -10,11 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "scoring/json_limits.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
@@ -60,10 +59,13 @@ bool same_document(const json& a, const json& b) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   const json ours = arbiter::scoring::parse_json_bounded(text);
-  const json theirs = arbiter::scoring::json_too_deep(text)
-                          ? json(json::value_t::discarded)
-                          : json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  check(ours.is_discarded() == theirs.is_discarded(), "the reader and nlohmann disagree on refusing the text");
-  if (!ours.is_discarded()) check(same_document(ours, theirs), "the reader built another document than nlohmann");
+  const json theirs =
+      arbiter::scoring::json_too_deep(text)
+          ? json(json::value_t::discarded)
+          : json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  check(ours.is_discarded() == theirs.is_discarded(),
+        "the reader and nlohmann disagree on refusing the text");
+  if (!ours.is_discarded())
+    check(same_document(ours, theirs), "the reader built another document than nlohmann");
   return 0;
 }

@@ -345,7 +345,8 @@ TEST(EvalRuns, EncodeDecodeRoundTripAndStableIds) {
   EXPECT_NE(derived_id({"ab", "c"}), derived_id({"a", "bc"}));
   // Stored runs and scores carry these ids, and a re-run must find its own
   // again after an upgrade: the text of an id never changes.
-  EXPECT_EQ(derived_id({"alpha", "0192f1b2-0000-4000-8000-000000000001", "judge"}), "14e3b2ff-9338-834c-b765-c662bbd14ebc");
+  EXPECT_EQ(derived_id({"alpha", "0192f1b2-0000-4000-8000-000000000001", "judge"}),
+            "14e3b2ff-9338-834c-b765-c662bbd14ebc");
   EXPECT_EQ(derived_id({"p", "r", "e", "s"}), "ff3e7eff-f55f-8829-90cc-aac5fca72678");
   EXPECT_EQ(derived_id({}), "cbf29ce4-8422-8325-aca9-fbe32b66adc1");
   EXPECT_EQ(r.id.size(), 36u);

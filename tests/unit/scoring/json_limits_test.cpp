@@ -2,9 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -178,24 +177,32 @@ TEST(TopLevelMembersTest, RefusesWhatIsNotAnObjectOrIsBrokenOrTooDeep) {
 // Equal documents of equal types: nlohmann's == calls 1u and 1 and 1.0 equal,
 // but a reader that made 1 a double would change what evaluators and the API
 // see. Doubles are compared bit for bit (-0.0 is not 0.0).
-std::string shown(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string shown(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
-::testing::AssertionResult same_document(const nlohmann::json& a, const nlohmann::json& b, const std::string& at = "$") {
+::testing::AssertionResult same_document(const nlohmann::json& a, const nlohmann::json& b,
+                                         const std::string& at = "$") {
   if (a.type() != b.type()) {
-    return ::testing::AssertionFailure() << at << ": " << a.type_name() << " vs " << b.type_name() << " ("
-                                         << shown(a) << " vs " << shown(b) << ")";
+    return ::testing::AssertionFailure() << at << ": " << a.type_name() << " vs " << b.type_name()
+                                         << " (" << shown(a) << " vs " << shown(b) << ")";
   }
   switch (a.type()) {
     case nlohmann::json::value_t::object: {
-      if (a.size() != b.size()) return ::testing::AssertionFailure() << at << ": " << a.size() << " vs " << b.size() << " members";
+      if (a.size() != b.size())
+        return ::testing::AssertionFailure()
+               << at << ": " << a.size() << " vs " << b.size() << " members";
       for (auto it = a.begin(), jt = b.begin(); it != a.end(); ++it, ++jt) {
-        if (it.key() != jt.key()) return ::testing::AssertionFailure() << at << ": key " << it.key() << " vs " << jt.key();
+        if (it.key() != jt.key())
+          return ::testing::AssertionFailure() << at << ": key " << it.key() << " vs " << jt.key();
         if (auto r = same_document(*it, *jt, at + "." + it.key()); !r) return r;
       }
       return ::testing::AssertionSuccess();
     }
     case nlohmann::json::value_t::array: {
-      if (a.size() != b.size()) return ::testing::AssertionFailure() << at << ": " << a.size() << " vs " << b.size() << " items";
+      if (a.size() != b.size())
+        return ::testing::AssertionFailure()
+               << at << ": " << a.size() << " vs " << b.size() << " items";
       for (std::size_t i = 0; i < a.size(); ++i) {
         if (auto r = same_document(a[i], b[i], at + "[" + std::to_string(i) + "]"); !r) return r;
       }
@@ -203,12 +210,15 @@ std::string shown(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohm
     }
     case nlohmann::json::value_t::number_float: {
       const double x = a.get<double>(), y = b.get<double>();
-      if (std::memcmp(&x, &y, sizeof x) != 0) return ::testing::AssertionFailure() << at << ": " << x << " vs " << y;
+      if (std::memcmp(&x, &y, sizeof x) != 0)
+        return ::testing::AssertionFailure() << at << ": " << x << " vs " << y;
       return ::testing::AssertionSuccess();
     }
-    case nlohmann::json::value_t::discarded: return ::testing::AssertionSuccess();
+    case nlohmann::json::value_t::discarded:
+      return ::testing::AssertionSuccess();
     default:
-      if (a != b) return ::testing::AssertionFailure() << at << ": " << shown(a) << " vs " << shown(b);
+      if (a != b)
+        return ::testing::AssertionFailure() << at << ": " << shown(a) << " vs " << shown(b);
       return ::testing::AssertionSuccess();
   }
 }
@@ -216,41 +226,146 @@ std::string shown(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohm
 void expect_parses_as_nlohmann(const std::string& text) {
   SCOPED_TRACE(::testing::PrintToString(text));
   const nlohmann::json ours = parse_json_bounded(text);
-  const nlohmann::json theirs = json_too_deep(text) ? nlohmann::json(nlohmann::json::value_t::discarded)
-                                                    : nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json theirs =
+      json_too_deep(text) ? nlohmann::json(nlohmann::json::value_t::discarded)
+                          : nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   EXPECT_TRUE(same_document(ours, theirs));
 }
 
 TEST(ParseJsonBoundedTest, BuildsWhatNlohmannBuildsAtTheEdges) {
   const char* cases[] = {
       // numbers: the type follows nlohmann (unsigned, signed, double) and so does every refusal
-      "0", "-0", "1", "-1", "0.0", "-0.0", "1e5", "1E+5", "1e-5", "2.5E-3", "123456789012345678",
-      "18446744073709551615", "18446744073709551616", "-9223372036854775808", "-9223372036854775809",
-      "1e308", "1.7976931348623157e308", "1.8e308", "-1e400", "1e-400", "4.9e-324", "2.2250738585072011e-308",
-      "0.1", "3.141592653589793238462643383279", "100000000000000000000000000000000", "01", "-01", "1.", ".5",
-      "-", "+1", "1e", "1e+", "0x10", "1.5.2", "--1", "1_000", "NaN", "Infinity", "-Infinity", "1 2",
+      "0",
+      "-0",
+      "1",
+      "-1",
+      "0.0",
+      "-0.0",
+      "1e5",
+      "1E+5",
+      "1e-5",
+      "2.5E-3",
+      "123456789012345678",
+      "18446744073709551615",
+      "18446744073709551616",
+      "-9223372036854775808",
+      "-9223372036854775809",
+      "1e308",
+      "1.7976931348623157e308",
+      "1.8e308",
+      "-1e400",
+      "1e-400",
+      "4.9e-324",
+      "2.2250738585072011e-308",
+      "0.1",
+      "3.141592653589793238462643383279",
+      "100000000000000000000000000000000",
+      "01",
+      "-01",
+      "1.",
+      ".5",
+      "-",
+      "+1",
+      "1e",
+      "1e+",
+      "0x10",
+      "1.5.2",
+      "--1",
+      "1_000",
+      "NaN",
+      "Infinity",
+      "-Infinity",
+      "1 2",
       // literals
-      "true", "false", "null", "tru", "nul", "True", "nullx", " null ", "\t\n\r null\r\n",
+      "true",
+      "false",
+      "null",
+      "tru",
+      "nul",
+      "True",
+      "nullx",
+      " null ",
+      "\t\n\r null\r\n",
       // strings and escapes
-      R"("")", R"("a")", R"("\"\\\/\b\f\n\r\t")", R"("\u0041\u00e9\u20ac")", R"("\u0000")", R"("\uD83D\uDE00")",
-      R"("\ud83d\ude00")", R"("\uD83D")", R"("\uDE00")", R"("\uD83Dx")", R"("\uD83D\u0041")", R"("\uD83D\\")",
-      R"("\u12")", R"("\u12G4")", R"("\x41")", R"("\a")", R"("\)", "\"unterminated", "\"tab\there\"",
-      "\"nl\nhere\"", "\"\x7f\"", "\"\xc3\xa9\"", "\"\xe2\x82\xac\"", "\"\xf0\x9f\x98\x80\"", "\"\xc3\x28\"",
-      "\"\xc0\xaf\"", "\"\xe0\x80\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xf5\x80\x80\x80\"",
-      "\"\xff\"", "\"\x80\"", "\"\xe2\x82\"", "\"abc\xe2\x82\"", "\"\xf0\x9f\x98\"",
+      R"("")",
+      R"("a")",
+      R"("\"\\\/\b\f\n\r\t")",
+      R"("\u0041\u00e9\u20ac")",
+      R"("\u0000")",
+      R"("\uD83D\uDE00")",
+      R"("\ud83d\ude00")",
+      R"("\uD83D")",
+      R"("\uDE00")",
+      R"("\uD83Dx")",
+      R"("\uD83D\u0041")",
+      R"("\uD83D\\")",
+      R"("\u12")",
+      R"("\u12G4")",
+      R"("\x41")",
+      R"("\a")",
+      R"("\)",
+      "\"unterminated",
+      "\"tab\there\"",
+      "\"nl\nhere\"",
+      "\"\x7f\"",
+      "\"\xc3\xa9\"",
+      "\"\xe2\x82\xac\"",
+      "\"\xf0\x9f\x98\x80\"",
+      "\"\xc3\x28\"",
+      "\"\xc0\xaf\"",
+      "\"\xe0\x80\xaf\"",
+      "\"\xed\xa0\x80\"",
+      "\"\xf4\x90\x80\x80\"",
+      "\"\xf5\x80\x80\x80\"",
+      "\"\xff\"",
+      "\"\x80\"",
+      "\"\xe2\x82\"",
+      "\"abc\xe2\x82\"",
+      "\"\xf0\x9f\x98\"",
       // structure
-      "{}", "[]", "{ }", "[ ]", R"({"a":1})", R"({"a":1,})", R"([1,])", R"([,1])", R"({,})", R"({"a" 1})",
-      R"({"a":})", R"({a:1})", R"({"a":1 "b":2})", R"({"a":1}x)", R"([1]])", R"({"a":[1,{"b":null}]})",
-      R"({"k":1,"k":2})", R"({"k":{"x":1},"k":[2]})", R"({"":0})", R"({"a\u0000b":1})", "[", "{", "]", "}",
-      "[1", R"({"a")", R"({"a":)", R"({"a":1)", "", " ", "\xef\xbb\xbf{}", "\xef\xbb\xbf", "\xef\xbb{}",
-      " \xef\xbb\xbf{}", "\xef\xbb\xbf\xef\xbb\xbf{}",
+      "{}",
+      "[]",
+      "{ }",
+      "[ ]",
+      R"({"a":1})",
+      R"({"a":1,})",
+      R"([1,])",
+      R"([,1])",
+      R"({,})",
+      R"({"a" 1})",
+      R"({"a":})",
+      R"({a:1})",
+      R"({"a":1 "b":2})",
+      R"({"a":1}x)",
+      R"([1]])",
+      R"({"a":[1,{"b":null}]})",
+      R"({"k":1,"k":2})",
+      R"({"k":{"x":1},"k":[2]})",
+      R"({"":0})",
+      R"({"a\u0000b":1})",
+      "[",
+      "{",
+      "]",
+      "}",
+      "[1",
+      R"({"a")",
+      R"({"a":)",
+      R"({"a":1)",
+      "",
+      " ",
+      "\xef\xbb\xbf{}",
+      "\xef\xbb\xbf",
+      "\xef\xbb{}",
+      " \xef\xbb\xbf{}",
+      "\xef\xbb\xbf\xef\xbb\xbf{}",
   };
   for (const char* c : cases) expect_parses_as_nlohmann(c);
   expect_parses_as_nlohmann(std::string("[1,\0 2]", 7));
   expect_parses_as_nlohmann(std::string("\"a\0b\"", 5));
   // nlohmann ends the input at a NUL where a token may start, and ignores the rest.
-  for (const auto& text : {std::string("777\0garbage", 11), std::string("{} \0{", 5), std::string("[1]\0\0", 5),
-                           std::string("\0", 1), std::string(" \0 1", 4), std::string("1\0", 2) + nested(kMaxJsonDepth + 1),
+  for (const auto& text : {std::string("777\0garbage", 11), std::string("{} \0{", 5),
+                           std::string("[1]\0\0", 5), std::string("\0", 1), std::string(" \0 1", 4),
+                           std::string("1\0", 2) + nested(kMaxJsonDepth + 1),
                            std::string("1\0", 2) + nested(kMaxJsonDepth)}) {
     expect_parses_as_nlohmann(text);
   }
@@ -260,8 +375,10 @@ TEST(ParseJsonBoundedTest, BuildsWhatNlohmannBuildsAtTheEdges) {
   expect_parses_as_nlohmann(nested(kMaxJsonDepth + 1));
   // A string long enough to cross many 16-byte blocks, with specials at every offset.
   for (std::size_t at = 0; at < 40; ++at) {
-    for (const char* special : {"\\n", "\\u00e9", "\xc3\xa9", "\x01", "\xff", "\\\"", "\xe2\x82\xac"}) {
-      expect_parses_as_nlohmann("[\"" + std::string(at, 'x') + special + std::string(37 - at % 37, 'y') + "\"]");
+    for (const char* special :
+         {"\\n", "\\u00e9", "\xc3\xa9", "\x01", "\xff", "\\\"", "\xe2\x82\xac"}) {
+      expect_parses_as_nlohmann("[\"" + std::string(at, 'x') + special +
+                                std::string(37 - at % 37, 'y') + "\"]");
     }
   }
 }
@@ -270,11 +387,23 @@ TEST(ParseJsonBoundedTest, BuildsWhatNlohmannBuildsAtTheEdges) {
 // whatever the bytes, the two readers agree on refusing or on the document.
 TEST(ParseJsonBoundedTest, BuildsWhatNlohmannBuildsForRandomAndMutatedText) {
   std::mt19937 rng(20261124);
-  const std::string alphabet = std::string("{}[]\":,\\ -+.eE0123456789tfnulrsaxu\n\t") + "\xc3\xa9\xff\x01";
+  const std::string alphabet =
+      std::string("{}[]\":,\\ -+.eE0123456789tfnulrsaxu\n\t") + "\xc3\xa9\xff\x01";
   auto number_text = [&] {
-    static const char* kNumbers[] = {"0", "-0", "7", "-12", "3.25", "1e3", "-2.5E-7", "18446744073709551615",
-                                     "18446744073709551616", "-9223372036854775809", "1e400", "1e-400",
-                                     "0.30000000000000004", "9007199254740993"};
+    static const char* kNumbers[] = {"0",
+                                     "-0",
+                                     "7",
+                                     "-12",
+                                     "3.25",
+                                     "1e3",
+                                     "-2.5E-7",
+                                     "18446744073709551615",
+                                     "18446744073709551616",
+                                     "-9223372036854775809",
+                                     "1e400",
+                                     "1e-400",
+                                     "0.30000000000000004",
+                                     "9007199254740993"};
     return std::string(kNumbers[rng() % std::size(kNumbers)]);
   };
   for (int round = 0; round < 3000; ++round) {
@@ -284,7 +413,9 @@ TEST(ParseJsonBoundedTest, BuildsWhatNlohmannBuildsForRandomAndMutatedText) {
     // Numbers nlohmann never writes itself (overflows, -0, long integers).
     if (const auto p = text.find_first_of("0123456789"); p != std::string::npos && round % 2 == 0) {
       auto e = p;
-      while (e < text.size() && std::string_view("0123456789.eE+-").find(text[e]) != std::string_view::npos) ++e;
+      while (e < text.size() &&
+             std::string_view("0123456789.eE+-").find(text[e]) != std::string_view::npos)
+        ++e;
       text.replace(p, e - p, number_text());
     }
     expect_parses_as_nlohmann(text);
@@ -292,9 +423,15 @@ TEST(ParseJsonBoundedTest, BuildsWhatNlohmannBuildsForRandomAndMutatedText) {
       std::string mutated = text;
       const std::size_t at = mutated.empty() ? 0 : rng() % mutated.size();
       switch (rng() % 3) {
-        case 0: if (!mutated.empty()) mutated.erase(at, 1 + rng() % 3); break;
-        case 1: mutated.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
-        default: if (!mutated.empty()) mutated[at] = alphabet[rng() % alphabet.size()]; break;
+        case 0:
+          if (!mutated.empty()) mutated.erase(at, 1 + rng() % 3);
+          break;
+        case 1:
+          mutated.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        default:
+          if (!mutated.empty()) mutated[at] = alphabet[rng() % alphabet.size()];
+          break;
       }
       expect_parses_as_nlohmann(mutated);
     }
