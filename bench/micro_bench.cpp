@@ -2,11 +2,9 @@
 // Every benchmark calls the real functions the gateway runs per request:
 //
 //   header parse + rewrite  Beast's request parser on a typical SDK request header, then what
-//                           ProxySession::handle does with it: read_helicone_headers,
-//                           find_project_by_key (SHA-256 + constant-time compare), new_request_id,
-//                           and strip_helicone_headers on a copy of the fields (the rewrite loop
-//                           itself is inline in the session coroutine, so it is not a function
-//                           that can be timed alone; stripping is the same field walk and erase)
+//                           ProxySession::handle does with it: prepare_proxy_request
+//                           (read_helicone_headers, find_project_by_key: SHA-256 + constant-time
+//                           compare, new_request_id, the upstream head rendered from the fields)
 //   SSE tee                 SseTap::feed of a 40-event chat stream, one event per feed as the
 //                           proxy relays them, then finish() and reassembled()
 //   record encode           build_record (deferred) → derive_fields (JSON parse of both bodies,
@@ -41,6 +39,8 @@
 
 #include "gateway/auth.hpp"
 #include "gateway/config.hpp"
+#include "gateway/http_wire.hpp"
+#include "gateway/proxy_request.hpp"
 #include "gateway/request_context.hpp"
 #include "gateway/request_logger.hpp"
 #include "gateway/sse_tap.hpp"
@@ -168,48 +168,69 @@ void BM_NewRequestId(benchmark::State& state) {
 }
 BENCHMARK(BM_NewRequestId);
 
-void BM_StripHeliconeHeaders(benchmark::State& state) {
-  http::request_parser<http::buffer_body> parser;
-  parse_header(parser, request_header());
-  const http::fields& fields = parser.get().base();
-  for (auto _ : state) {
-    http::fields copy = fields;  // the proxy builds a new header from the client's
-    gateway::strip_helicone_headers(copy);
-    benchmark::DoNotOptimize(copy);
-  }
-}
-BENCHMARK(BM_StripHeliconeHeaders);
 
-// The per-request header work end to end: parse, read, authenticate, id, rewrite.
+// The per-request header work end to end: parse, then prepare_proxy_request (read,
+// authenticate, id, the upstream head), as ProxySession::handle runs it.
 void BM_HeaderParseAndRewrite(benchmark::State& state) {
   const auto config = bench_config();
   const std::string& bytes = request_header();
   for (auto _ : state) {
     http::request_parser<http::buffer_body> parser;
     parse_header(parser, bytes);
-    auto& req = parser.get();
-    auto hh = gateway::read_helicone_headers(req);
-    const auto* project = gateway::find_project_by_key(*config, hh.auth_key.value_or(""));
-    if (project == nullptr) state.SkipWithError("key not found");
-    gateway::RequestContext ctx;
-    ctx.request_id = gateway::new_request_id();
-    ctx.project = project->name;
-    ctx.method = std::string(req.method_string());
-    ctx.target = std::string(req.target());
-    ctx.properties = std::move(hh.properties);
-    ctx.user_id = std::move(hh.user_id);
-    ctx.session_id = std::move(hh.session_id);
-    http::fields upstream = req.base();
-    gateway::strip_helicone_headers(upstream);
-    upstream.erase(http::field::connection);
-    upstream.set(http::field::host, "api.openai.com");
-    upstream.set(http::field::accept_encoding, "identity");
-    benchmark::DoNotOptimize(upstream);
-    benchmark::DoNotOptimize(ctx);
+    auto prep = gateway::prepare_proxy_request(*config, config->upstreams, parser.get(), /*wants_bodies=*/true);
+    if (prep.rejection) state.SkipWithError("request rejected");
+    benchmark::DoNotOptimize(prep.upstream_head.data());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes.size()));
 }
 BENCHMARK(BM_HeaderParseAndRewrite);
+
+// A provider's response header, as OpenAI sends one for a chat completion.
+const std::string& response_header() {
+  static const std::string h =
+      "HTTP/1.1 200 OK\r\n"
+      "Date: Tue, 24 Nov 2026 20:00:00 GMT\r\n"
+      "Content-Type: application/json\r\n"
+      "Content-Length: 572\r\n"
+      "Connection: keep-alive\r\n"
+      "access-control-expose-headers: X-Request-ID\r\n"
+      "openai-organization: user-abc123\r\n"
+      "openai-processing-ms: 412\r\n"
+      "openai-version: 2020-10-01\r\n"
+      "x-ratelimit-limit-requests: 10000\r\n"
+      "x-ratelimit-limit-tokens: 2000000\r\n"
+      "x-ratelimit-remaining-requests: 9999\r\n"
+      "x-ratelimit-remaining-tokens: 1999967\r\n"
+      "x-ratelimit-reset-requests: 6ms\r\n"
+      "x-ratelimit-reset-tokens: 0s\r\n"
+      "x-request-id: req_0123456789abcdef0123456789abcdef\r\n"
+      "strict-transport-security: max-age=31536000; includeSubDomains; preload\r\n"
+      "cf-cache-status: DYNAMIC\r\n"
+      "Server: cloudflare\r\n"
+      "\r\n";
+  return h;
+}
+
+// The response side of the header work: parse the provider's header as the proxy does, then
+// render the client's head from it (append_relayed_response_head).
+void BM_ResponseHeadRelay(benchmark::State& state) {
+  const std::string& bytes = response_header();
+  const std::string id = "0192f1b2-0000-4000-8000-000000000001";
+  std::string head;
+  head.reserve(1024);
+  for (auto _ : state) {
+    http::response_parser<http::buffer_body> parser;
+    boost::system::error_code ec;
+    parser.put(boost::asio::buffer(bytes), ec);
+    if (ec || !parser.is_header_done()) state.SkipWithError("response header did not parse");
+    head.clear();
+    gateway::append_relayed_response_head(head, parser.get().result_int(), parser.get().reason(), parser.get(),
+                                          false, id, true);
+    benchmark::DoNotOptimize(head.data());
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes.size()));
+}
+BENCHMARK(BM_ResponseHeadRelay);
 
 // A chat stream as the fake upstream (and OpenAI) sends it: role, 38 content deltas, finish,
 // usage, [DONE]; one string per event, as the proxy relays them.

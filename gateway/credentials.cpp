@@ -36,7 +36,21 @@ bool is_credential_param(std::string_view name) {
 }  // namespace
 
 bool Credentials::is_credential_header(std::string_view header) {
-  const std::string name = lower(header);
+  // Called for every header that goes upstream: lowered on the stack (an
+  // SDK's x-stainless-* names are past std::string's inline capacity).
+  char buf[64];
+  std::string long_name;
+  std::string_view name;
+  if (header.size() <= sizeof buf) {
+    for (std::size_t i = 0; i < header.size(); ++i) {
+      const char c = header[i];
+      buf[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
+    }
+    name = std::string_view(buf, header.size());
+  } else {
+    long_name = lower(header);
+    name = long_name;
+  }
   // Helicone's data headers are stored on purpose, whatever their name says.
   if (starts_with(name, "helicone-property-") || starts_with(name, "helicone-session-") ||
       starts_with(name, "helicone-omit-") || name == "helicone-user-id" || name == "helicone-request-id" ||

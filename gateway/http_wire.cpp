@@ -1,34 +1,23 @@
 #include "gateway/http_wire.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/status.hpp>
+
+#include "gateway/proxy_request.hpp"
 
 namespace arbiter::gateway {
 namespace http = boost::beast::http;
 
-namespace {
-
-void append_fields(std::string& out, const http::fields& fields) {
-  for (const auto& f : fields) {
-    out.append(f.name_string());
-    out.append(": ", 2);
-    out.append(f.value());
-    out.append("\r\n", 2);
-  }
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ", 2);
+  out.append(value);
   out.append("\r\n", 2);
 }
 
-}  // namespace
-
-void append_request_head(std::string& out, std::string_view method, std::string_view target,
-                         const http::fields& fields) {
-  out.append(method);
-  out.push_back(' ');
-  out.append(target);
-  out.append(" HTTP/1.1\r\n", 11);
-  append_fields(out, fields);
-}
-
-void append_response_head(std::string& out, unsigned code, std::string_view reason, const http::fields& fields) {
+void append_relayed_response_head(std::string& out, unsigned code, std::string_view reason,
+                                  const http::fields& upstream, bool chunked, std::string_view request_id,
+                                  bool keep_alive) {
   char status[4] = {static_cast<char>('0' + code / 100 % 10), static_cast<char>('0' + code / 10 % 10),
                     static_cast<char>('0' + code % 10), ' '};
   out.append("HTTP/1.1 ", 9);
@@ -40,7 +29,23 @@ void append_response_head(std::string& out, unsigned code, std::string_view reas
     out.append(reason);
   }
   out.append("\r\n", 2);
-  append_fields(out, fields);
+  auto field = [&](std::string_view name, std::string_view value) { append_field(out, name, value); };
+  for (const auto& f : upstream) {
+    const auto name = f.name();
+    if (is_hop_by_hop(name)) continue;
+    const auto ns = f.name_string();
+    // The gateway's own: an upstream's would contradict them.
+    if (name == http::field::unknown &&
+        (boost::beast::iequals(ns, "helicone-id") || boost::beast::iequals(ns, "helicone-status"))) {
+      continue;
+    }
+    field(ns, f.value());
+  }
+  if (chunked) field("Transfer-Encoding", "chunked");
+  field("Helicone-Id", request_id);
+  field("Helicone-Status", "success");
+  if (!keep_alive) field("Connection", "close");
+  out.append("\r\n", 2);
 }
 
 WirePiece::WirePiece(std::string_view head, bool chunked, const char* data, std::size_t n, bool last) {

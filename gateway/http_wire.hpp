@@ -1,16 +1,18 @@
 #pragma once
 // HTTP/1.1 wire framing for the proxy's two legs, without Beast's serializer.
 //
-// The proxy already holds each message head as Beast fields and each body
+// The proxy holds each parsed message head as Beast fields and each body
 // piece in its relay buffer. Beast's buffer_body serializer wraps every write
 // in several layers of buffer-sequence views (about 30 % of the proxy's
 // instructions per request in the callgrind profile, bench/README.md); here a
-// head is rendered once into a flat string and each body piece is framed by
-// hand, so one write is one gathered `sendmsg` of at most five buffers:
+// head is rendered once into a flat string, straight from the parsed fields
+// (the request's by prepare_proxy_request, the response's below), and each
+// body piece is framed by hand, so one write is one gathered `sendmsg` of at most five buffers:
 //
 //   [head] [chunk size line] [data] [CRLF] [last chunk]
 //
-// Only proxy_session.cpp and the micro benchmarks include this header.
+// Only the proxy (proxy_session.cpp, proxy_request.cpp) and the micro
+// benchmarks include this header.
 
 #include <array>
 #include <cstddef>
@@ -23,14 +25,20 @@
 
 namespace arbiter::gateway {
 
-// "METHOD target HTTP/1.1\r\n" + every field + "\r\n", appended to `out`.
-void append_request_head(std::string& out, std::string_view method, std::string_view target,
-                         const boost::beast::http::fields& fields);
+// "name: value\r\n", appended to `out`: one field of a head being rendered.
+void append_field(std::string& out, std::string_view name, std::string_view value);
 
-// "HTTP/1.1 code reason\r\n" + every field + "\r\n", appended to `out`. An
-// empty reason is replaced by the standard one for the code.
-void append_response_head(std::string& out, unsigned code, std::string_view reason,
-                          const boost::beast::http::fields& fields);
+// The client's head for a relayed response: "HTTP/1.1 code reason\r\n" (the
+// standard reason when the upstream sent none), the upstream's end-to-end
+// fields in its order and spelling, minus hop-by-hop ones and any
+// Helicone-Id / Helicone-Status of its own; then Transfer-Encoding: chunked
+// when `chunked`, Helicone-Id: `request_id`, Helicone-Status: success (the
+// call was relayed and handed to the log, DESIGN.md §3), and Connection:
+// close when the connection will not be kept alive; "\r\n". Appended to
+// `out`, straight from the parsed upstream fields.
+void append_relayed_response_head(std::string& out, unsigned code, std::string_view reason,
+                                  const boost::beast::http::fields& upstream, bool chunked,
+                                  std::string_view request_id, bool keep_alive);
 
 // One write's worth of wire bytes: an optional head, then a body piece in
 // either framing. The views point into the caller's storage (and the

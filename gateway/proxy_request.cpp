@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/auth.hpp"
+#include "gateway/http_wire.hpp"
 
 namespace arbiter::gateway {
 namespace asio = boost::asio;
@@ -134,22 +135,23 @@ PreparedProxyRequest prepare_proxy_request(const Config& cfg, const std::vector<
   ctx.omit_request = hh.omit_request;
   ctx.omit_response = hh.omit_response;
 
-  // The upstream request: same method, target (after the upstream's base
-  // path), headers and body framing; minus hop-by-hop and helicone-* headers.
-  ProxyRequest& upreq = out.upstream_request;
-  if (req.method() == http::verb::unknown) {
-    upreq.method_string(req.method_string());
-  } else {
-    upreq.method(req.method());
-  }
-  if (up.base_path.empty()) {
-    upreq.target(req.target());
-  } else {
-    std::string target = up.base_path;
-    target.append(req.target());
-    upreq.target(target);
-  }
-  upreq.version(11);
+  // The upstream request's head, written field by field as the client's are
+  // read: same method, target (after the upstream's base path), headers and
+  // body framing; minus hop-by-hop and helicone-* headers. Every header that
+  // goes upstream is also shown to the credentials filter: whatever
+  // credentials reach the provider (which may echo them back in its body)
+  // and the gateway key itself are kept out of the log.
+  std::string& head = out.upstream_head;
+  head.reserve(512);
+  head.append(req.method_string());
+  head.push_back(' ');
+  head.append(up.base_path);
+  head.append(req.target());
+  head.append(" HTTP/1.1\r\n", 11);
+  auto field = [&](std::string_view name, std::string_view value) {
+    append_field(head, name, value);
+    ctx.credentials.consider(name, value);
+  };
   for (const auto& f : req) {
     const auto name = f.name();
     if (is_hop_by_hop(name) || name == http::field::host) continue;
@@ -159,29 +161,24 @@ PreparedProxyRequest prepare_proxy_request(const Config& cfg, const std::vector<
       continue;
     }
     if (name == http::field::authorization && authorization_is_arbiter_key) continue;
-    if (name == http::field::unknown) {
-      const auto ns = f.name_string();
-      if (ns.size() >= 9 && beast::iequals(ns.substr(0, 9), "helicone-")) continue;
-      upreq.insert(ns, f.value());
-    } else {
-      upreq.insert(name, f.value());
-    }
-  }
-  upreq.set(http::field::host, host_header(up));
-  if (wants_bodies) {
     // Logged bodies must be readable by queries and evaluators; compression
-    // only saves bytes on the provider leg, so ask for identity there.
-    upreq.set(http::field::accept_encoding, "identity");
+    // only saves bytes on the provider leg, so identity is asked for below.
+    if (name == http::field::accept_encoding && wants_bodies) continue;
+    const auto ns = f.name_string();
+    if (name == http::field::unknown && ns.size() >= 9 && beast::iequals(ns.substr(0, 9), "helicone-")) continue;
+    field(ns, f.value());
   }
+  field("Host", host_header(up));
+  if (wants_bodies) field("Accept-Encoding", "identity");
   const bool client_sent_provider_key =
       (hh.has_authorization && !authorization_is_arbiter_key) || hh.has_api_key_header;
   if (!client_sent_provider_key && !up.api_key.empty()) {
-    upreq.set(http::field::authorization, "Bearer " + up.api_key);
+    // Not a forwarded Authorization: one with a provider key was kept above.
+    field("Authorization", "Bearer " + up.api_key);
   }
-  if (req.chunked()) upreq.chunked(true);
-  // Whatever credentials go upstream (an upstream may echo them back in its
-  // body) and the gateway key itself are kept out of the log.
-  for (const auto& f : upreq) ctx.credentials.consider(f.name_string(), f.value());
+  out.upstream_chunked = req.chunked();
+  if (out.upstream_chunked) field("Transfer-Encoding", "chunked");
+  head.append("\r\n", 2);
   if (hh.auth_key) ctx.credentials.add(*hh.auth_key);
   if (hh.bearer_key) ctx.credentials.add(*hh.bearer_key);
   return out;

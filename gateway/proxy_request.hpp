@@ -44,12 +44,16 @@ struct PreparedProxyRequest {
   // the caller stamps created_at / started.
   RequestContext ctx;
   bool expect_continue = false;  // the client sent "Expect: 100-continue"
-  // The header to send upstream: same method, target (after the upstream's
-  // base path) and end-to-end headers, minus hop-by-hop, Host, Expect,
-  // helicone-* and an Authorization that carried the arbiter key; the
-  // upstream's api_key when the client sent no provider key; chunked framing
-  // when the client's body was chunked. Body fields are left for the caller.
-  ProxyRequest upstream_request;
+  // The head to send upstream, rendered for the wire: "METHOD target
+  // HTTP/1.1\r\n" with the target after the upstream's base path; the
+  // client's end-to-end fields in its order and spelling, minus hop-by-hop,
+  // Host, Expect, helicone-* and an Authorization that carried the arbiter
+  // key; then Host, Accept-Encoding: identity (when bodies are logged), the
+  // upstream's api_key when the client sent no provider key, and
+  // Transfer-Encoding: chunked when the client's body was chunked; "\r\n".
+  // Rendered straight from the parsed request: no second set of fields.
+  std::string upstream_head;
+  bool upstream_chunked = false;  // the body goes upstream in chunked framing
 };
 
 // Decides what to do with a request whose header has been parsed.

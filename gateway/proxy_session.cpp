@@ -147,8 +147,7 @@ class ProxySession {
   asio::awaitable<bool> handle(http::request_parser<http::buffer_body>& parser);
   template <class Up>
   asio::awaitable<Relay> relay(Up& up, UpstreamConnection& conn, http::request_parser<http::buffer_body>& parser,
-                               http::request<http::buffer_body>& upreq, Call& call, bool retry_allowed,
-                               bool& keep_alive, bool& upstream_reusable);
+                               Call& call, bool retry_allowed, bool& keep_alive, bool& upstream_reusable);
   asio::awaitable<bool> send_error(http::status status, std::string_view code, std::string_view message,
                                    bool keep_alive, const std::string* request_id = nullptr);
   void finish(Call& call, Outcome outcome, int status, std::string error = {},
@@ -179,7 +178,6 @@ class ProxySession {
     Call call;
     // relay()'s, fresh for each attempt (a retry on a fresh connection).
     std::optional<http::response_parser<http::buffer_body>> upstream_response;
-    std::optional<http::response<http::empty_body>> client_response;
     std::optional<SseTap> tap;
     std::optional<WirePiece> piece;  // the piece being written upstream or to the client
     std::optional<Failure> failure;  // Relay::failed: the answer to send
@@ -197,7 +195,7 @@ class ProxySession {
   Stream& s_;
   beast::flat_buffer buf_;
   std::unique_ptr<char[]> relay_;
-  std::string head_;  // the message head being written, on either leg
+  std::string head_;  // the client's response head being written
   // A request was answered before it was read to its end (its header or body
   // over a limit, malformed, or any early answer of handle()): drain before
   // closing (lingering_close.hpp).
@@ -327,7 +325,6 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
   const std::size_t upstream_index = prep.upstream_index;
   const UpstreamConfig& up = shared_.upstreams->at(upstream_index);
   const bool expect_continue = prep.expect_continue;
-  http::request<http::buffer_body>& upreq = prep.upstream_request;
 
   Call& call = x.call;
   call.upstream_index = upstream_index;
@@ -378,10 +375,9 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
     const bool retry_allowed = call.reused_connection && attempt == 0;
     bool keep_alive = false;
     bool upstream_reusable = false;
-    Relay r = conn->is_tls() ? co_await relay(conn->tls(), *conn, parser, upreq, call, retry_allowed, keep_alive,
-                                              upstream_reusable)
-                             : co_await relay(conn->plain(), *conn, parser, upreq, call, retry_allowed, keep_alive,
-                                              upstream_reusable);
+    Relay r = conn->is_tls()
+                  ? co_await relay(conn->tls(), *conn, parser, call, retry_allowed, keep_alive, upstream_reusable)
+                  : co_await relay(conn->plain(), *conn, parser, call, retry_allowed, keep_alive, upstream_reusable);
     if (r == Relay::retry_on_fresh_connection) continue;
     if (r == Relay::failed) {
       // The upstream connection is not reused: dropping it after the answer
@@ -403,8 +399,7 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
 template <class Stream>
 template <class Up>
 asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& conn,
-                                                   http::request_parser<http::buffer_body>& parser,
-                                                   http::request<http::buffer_body>& upreq, Call& call,
+                                                   http::request_parser<http::buffer_body>& parser, Call& call,
                                                    bool retry_allowed, bool& keep_alive, bool& upstream_reusable) {
   error_code ec;
   const UpstreamConfig& ucfg = shared_.upstreams->at(call.upstream_index);
@@ -468,12 +463,10 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     call.whole_body_prefetched = parser.is_done();
     tee_request(call.prefetched);
   }
-  const bool chunked_up = upreq.chunked();
-  head_.clear();
-  append_request_head(head_, upreq.method_string(), upreq.target(), upreq);
+  const bool chunked_up = exchange_->prep.upstream_chunked;
   {
-    const WirePiece& piece =
-        exchange_->piece.emplace(head_, chunked_up, buf, call.prefetched, call.request_has_body && parser.is_done());
+    const WirePiece& piece = exchange_->piece.emplace(exchange_->prep.upstream_head, chunked_up, buf, call.prefetched,
+                                                      call.request_has_body && parser.is_done());
     ul.expires_after(ucfg.idle_timeout);
     co_await asio::async_write(up, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
   }
@@ -518,7 +511,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   auto& rp = exchange_->upstream_response.emplace();
   rp.header_limit(kUpstreamHeaderLimit);
   rp.body_limit(boost::none);
-  if (upreq.method() == http::verb::head) rp.skip(true);
+  if (parser.get().method() == http::verb::head) rp.skip(true);
   ul.expires_after(ucfg.timeout);
   co_await http::async_read_header(up, conn.buffer(), rp, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
@@ -537,32 +530,13 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
                    client_keep_alive);
   }
 
-  // 4. Client response header: upstream's status and headers, minus hop-by-hop.
+  // 4. Client response header: upstream's status and headers, minus
+  // hop-by-hop, rendered straight from the parsed response (http_wire.hpp).
   const auto& ur = rp.get();
-  auto& res = exchange_->client_response.emplace();
-  res.result(ur.result_int());
-  res.reason(ur.reason());
-  res.version(11);
-  for (const auto& f : ur) {
-    const auto name = f.name();
-    if (is_hop_by_hop(name)) continue;
-    if (name == http::field::unknown) {
-      res.insert(f.name_string(), f.value());
-    } else {
-      res.insert(name, f.value());
-    }
-  }
-  if (rp.chunked() || (!rp.is_done() && !rp.content_length())) {
-    // Chunked stays chunked; a close-delimited body becomes chunked so the
-    // client connection can stay open.
-    res.chunked(true);
-  }
-  res.set("Helicone-Id", call.ctx.request_id);
-  // DESIGN.md §3: the id comes with a status; "success" = relayed and handed
-  // to the log (gateway-made errors say "failed").
-  res.set("Helicone-Status", "success");
+  // Chunked stays chunked; a close-delimited body becomes chunked so the
+  // client connection can stay open.
+  const bool chunked_out = rp.chunked() || (!rp.is_done() && !rp.content_length());
   keep_alive = client_keep_alive && !shared_.stopping.load(std::memory_order_relaxed);
-  res.keep_alive(keep_alive);
   call.result.status = static_cast<int>(ur.result_int());
   call.result.response_content_type = std::string(ur[http::field::content_type]);
   call.result.is_stream = call.result.response_content_type.rfind("text/event-stream", 0) == 0;
@@ -570,9 +544,9 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   // 5. Response body, relayed as it arrives. Each piece is written to the
   // client before the tee looks at it, so logging never delays a token. The
   // head goes out with the first piece (or alone, when no body byte is here).
-  const bool chunked_out = res.chunked();
   head_.clear();
-  append_response_head(head_, res.result_int(), res.reason(), res);
+  append_relayed_response_head(head_, ur.result_int(), ur.reason(), ur, chunked_out, call.ctx.request_id,
+                               keep_alive);
   std::string_view pending_head = head_;
   SseTap& tap = exchange_->tap.emplace();
   const bool tee_response = call.tee_bodies && !call.ctx.omit_response;

@@ -216,14 +216,4 @@ std::optional<std::string> check_helicone_headers(const HeliconeHeaders& h) {
   return std::nullopt;
 }
 
-void strip_helicone_headers(http::fields& fields) {
-  for (auto it = fields.begin(); it != fields.end();) {
-    if (iequals_prefix(it->name_string(), "helicone-")) {
-      it = fields.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
-
 }  // namespace arbiter::gateway

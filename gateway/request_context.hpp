@@ -141,7 +141,4 @@ inline constexpr std::size_t kMaxHeliconeValueBytes = 8192;
 // nor be safely copied into another header.
 std::optional<std::string> check_helicone_headers(const HeliconeHeaders& headers);
 
-// Removes every header whose name starts with "helicone-" (any case).
-void strip_helicone_headers(boost::beast::http::fields& fields);
-
 }  // namespace arbiter::gateway

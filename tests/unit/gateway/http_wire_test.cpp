@@ -20,38 +20,51 @@ std::string flatten(const WirePiece& p) {
   return out;
 }
 
-TEST(HttpWire, RendersARequestHeadThatBeastParsesBack) {
-  http::request<http::empty_body> req;
-  req.set(http::field::content_type, "application/json");
-  req.set(http::field::content_length, "2");
-  req.insert("X-Custom", "a value");
+// What the client receives for a relayed response, parsed back by Beast.
+TEST(HttpWire, RendersTheRelayedResponseHeadFromTheUpstreamsFields) {
+  http::response<http::empty_body> up;
+  up.insert("content-type", "application/json");
+  up.insert("Connection", "keep-alive");
+  up.insert("Keep-Alive", "timeout=5");
+  up.insert("x-request-id", "req_123");
+  up.insert("helicone-id", "from-the-upstream");
+  up.insert("Helicone-Status", "from-the-upstream");
+  up.insert("Content-Length", "2");
   std::string head;
-  append_request_head(head, "POST", "/v1/chat/completions?x=1", req);
+  append_relayed_response_head(head, 200, "OK", up, /*chunked=*/false, "0192f1b2-0000-4000-8000-000000000001",
+                               /*keep_alive=*/true);
   EXPECT_EQ(head,
-            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nContent-Type: application/json\r\n"
-            "Content-Length: 2\r\nX-Custom: a value\r\n\r\n");
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_123\r\n"
+            "Content-Length: 2\r\nHelicone-Id: 0192f1b2-0000-4000-8000-000000000001\r\n"
+            "Helicone-Status: success\r\n\r\n");
 
-  http::request_parser<http::string_body> parser;
+  http::response_parser<http::string_body> parser;
   parser.eager(true);
   boost::system::error_code ec;
   const std::string wire = head + "{}";
   parser.put(boost::asio::buffer(wire), ec);
   ASSERT_FALSE(ec) << ec.message();
   ASSERT_TRUE(parser.is_done());
-  EXPECT_EQ(parser.get().method(), http::verb::post);
-  EXPECT_EQ(parser.get()["X-Custom"], "a value");
+  EXPECT_EQ(parser.get().result_int(), 200u);
+  EXPECT_EQ(parser.get()["Helicone-Id"], "0192f1b2-0000-4000-8000-000000000001");
+  EXPECT_EQ(parser.get().count("Helicone-Status"), 1u);
+  EXPECT_TRUE(parser.get().keep_alive());
   EXPECT_EQ(parser.get().body(), "{}");
+
+  // Not kept alive: the client is told so.
+  head.clear();
+  append_relayed_response_head(head, 200, "OK", up, false, "id", /*keep_alive=*/false);
+  EXPECT_NE(head.find("\r\nHelicone-Status: success\r\nConnection: close\r\n\r\n"), std::string::npos) << head;
 }
 
 TEST(HttpWire, RendersAStatusLineWithTheStandardReasonWhenUpstreamSentNone) {
   http::response<http::empty_body> res;
-  res.set("Helicone-Id", "abc");
   std::string head;
-  append_response_head(head, 404, "", res);
-  EXPECT_EQ(head, "HTTP/1.1 404 Not Found\r\nHelicone-Id: abc\r\n\r\n");
+  append_relayed_response_head(head, 404, "", res, false, "abc", true);
+  EXPECT_EQ(head, "HTTP/1.1 404 Not Found\r\nHelicone-Id: abc\r\nHelicone-Status: success\r\n\r\n");
   head.clear();
-  append_response_head(head, 299, "Custom", res);
-  EXPECT_EQ(head, "HTTP/1.1 299 Custom\r\nHelicone-Id: abc\r\n\r\n");
+  append_relayed_response_head(head, 299, "Custom", res, false, "abc", true);
+  EXPECT_EQ(head, "HTTP/1.1 299 Custom\r\nHelicone-Id: abc\r\nHelicone-Status: success\r\n\r\n");
 }
 
 TEST(HttpWire, FramesIdentityPiecesAsTheyAre) {
@@ -78,10 +91,11 @@ TEST(HttpWire, FramesChunkedPiecesAndTheLastChunk) {
 }
 
 TEST(HttpWire, ChunkedPiecesParseBackToTheBody) {
-  http::response<http::empty_body> res;
-  res.chunked(true);
+  http::response<http::empty_body> up;
+  up.insert("Transfer-Encoding", "chunked");  // hop-by-hop: replaced by the gateway's own framing
   std::string wire;
-  append_response_head(wire, 200, "OK", res);
+  append_relayed_response_head(wire, 200, "OK", up, /*chunked=*/true, "id", true);
+  EXPECT_EQ(wire.find("chunked"), wire.rfind("chunked")) << wire;
   const std::string a(70000, 'a');
   const std::string b = "tail";
   const WirePiece first({}, true, a.data(), a.size(), false);

@@ -2,10 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/core/error.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -58,7 +62,20 @@ class ProxyRequestTest : public ::testing::Test {
     return prepare_proxy_request(*config_, config_->upstreams, req, wants_bodies);
   }
 
-  static std::vector<std::string> names(const ProxyRequest& r) {
+  // The upstream head parsed back, as the upstream reads it. Fails the test
+  // when it is not one well-formed HTTP/1.1 request head.
+  static http::request<http::empty_body> upstream(const PreparedProxyRequest& p) {
+    http::request_parser<http::empty_body> parser;
+    parser.eager(false);
+    boost::system::error_code ec;
+    const std::size_t used = parser.put(boost::asio::buffer(p.upstream_head), ec);
+    EXPECT_FALSE(ec) << ec.message() << " in:\n" << p.upstream_head;
+    EXPECT_TRUE(parser.is_header_done()) << p.upstream_head;
+    EXPECT_EQ(used, p.upstream_head.size()) << "bytes after the head:\n" << p.upstream_head;
+    return parser.release();
+  }
+
+  static std::vector<std::string> names(const http::fields& r) {
     std::vector<std::string> out;
     for (const auto& f : r) out.emplace_back(f.name_string());
     return out;
@@ -111,7 +128,7 @@ TEST_F(ProxyRequestTest, RewritesTheHeaderForTheUpstream) {
   EXPECT_TRUE(p.expect_continue);
   EXPECT_TRUE(is_valid_request_id(p.ctx.request_id));
 
-  const auto& up = p.upstream_request;
+  const auto up = upstream(p);
   EXPECT_EQ(up.target(), "/v1/chat/completions");
   EXPECT_EQ(up[http::field::host], "api.openai.example");
   EXPECT_EQ(up[http::field::accept_encoding], "identity");
@@ -121,16 +138,60 @@ TEST_F(ProxyRequestTest, RewritesTheHeaderForTheUpstream) {
                                                  "Authorization"}));
 }
 
+// The head is written from the client's fields as parsed: their spelling and
+// order, one Accept-Encoding when bodies are logged, chunked framing kept,
+// and every credential that goes upstream handed to the log's filter.
+TEST_F(ProxyRequestTest, TheUpstreamHeadKeepsTheClientsFieldsAsSent) {
+  use(kYaml);
+  auto p = prepare({{"Helicone-Auth", "Bearer ak-alpha"},
+                    {"content-type", "application/json"},
+                    {"Accept-Encoding", "gzip, br"},
+                    {"x-stainless-package-version", "4.77.0"},
+                    {"Transfer-Encoding", "chunked"},
+                    {"X-Api-Key", "sk-ant-client-key"},
+                    {"accept-encoding", "zstd"}},
+                   /*wants_bodies=*/true, http::verb::post, "/chat/completions?stream=true");
+  ASSERT_FALSE(p.rejection);
+  EXPECT_TRUE(p.upstream_chunked);
+  EXPECT_EQ(p.upstream_head,
+            "POST /v1/chat/completions?stream=true HTTP/1.1\r\n"
+            "content-type: application/json\r\n"
+            "x-stainless-package-version: 4.77.0\r\n"
+            "X-Api-Key: sk-ant-client-key\r\n"
+            "Host: api.openai.example\r\n"
+            "Accept-Encoding: identity\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "\r\n");
+  const auto up = upstream(p);
+  EXPECT_TRUE(up.chunked());
+  p.ctx.credentials.finish();
+  const auto& secrets = p.ctx.credentials.values();
+  EXPECT_NE(std::find(secrets.begin(), secrets.end(), "sk-ant-client-key"), secrets.end());
+  EXPECT_NE(std::find(secrets.begin(), secrets.end(), "ak-alpha"), secrets.end());
+
+  // Without logged bodies the client's encodings go upstream as sent; the
+  // injected provider key is a credential the log must not keep either.
+  p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"Accept-Encoding", "gzip"}}, /*wants_bodies=*/false);
+  ASSERT_FALSE(p.rejection);
+  EXPECT_FALSE(p.upstream_chunked);
+  EXPECT_EQ(p.upstream_head,
+            "POST /v1/chat/completions HTTP/1.1\r\nAccept-Encoding: gzip\r\nHost: api.openai.example\r\n"
+            "Authorization: Bearer sk-provider-secret\r\n\r\n");
+  p.ctx.credentials.finish();
+  const auto& injected = p.ctx.credentials.values();
+  EXPECT_NE(std::find(injected.begin(), injected.end(), "sk-provider-secret"), injected.end());
+}
+
 TEST_F(ProxyRequestTest, ClientProviderKeyIsForwardedAndNotReplaced) {
   use(kYaml);
   auto p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"Authorization", "Bearer sk-client"}});
   ASSERT_FALSE(p.rejection);
-  EXPECT_EQ(p.upstream_request[http::field::authorization], "Bearer sk-client");
+  EXPECT_EQ(upstream(p)[http::field::authorization], "Bearer sk-client");
 
   p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"x-api-key", "anthropic-client"}});
   ASSERT_FALSE(p.rejection);
-  EXPECT_EQ(p.upstream_request["x-api-key"], "anthropic-client");
-  EXPECT_EQ(p.upstream_request.count(http::field::authorization), 0u);
+  EXPECT_EQ(upstream(p)["x-api-key"], "anthropic-client");
+  EXPECT_EQ(upstream(p).count(http::field::authorization), 0u);
 }
 
 TEST_F(ProxyRequestTest, ArbiterKeyInAuthorizationNeverReachesTheUpstream) {
@@ -139,7 +200,7 @@ TEST_F(ProxyRequestTest, ArbiterKeyInAuthorizationNeverReachesTheUpstream) {
   auto p = prepare({{"Authorization", "Bearer ak-alpha"}});
   ASSERT_FALSE(p.rejection);
   EXPECT_EQ(p.ctx.project, "alpha");
-  EXPECT_EQ(p.upstream_request[http::field::authorization], "Bearer sk-provider-secret");
+  EXPECT_EQ(upstream(p)[http::field::authorization], "Bearer sk-provider-secret");
 
   // Found by the proxy_request fuzzer: with Helicone-Auth present, an arbiter
   // key in Authorization (the same one, or another project's) was forwarded
@@ -148,7 +209,7 @@ TEST_F(ProxyRequestTest, ArbiterKeyInAuthorizationNeverReachesTheUpstream) {
     p = prepare({{"Helicone-Auth", "Bearer ak-alpha"}, {"Authorization", key}});
     ASSERT_FALSE(p.rejection) << key;
     EXPECT_EQ(p.ctx.project, "alpha") << key;
-    EXPECT_EQ(p.upstream_request[http::field::authorization], "Bearer sk-provider-secret") << key;
+    EXPECT_EQ(upstream(p)[http::field::authorization], "Bearer sk-provider-secret") << key;
   }
 }
 
@@ -174,10 +235,10 @@ TEST_F(ProxyRequestTest, HeliconeUpstreamPicksTheUpstreamAndItsBasePath) {
                    "/models?limit=2");
   ASSERT_FALSE(p.rejection);
   EXPECT_EQ(p.upstream_index, 1u);
-  EXPECT_EQ(p.upstream_request.target(), "/models?limit=2");
-  EXPECT_EQ(p.upstream_request[http::field::host], "127.0.0.1:9000");
-  EXPECT_EQ(p.upstream_request.method(), http::verb::get);
-  EXPECT_EQ(p.upstream_request.count(http::field::authorization), 0u);  // nothing to inject
+  EXPECT_EQ(upstream(p).target(), "/models?limit=2");
+  EXPECT_EQ(upstream(p)[http::field::host], "127.0.0.1:9000");
+  EXPECT_EQ(upstream(p).method(), http::verb::get);
+  EXPECT_EQ(upstream(p).count(http::field::authorization), 0u);  // nothing to inject
   EXPECT_EQ(p.ctx.method, "GET");
   EXPECT_EQ(p.ctx.target, "/models?limit=2");
 }

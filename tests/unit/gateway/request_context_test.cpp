@@ -25,13 +25,6 @@ http::fields headers(const std::vector<std::pair<std::string, std::string>>& ite
   return f;
 }
 
-// (name, value) pairs of `f` in iteration order.
-std::vector<std::pair<std::string, std::string>> listing(const http::fields& f) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& field : f) out.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  return out;
-}
-
 // --- is_valid_request_id ------------------------------------------------------
 
 TEST(RequestIdTest, AcceptsEveryVersionFromOneToFive) {
@@ -458,71 +451,6 @@ TEST(ReadHeliconeHeadersTest, EverythingTogether) {
   EXPECT_EQ(h.user_id, "alice");
   ASSERT_TRUE(h.request_id.has_value());
   EXPECT_EQ(*h.request_id, "919108f7-52d1-4320-9bac-f847db4148a8");
-}
-
-// --- strip_helicone_headers ---------------------------------------------------
-
-TEST(StripHeliconeHeadersTest, RemovesEveryHeliconeHeaderKeepsOthersInOrder) {
-  http::fields f = headers({
-      {"Helicone-Auth", "Bearer k"},
-      {"Host", "api.openai.com"},
-      {"helicone-property-env", "prod"},
-      {"Authorization", "Bearer sk-provider"},
-      {"HELICONE-CACHE-ENABLED", "true"},
-      {"Helicone-Cache-Enabled", "true"},
-      {"Content-Type", "application/json"},
-      {"HeLiCoNe-Request-Id", "919108f7-52d1-4320-9bac-f847db4148a8"},
-      {"X-Helicone-Debug", "kept: not a helicone- prefix"},
-      {"x-api-key", "secret"},
-      {"Helicone-Omit-Response", "true"},
-      {"Accept", "text/event-stream"},
-      {"Helicone-Unknown-Future-Header", "1"},
-  });
-  strip_helicone_headers(f);
-  EXPECT_EQ(listing(f), (std::vector<std::pair<std::string, std::string>>{
-                            {"Host", "api.openai.com"},
-                            {"Authorization", "Bearer sk-provider"},
-                            {"Content-Type", "application/json"},
-                            {"X-Helicone-Debug", "kept: not a helicone- prefix"},
-                            {"x-api-key", "secret"},
-                            {"Accept", "text/event-stream"},
-                        }));
-}
-
-TEST(StripHeliconeHeadersTest, OnlyHeliconeHeadersLeavesEmpty) {
-  http::fields f = headers({
-      {"Helicone-Auth", "Bearer k"},
-      {"Helicone-Property-A", "1"},
-      {"Helicone-Property-B", "2"},
-  });
-  strip_helicone_headers(f);
-  EXPECT_TRUE(listing(f).empty());
-  EXPECT_EQ(f.begin(), f.end());
-}
-
-TEST(StripHeliconeHeadersTest, NoHeliconeHeadersIsANoOp) {
-  const std::vector<std::pair<std::string, std::string>> items = {
-      {"Host", "x"}, {"Helicone", "no dash: kept"}, {"HeliconeAuth", "kept"}, {"Content-Length", "0"}};
-  http::fields f = headers(items);
-  strip_helicone_headers(f);
-  EXPECT_EQ(listing(f), items);
-}
-
-TEST(StripHeliconeHeadersTest, EmptyFields) {
-  http::fields f;
-  strip_helicone_headers(f);
-  EXPECT_EQ(f.begin(), f.end());
-}
-
-TEST(StripHeliconeHeadersTest, StrippedFieldsAreNotFoundByLookup) {
-  http::fields f = headers({{"Helicone-Auth", "Bearer k"}, {"Helicone-Cache-Enabled", "true"}, {"Host", "h"}});
-  strip_helicone_headers(f);
-  EXPECT_EQ(f.count("helicone-auth"), 0u);
-  EXPECT_EQ(f.count("Helicone-Cache-Enabled"), 0u);
-  EXPECT_EQ(f.count(http::field::host), 1u);
-  // The reader sees nothing left to read.
-  const auto h = read_helicone_headers(f);
-  EXPECT_FALSE(h.auth_key.has_value());
 }
 
 }  // namespace
