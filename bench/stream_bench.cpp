@@ -14,10 +14,14 @@
 //       both: each round does one of each, and both are reported, labelled.
 //   stream_bench hold --target HOST:PORT --pid PID [--streams N] [--key K]
 //                     [--chunks C] [--interval-ms I]
-//       Opens N streams at once through the target, each paced by the fake
-//       upstream (C chunks, I ms apart), waits until every one has received
-//       its first chunk, samples the resident memory of PID (VmRSS) while all
-//       are open, reads them to the end, and reports KiB per open stream.
+//       Opens N streams through the target in two halves, each stream paced by
+//       the fake upstream (C chunks, I ms apart): the first half, then, once
+//       every one of them has its first chunk, the second while the first is
+//       still open. Samples the resident memory of PID (VmRSS) with each half
+//       open, reads them to the end, and reports KiB per open stream: the
+//       second half's growth per stream (per_stream_kib), and the first's
+//       (first_streams_kib), which includes what a process grows once. The
+//       streams must outlast both halves' opening (C x I well over a second).
 //
 //   --header NAME=Header: value   adds a request header for target NAME only
 //       (repeatable), e.g. Portkey's x-portkey-provider / x-portkey-custom-host.
@@ -259,42 +263,68 @@ int run_hold(const Target& target, int pid, int streams, const std::string& key,
   asio::io_context ioc;
   const auto ep = resolve(ioc, target);
   const long before = rss_kib(pid);
+  // Two halves: the second opens while the first is still open. What the
+  // first streams of a process grow once (arenas, thread caches, the log's
+  // memtables) lands in the first half; the second half's growth is what
+  // each further open stream costs, and malloc's free pool (a process that
+  // served other calls first holds plenty) cannot hide it either.
+  const int first_half = streams / 2;
   int settled = 0, ok = 0;
-  long peak = before;
-  asio::steady_timer all_open(ioc, Clock::time_point::max());
-  for (int i = 0; i < streams; ++i) {
-    asio::co_spawn(
-        ioc,
-        [&]() -> asio::awaitable<void> {
-          bool got_first = false;
-          auto r = co_await one_stream(ep, stream_request(target, key, chunks, interval_ms), [&] {
-            got_first = true;
-            if (++settled == streams) all_open.cancel();
-          });
-          if (r.ok) ++ok;
-          // A stream that failed before its first chunk will never open: don't wait for it.
-          if (!got_first && ++settled == streams) all_open.cancel();
-        },
-        asio::detached);
-  }
-  // Sample while every stream is open (after each got its first chunk).
+  long half_peak = before, peak = before;
+  asio::steady_timer half_open(ioc, Clock::time_point::max()), all_open(ioc, Clock::time_point::max());
+  auto open = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      asio::co_spawn(
+          ioc,
+          [&]() -> asio::awaitable<void> {
+            bool got_first = false;
+            auto settle = [&] {
+              ++settled;
+              if (settled == first_half) half_open.cancel();
+              if (settled == streams) all_open.cancel();
+            };
+            auto r = co_await one_stream(ep, stream_request(target, key, chunks, interval_ms), [&] {
+              got_first = true;
+              settle();
+            });
+            if (r.ok) ++ok;
+            // A stream that failed before its first chunk will never open: don't wait for it.
+            if (!got_first) settle();
+          },
+          asio::detached);
+    }
+  };
+  auto sample = [&](long& into) -> asio::awaitable<void> {
+    boost::system::error_code ec;
+    for (int i = 0; i < 3; ++i) {
+      into = std::max(into, rss_kib(pid));
+      asio::steady_timer t(ioc, std::chrono::milliseconds(interval_ms / 4 + 1));
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  };
   asio::co_spawn(
       ioc,
       [&]() -> asio::awaitable<void> {
         boost::system::error_code ec;
-        co_await all_open.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        for (int i = 0; i < 5; ++i) {
-          peak = std::max(peak, rss_kib(pid));
-          asio::steady_timer t(ioc, std::chrono::milliseconds(interval_ms / 4 + 1));
-          co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (first_half > 0) {
+          open(first_half);
+          co_await half_open.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          co_await sample(half_peak);
         }
+        open(streams - first_half);
+        co_await all_open.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await sample(peak);
       },
       asio::detached);
   ioc.run();
   const long after = rss_kib(pid);
+  const int second_half = streams - first_half;
   std::printf(
-      "STREAM hold streams=%d completed=%d rss_before_kib=%ld rss_open_kib=%ld rss_after_kib=%ld per_stream_kib=%.1f\n",
-      streams, ok, before, peak, after, static_cast<double>(peak - before) / std::max(1, streams));
+      "STREAM hold streams=%d completed=%d rss_before_kib=%ld rss_half_open_kib=%ld rss_open_kib=%ld "
+      "rss_after_kib=%ld per_stream_kib=%.1f first_streams_kib=%.1f\n",
+      streams, ok, before, half_peak, peak, after,
+      static_cast<double>(peak - half_peak) / std::max(1, second_half),
+      static_cast<double>(half_peak - before) / std::max(1, first_half));
   return ok == streams ? 0 : 1;
 }
 
