@@ -29,7 +29,6 @@ void append_relayed_response_head(std::string& out, unsigned code, std::string_v
     out.append(reason);
   }
   out.append("\r\n", 2);
-  auto field = [&](std::string_view name, std::string_view value) { append_field(out, name, value); };
   for (const auto& f : upstream) {
     const auto name = f.name();
     if (is_hop_by_hop(name)) continue;
@@ -39,12 +38,12 @@ void append_relayed_response_head(std::string& out, unsigned code, std::string_v
         (boost::beast::iequals(ns, "helicone-id") || boost::beast::iequals(ns, "helicone-status"))) {
       continue;
     }
-    field(ns, f.value());
+    append_field(out, ns, f.value());
   }
-  if (chunked) field("Transfer-Encoding", "chunked");
-  field("Helicone-Id", request_id);
-  field("Helicone-Status", "success");
-  if (!keep_alive) field("Connection", "close");
+  if (chunked) append_field(out, "Transfer-Encoding", "chunked");
+  append_field(out, "Helicone-Id", request_id);
+  append_field(out, "Helicone-Status", "success");
+  if (!keep_alive) append_field(out, "Connection", "close");
   out.append("\r\n", 2);
 }
 

@@ -7,7 +7,8 @@
 // instructions per request in the callgrind profile, bench/README.md); here a
 // head is rendered once into a flat string, straight from the parsed fields
 // (the request's by prepare_proxy_request, the response's below), and each
-// body piece is framed by hand, so one write is one gathered `sendmsg` of at most five buffers:
+// body piece is framed by hand, so one write is one gathered `sendmsg` of at
+// most five buffers:
 //
 //   [head] [chunk size line] [data] [CRLF] [last chunk]
 //
