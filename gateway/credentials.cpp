@@ -1,6 +1,8 @@
 #include "gateway/credentials.hpp"
 
 #include <algorithm>
+#include <array>
+#include <boost/beast/http/field.hpp>
 #include <cctype>
 
 namespace arbiter::gateway {
@@ -16,6 +18,16 @@ std::string lower(std::string_view s) {
 }
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+// Whether s starts with `lowered` (lower-case ASCII), ignoring ASCII case.
+bool starts_with_lowered(std::string_view s, std::string_view lowered) {
+  if (s.size() < lowered.size()) return false;
+  for (std::size_t i = 0; i < lowered.size(); ++i) {
+    const char c = s[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c) != lowered[i]) return false;
+  }
+  return true;
+}
 
 bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 
@@ -61,8 +73,30 @@ bool Credentials::is_credential_header(std::string_view header) {
          contains(name, "cookie") || contains(name, "password");
 }
 
+bool Credentials::is_credential_header(boost::beast::http::field known, std::string_view name) {
+  using boost::beast::http::field;
+  constexpr std::size_t kKnown = static_cast<std::size_t>(field::xref) + 1;
+  static const std::array<bool, kKnown> kTable = [] {
+    std::array<bool, kKnown> t{};
+    for (std::size_t i = 1; i < kKnown; ++i)
+      t[i] = is_credential_header(to_string(static_cast<field>(i)));
+    return t;
+  }();
+  const auto i = static_cast<std::size_t>(known);
+  if (i == 0 || i >= kKnown) return is_credential_header(name);
+  return kTable[i];
+}
+
+void Credentials::consider(boost::beast::http::field known, std::string_view name,
+                           std::string_view value) {
+  if (is_credential_header(known, name)) remember(value);
+}
+
 void Credentials::consider(std::string_view name, std::string_view value) {
-  if (!is_credential_header(name)) return;
+  if (is_credential_header(name)) remember(value);
+}
+
+void Credentials::remember(std::string_view value) {
   value = trim(value);
   add(value);
   // The credential without its scheme, as it would appear elsewhere; peeled
@@ -71,7 +105,7 @@ void Credentials::consider(std::string_view name, std::string_view value) {
   for (bool peeled = true; peeled;) {
     peeled = false;
     for (const std::string_view scheme : {"bearer ", "basic "}) {
-      if (value.size() > scheme.size() && lower(value.substr(0, scheme.size())) == scheme) {
+      if (value.size() > scheme.size() && starts_with_lowered(value, scheme)) {
         value = trim(value.substr(scheme.size()));
         add(value);
         peeled = true;

@@ -15,6 +15,10 @@
 #include <string_view>
 #include <vector>
 
+namespace boost::beast::http {
+enum class field : unsigned short;
+}
+
 namespace arbiter::gateway {
 
 inline constexpr std::string_view kRedacted = "[REDACTED]";
@@ -25,10 +29,15 @@ class Credentials {
   // api-key, x-api-key, cookies, tokens, ...). Helicone's data headers
   // (properties, session, user, request id) are stored on purpose and never count.
   static bool is_credential_header(std::string_view name);
+  // The same answer for a header Beast's parser named: for a field it knows
+  // (anything but field::unknown) from a table made once from the names it
+  // spells, so the proxy's common headers cost one lookup.
+  static bool is_credential_header(boost::beast::http::field known, std::string_view name);
 
   // Remembers `value` when `name` is a credential header: the whole value,
   // and the credential without each "Bearer "/"Basic " scheme that leads it.
   void consider(std::string_view name, std::string_view value);
+  void consider(boost::beast::http::field known, std::string_view name, std::string_view value);
   // Remembers a value known to be a credential. Values shorter than 8 bytes
   // ("true", "1") are not secrets, and replacing them would mangle text.
   void add(std::string_view value);
@@ -43,6 +52,9 @@ class Credentials {
   const std::vector<std::string>& values() const { return values_; }
 
  private:
+  // A credential header's value: whole, and without each leading scheme.
+  void remember(std::string_view value);
+
   std::vector<std::string> values_;
 };
 

@@ -148,9 +148,10 @@ PreparedProxyRequest prepare_proxy_request(const Config& cfg, const std::vector<
   head.append(up.base_path);
   head.append(req.target());
   head.append(" HTTP/1.1\r\n", 11);
-  auto field = [&](std::string_view name, std::string_view value) {
+  auto field = [&](std::string_view name, std::string_view value,
+                   http::field known = http::field::unknown) {
     append_field(head, name, value);
-    ctx.credentials.consider(name, value);
+    ctx.credentials.consider(known, name, value);
   };
   for (const auto& f : req) {
     const auto name = f.name();
@@ -166,18 +167,18 @@ PreparedProxyRequest prepare_proxy_request(const Config& cfg, const std::vector<
     if (name == http::field::accept_encoding && wants_bodies) continue;
     const auto ns = f.name_string();
     if (name == http::field::unknown && ns.size() >= 9 && beast::iequals(ns.substr(0, 9), "helicone-")) continue;
-    field(ns, f.value());
+    field(ns, f.value(), name);
   }
-  field("Host", host_header(up));
-  if (wants_bodies) field("Accept-Encoding", "identity");
+  field("Host", host_header(up), http::field::host);
+  if (wants_bodies) field("Accept-Encoding", "identity", http::field::accept_encoding);
   const bool client_sent_provider_key =
       (hh.has_authorization && !authorization_is_arbiter_key) || hh.has_api_key_header;
   if (!client_sent_provider_key && !up.api_key.empty()) {
     // Not a forwarded Authorization: one with a provider key was kept above.
-    field("Authorization", "Bearer " + up.api_key);
+    field("Authorization", "Bearer " + up.api_key, http::field::authorization);
   }
   out.upstream_chunked = req.chunked();
-  if (out.upstream_chunked) field("Transfer-Encoding", "chunked");
+  if (out.upstream_chunked) field("Transfer-Encoding", "chunked", http::field::transfer_encoding);
   head.append("\r\n", 2);
   if (hh.auth_key) ctx.credentials.add(*hh.auth_key);
   if (hh.bearer_key) ctx.credentials.add(*hh.bearer_key);

@@ -206,8 +206,7 @@ void RequestLogger::on_request_start(const RequestContext& ctx) { log_.inflight(
 
 void RequestLogger::on_request_end(const RequestContext& ctx, ExchangeResult&& result, DurableCallback on_durable) {
   scoring::RequestRecord rec = build_record(ctx, std::move(result), *config_, /*defer_derivation=*/true);
-  std::function<void(bool)> cb = on_durable;
-  const bool queued = log_.submit(std::move(rec), std::move(cb));
+  const bool queued = log_.submit(std::move(rec), std::move(on_durable));  // kept when not queued
   // Only now: known() must not see a gap between "in flight" and "queued".
   log_.inflight().remove(ctx.project, ctx.request_id);
   if (!queued && on_durable) on_durable(false);

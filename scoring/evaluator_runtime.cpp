@@ -12,6 +12,7 @@
 
 #include "scoring/background_thread.hpp"
 #include "scoring/eval_event.hpp"
+#include "scoring/hash_mix.hpp"
 #include "scoring/outbound_http.hpp"
 #include "scoring/request_log.hpp"
 #include "scoring/score_store.hpp"
@@ -154,23 +155,10 @@ bool filter_matches(const EvaluatorFilter& f, const RequestRecord& r) {
 }
 
 unsigned sampling_bucket(std::string_view request_id, std::string_view evaluator) {
-  std::uint64_t h = 14695981039346656037ULL;
-  auto mix = [&h](std::string_view s) {
-    for (unsigned char c : s) {
-      h ^= c;
-      h *= 1099511628211ULL;
-    }
-  };
-  mix(request_id);
-  mix(std::string_view("\0", 1));
-  mix(evaluator);
-  // Finalise (splitmix64) so that the low bits used by % are well mixed.
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebULL;
-  h ^= h >> 31;
-  return static_cast<unsigned>(h % 100);
+  std::uint64_t h = fnv1a(kFnv1aBasis, request_id);
+  h = fnv1a(h, std::string_view("\0", 1));
+  h = fnv1a(h, evaluator);
+  return static_cast<unsigned>(mix64(h) % 100);
 }
 
 std::chrono::milliseconds retry_backoff(const RetryPolicy& policy, unsigned attempt, double j) {

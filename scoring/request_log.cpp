@@ -5,20 +5,12 @@
 
 #include "scoring/background_thread.hpp"
 #include "scoring/eval_runs.hpp"
+#include "scoring/hash_mix.hpp"
 #include "scoring/score_store.hpp"
 
 namespace arbiter::scoring {
 
 namespace {
-
-std::string registry_key(std::string_view project, std::string_view request_id) {
-  std::string key;
-  key.reserve(project.size() + 1 + request_id.size());
-  key.append(project);
-  key.push_back('\0');
-  key.append(request_id);
-  return key;
-}
 
 void lower_property_keys(RequestRecord& r) {
   const bool has_upper = std::any_of(r.properties.begin(), r.properties.end(), [](const auto& kv) {
@@ -43,31 +35,33 @@ constexpr std::int64_t kMicrosPerDay = 86'400'000'000LL;
 
 // ---- InflightRegistry ----
 
-InflightRegistry::Shard& InflightRegistry::shard_for(const std::string& key) const {
-  return shards_[std::hash<std::string>{}(key) % kShards];
+InflightRegistry::Digest InflightRegistry::digest(std::string_view project,
+                                                  std::string_view request_id) {
+  // The two halves are hashed apart, so project and id never run together;
+  // splitmix64's finaliser spreads the pair over all 64 bits (the shard is
+  // taken from the top ones, the map's bucket from the bottom ones).
+  const std::uint64_t first = std::hash<std::string_view>{}(project);
+  return mix64((first * 0x9E3779B97F4A7C15ULL) ^ std::hash<std::string_view>{}(request_id));
 }
 
-void InflightRegistry::add(std::string_view project, std::string_view request_id) {
-  std::string key = registry_key(project, request_id);
-  Shard& s = shard_for(key);
+void InflightRegistry::add(Digest d) {
+  Shard& s = shard_for(d);
   std::lock_guard lk(s.mu);
-  ++s.counts[std::move(key)];
+  ++s.counts[d];
 }
 
-void InflightRegistry::remove(std::string_view project, std::string_view request_id) {
-  const std::string key = registry_key(project, request_id);
-  Shard& s = shard_for(key);
+void InflightRegistry::remove(Digest d) {
+  Shard& s = shard_for(d);
   std::lock_guard lk(s.mu);
-  auto it = s.counts.find(key);
+  auto it = s.counts.find(d);
   if (it == s.counts.end()) return;
   if (--it->second == 0) s.counts.erase(it);
 }
 
-bool InflightRegistry::contains(std::string_view project, std::string_view request_id) const {
-  const std::string key = registry_key(project, request_id);
-  Shard& s = shard_for(key);
+bool InflightRegistry::contains(Digest d) const {
+  Shard& s = shard_for(d);
   std::lock_guard lk(s.mu);
-  return s.counts.count(key) != 0;
+  return s.counts.count(d) != 0;
 }
 
 std::size_t InflightRegistry::size() const {
@@ -79,26 +73,21 @@ std::size_t InflightRegistry::size() const {
   return n;
 }
 
-InflightRegistry::Entry InflightRegistry::track(std::string project, std::string request_id) {
-  add(project, request_id);
-  return Entry(this, std::move(project), std::move(request_id));
+InflightRegistry::Entry InflightRegistry::track(std::string_view project,
+                                                std::string_view request_id) {
+  const Digest d = digest(project, request_id);
+  add(d);
+  return Entry(this, d);
 }
 
-InflightRegistry::Entry::Entry(InflightRegistry* registry, std::string project,
-                               std::string request_id)
-    : registry_(registry), project_(std::move(project)), request_id_(std::move(request_id)) {}
-
 InflightRegistry::Entry::Entry(Entry&& other) noexcept
-    : registry_(std::exchange(other.registry_, nullptr)),
-      project_(std::move(other.project_)),
-      request_id_(std::move(other.request_id_)) {}
+    : registry_(std::exchange(other.registry_, nullptr)), digest_(other.digest_) {}
 
 InflightRegistry::Entry& InflightRegistry::Entry::operator=(Entry&& other) noexcept {
   if (this != &other) {
     release();
     registry_ = std::exchange(other.registry_, nullptr);
-    project_ = std::move(other.project_);
-    request_id_ = std::move(other.request_id_);
+    digest_ = other.digest_;
   }
   return *this;
 }
@@ -109,7 +98,7 @@ InflightRegistry::Entry::~Entry() {
 
 void InflightRegistry::Entry::release() {
   if (registry_ != nullptr) {
-    registry_->remove(project_, request_id_);
+    registry_->remove(digest_);
     registry_ = nullptr;
   }
 }
@@ -158,12 +147,12 @@ void RequestLog::set_error(std::string message) {
   last_error_ = std::move(message);
 }
 
-bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
+bool RequestLog::submit(RequestRecord&& record, DurableCallback&& on_durable) {
   if (record.project.empty() || !valid_request_id(record.request_id)) {
     invalid_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  std::string key = registry_key(record.project, record.request_id);
+  const InflightRegistry::Digest key = InflightRegistry::digest(record.project, record.request_id);
   // Allocated outside the lock the I/O threads share.
   auto shared = std::make_shared<RequestRecord>(std::move(record));
   bool wake = false;
@@ -175,7 +164,7 @@ bool RequestLog::submit(RequestRecord&& record, DurableCallback on_durable) {
       return false;
     }
     ++queued_keys_[key];
-    queue_.push_back(Pending{std::move(shared), std::move(on_durable), std::move(key), ++next_seq_});
+    queue_.push_back(Pending{std::move(shared), std::move(on_durable), key, ++next_seq_});
     queued_.store(queue_.size(), std::memory_order_relaxed);
     // The storage thread sleeps only on an empty queue (or when paused, and
     // unpausing notifies), so the first record wakes it; while it lingers
@@ -433,9 +422,10 @@ Expected<void> RequestLog::close() {
 }
 
 bool RequestLog::pending(std::string_view project, std::string_view request_id) const {
-  if (inflight_.contains(project, request_id)) return true;
+  const InflightRegistry::Digest d = InflightRegistry::digest(project, request_id);
+  if (inflight_.contains(d)) return true;
   std::lock_guard lk(mu_);
-  return queued_keys_.count(registry_key(project, request_id)) != 0;
+  return queued_keys_.count(d) != 0;
 }
 
 Expected<bool> RequestLog::known(std::string_view project, std::string_view request_id) const {

@@ -67,12 +67,30 @@ namespace arbiter::scoring {
 // Calls in progress (DESIGN.md §4: "a request still in flight counts as
 // known"), keyed by (project, request_id). Counts duplicates, so two calls
 // reusing one client-chosen id are both tracked.
+//
+// Entries are 64-bit digests of the pair, not the strings: adding and
+// removing a call is then a counter in a map of integers, with no key
+// strings built or copied on the I/O thread. Two different pairs share a
+// digest with a chance of about 2^-64 per pair; such a pair would only make
+// known() answer "in flight" for an id that is not.
 // Thread-safety: all members may be called concurrently (sharded mutexes).
 class InflightRegistry {
  public:
-  void add(std::string_view project, std::string_view request_id);
-  void remove(std::string_view project, std::string_view request_id);
-  bool contains(std::string_view project, std::string_view request_id) const;
+  using Digest = std::uint64_t;
+  static Digest digest(std::string_view project, std::string_view request_id);
+
+  void add(std::string_view project, std::string_view request_id) {
+    add(digest(project, request_id));
+  }
+  void remove(std::string_view project, std::string_view request_id) {
+    remove(digest(project, request_id));
+  }
+  bool contains(std::string_view project, std::string_view request_id) const {
+    return contains(digest(project, request_id));
+  }
+  void add(Digest d);
+  void remove(Digest d);
+  bool contains(Digest d) const;
   std::size_t size() const;
 
   // Removes its entry when destroyed. Destroy it only after the record was
@@ -80,7 +98,7 @@ class InflightRegistry {
   class Entry {
    public:
     Entry() = default;
-    Entry(InflightRegistry* registry, std::string project, std::string request_id);
+    Entry(InflightRegistry* registry, Digest d) : registry_(registry), digest_(d) {}
     Entry(Entry&& other) noexcept;
     Entry& operator=(Entry&& other) noexcept;
     ~Entry();
@@ -88,20 +106,19 @@ class InflightRegistry {
 
    private:
     InflightRegistry* registry_ = nullptr;
-    std::string project_;
-    std::string request_id_;
+    Digest digest_ = 0;
   };
   // add() now, remove() when the returned Entry dies. The registry must
   // outlive the Entry.
-  Entry track(std::string project, std::string request_id);
+  Entry track(std::string_view project, std::string_view request_id);
 
  private:
   static constexpr std::size_t kShards = 16;
   struct Shard {
     mutable std::mutex mu;
-    std::unordered_map<std::string, std::uint32_t> counts;
+    std::unordered_map<Digest, std::uint32_t> counts;
   };
-  Shard& shard_for(const std::string& key) const;
+  Shard& shard_for(Digest d) const { return shards_[d >> 60]; }
   mutable Shard shards_[kShards];
 };
 
@@ -155,8 +172,9 @@ class RequestLog {
   // or written and fsynced (strict); ok=false when that write failed. Keep
   // it short and non-blocking (e.g. post to an io_context).
   // Property keys are lower-cased (on the storage thread) if the caller did not.
-  // When it returns false, `record` is left as it was (a caller may try again).
-  bool submit(RequestRecord&& record, DurableCallback on_durable = {});
+  // When it returns false, `record` and `on_durable` are left as they were
+  // (a caller may try again, or tell its waiter).
+  bool submit(RequestRecord&& record, DurableCallback&& on_durable = {});
 
   // Waits until every record submitted before this call has been written
   // (or failed) and its on_durable callback has run. False on timeout. For tests and orderly
@@ -272,7 +290,7 @@ class RequestLog {
     // Shared, so that listeners can keep it once committed (record_handoff.hpp).
     std::shared_ptr<RequestRecord> record;
     DurableCallback on_durable;
-    std::string key;  // project \0 id, for known()
+    InflightRegistry::Digest key = 0;  // of (project, id), for known()
     std::uint64_t seq = 0;
   };
 
@@ -299,7 +317,8 @@ class RequestLog {
   std::condition_variable done_cv_;  // flush() waits for written_seq_
   std::deque<Pending> queue_;
   std::atomic<std::size_t> queued_{0};  // queue_.size(), stored under mu_ on every change
-  std::unordered_map<std::string, std::uint32_t> queued_keys_;  // queued or being written
+  std::unordered_map<InflightRegistry::Digest, std::uint32_t>
+      queued_keys_;                                             // queued or being written
   std::uint64_t next_seq_ = 0;                                  // last sequence number handed out
   std::uint64_t written_seq_ = 0;  // all records with seq <= this are written or failed
   std::size_t flushing_ = 0;  // flush() calls waiting: no lingering meanwhile

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "scoring/hash_mix.hpp"
+
 namespace arbiter::scoring {
 
 namespace {
@@ -24,17 +26,7 @@ json opt_string(const std::string& s) {
 // FNV-1a, then a splitmix64 finaliser so that the low digits (which the
 // bucket takes) depend on every byte of the id.
 std::uint64_t id_hash(std::string_view id) {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (unsigned char c : id) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebULL;
-  h ^= h >> 31;
-  return h;
+  return mix64(fnv1a(kFnv1aBasis, id));
 }
 
 }  // namespace

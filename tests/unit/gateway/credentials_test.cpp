@@ -1,8 +1,9 @@
 #include "gateway/credentials.hpp"
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <boost/beast/http/field.hpp>
+#include <string>
 
 namespace arbiter::gateway {
 namespace {
@@ -27,6 +28,41 @@ TEST(CredentialsTest, CredentialHeadersAreRecognisedInAnyCaseAndLength) {
   // Exactly 64 bytes, the buffer's size.
   EXPECT_TRUE(Credentials::is_credential_header(std::string(61, 'y') + "KEY"));
   EXPECT_FALSE(Credentials::is_credential_header(std::string(64, 'y')));
+}
+
+TEST(CredentialsTest, KnownFieldsGetTheAnswerTheirNamesGet) {
+  namespace http = boost::beast::http;
+  int credentials = 0;
+  for (unsigned i = 1; i <= static_cast<unsigned>(http::field::xref); ++i) {
+    const auto f = static_cast<http::field>(i);
+    const auto name = http::to_string(f);
+    const std::string spelled(name.data(), name.size());
+    // The name passed along is not looked at for a known field.
+    EXPECT_EQ(Credentials::is_credential_header(f, "x-api-key"),
+              Credentials::is_credential_header(spelled))
+        << spelled;
+    credentials += Credentials::is_credential_header(f, {}) ? 1 : 0;
+  }
+  EXPECT_TRUE(Credentials::is_credential_header(http::field::authorization, {}));
+  EXPECT_TRUE(Credentials::is_credential_header(http::field::proxy_authorization, {}));
+  EXPECT_TRUE(Credentials::is_credential_header(http::field::cookie, {}));
+  EXPECT_FALSE(Credentials::is_credential_header(http::field::content_type, "x-api-key"));
+  EXPECT_FALSE(Credentials::is_credential_header(http::field::host, "Authorization"));
+  EXPECT_GE(credentials, 5);
+  EXPECT_LE(credentials, 30);
+  // An unknown field is judged by its name.
+  EXPECT_TRUE(Credentials::is_credential_header(http::field::unknown, "X-Api-Key"));
+  EXPECT_FALSE(Credentials::is_credential_header(http::field::unknown, "X-Stainless-Os"));
+  EXPECT_FALSE(Credentials::is_credential_header(http::field::unknown, "Helicone-Property-Token"));
+
+  Credentials c;
+  c.consider(http::field::authorization, "Authorization", "BEARER sk-provider-0123456789");
+  c.consider(http::field::content_type, "Content-Type", "text/plain; sk-not-a-secret-header");
+  c.consider(http::field::unknown, "X-Goog-Api-Key", "goog-0123456789");
+  c.finish();
+  std::string text = "sk-provider-0123456789 sk-not-a-secret-header goog-0123456789";
+  c.redact(text);
+  EXPECT_EQ(text, "[REDACTED] sk-not-a-secret-header [REDACTED]");
 }
 
 TEST(CredentialsTest, ConsideredValuesAreRedactedWithAndWithoutTheirScheme) {

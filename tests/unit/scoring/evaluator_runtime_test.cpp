@@ -291,6 +291,11 @@ TEST(EvaluatorFilter, MatchesPathModelPropertiesAndStatus) {
 
 TEST(EvaluatorSampling, DeterministicAndNearTheConfiguredShare) {
   EXPECT_EQ(sampling_bucket(id_of(7), "judge"), sampling_bucket(id_of(7), "judge"));
+  // Pinned across versions: which calls an evaluator samples must not change
+  // with an upgrade (FNV-1a of id \0 evaluator, then splitmix64's finaliser;
+  // values from an independent implementation).
+  EXPECT_EQ(sampling_bucket("00000000-0000-4000-8000-000000000007", "judge"), 39u);
+  EXPECT_EQ(sampling_bucket("00000000-0000-4000-8000-000000000007", "other"), 98u);
   int in = 0;
   int differs = 0;
   constexpr int kN = 20'000;

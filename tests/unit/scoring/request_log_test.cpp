@@ -215,14 +215,20 @@ TEST(RequestLog, FullQueueDropsAndCounts) {
   log.pause_storage_for_testing(true);
   EXPECT_TRUE(log.submit(record("p", 6)));
   RequestRecord kept = record("p", 7);
-  EXPECT_FALSE(log.submit(std::move(kept)));
+  // So is its callback: the caller can still tell its waiter.
+  std::atomic<int> kept_calls{0};
+  RequestLog::DurableCallback kept_callback = [&](bool ok) { kept_calls += ok ? 1 : 100; };
+  EXPECT_FALSE(log.submit(std::move(kept), std::move(kept_callback)));
   EXPECT_EQ(kept.request_id, id_of(7));
   EXPECT_EQ(kept.response_body, record("p", 7).response_body);
+  ASSERT_TRUE(kept_callback);
   log.pause_storage_for_testing(false);
   ASSERT_TRUE(log.flush());
-  EXPECT_TRUE(log.submit(std::move(kept)));
+  EXPECT_EQ(kept_calls.load(), 0);
+  EXPECT_TRUE(log.submit(std::move(kept), std::move(kept_callback)));
   ASSERT_TRUE(log.flush());
   EXPECT_TRUE(log.get("p", id_of(7), false)->has_value());
+  EXPECT_EQ(kept_calls.load(), 1);
 }
 
 TEST(RequestLog, StrictCallbackFiresOnlyAfterTheWrite) {
