@@ -63,7 +63,7 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
       res = ApiRouter::error(413, "request body exceeds server.limits.max_body_bytes");
       unread_input = true;
     } else if (ec == beast::error::timeout) {
-      break;  // tcp_stream closed the socket on the deadline; nothing can be sent
+      break;  // TimedStream closed the socket on the deadline; nothing can be sent
     } else if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) {
       break;
     } else if (ec) {
@@ -111,7 +111,7 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
     co_await http::async_write(s, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !keep_alive) break;
   }
-  if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+  if constexpr (!std::is_same_v<Stream, TimedStream>) {
     cl.expires_after(std::chrono::seconds(2));
     co_await s.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
   }
@@ -134,7 +134,7 @@ struct ApiSessionCount {
 
 }  // namespace
 
-asio::awaitable<void> run_api_session(Worker& worker, beast::tcp_stream stream) {
+asio::awaitable<void> run_api_session(Worker& worker, TimedStream stream) {
   ApiSessionCount count(worker.shared);
   try {
     co_await serve(worker, stream);
@@ -143,11 +143,11 @@ asio::awaitable<void> run_api_session(Worker& worker, beast::tcp_stream stream) 
   }
 }
 
-asio::awaitable<void> run_api_session_tls(Worker& worker, beast::tcp_stream stream,
-                                            std::shared_ptr<asio::ssl::context> tls) {
+asio::awaitable<void> run_api_session_tls(Worker& worker, TimedStream stream,
+                                          std::shared_ptr<asio::ssl::context> tls) {
   ApiSessionCount count(worker.shared);
   try {
-    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), *tls);
+    beast::ssl_stream<TimedStream> s(std::move(stream), *tls);
     error_code ec;
     beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
     co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));

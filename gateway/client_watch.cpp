@@ -6,7 +6,7 @@
 
 namespace arbiter::gateway {
 
-ClientWatch::ClientWatch(ClientWatches& watches, boost::beast::tcp_stream& client, boost::beast::tcp_stream& upstream)
+ClientWatch::ClientWatch(ClientWatches& watches, TimedStream& client, TimedStream& upstream)
     : watches_(watches), state_(std::make_shared<State>()) {
   state_->client = &client;
   state_->upstream = &upstream;

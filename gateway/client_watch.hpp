@@ -16,13 +16,13 @@
 // Everything here lives on one I/O thread (the client, the upstream socket,
 // the session's coroutine and the ticker), so nothing needs a lock.
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include "gateway/timed_stream.hpp"
 
 namespace arbiter::gateway {
 
@@ -30,7 +30,7 @@ class ClientWatches;
 
 class ClientWatch {
  public:
-  ClientWatch(ClientWatches& watches, boost::beast::tcp_stream& client, boost::beast::tcp_stream& upstream);
+  ClientWatch(ClientWatches& watches, TimedStream& client, TimedStream& upstream);
   ~ClientWatch() { stop(); }
   ClientWatch(const ClientWatch&) = delete;
   ClientWatch& operator=(const ClientWatch&) = delete;
@@ -44,8 +44,8 @@ class ClientWatch {
   struct State : std::enable_shared_from_this<State> {
     bool gone = false;
     bool armed = false;
-    boost::beast::tcp_stream* client = nullptr;
-    boost::beast::tcp_stream* upstream = nullptr;  // null once stopped
+    TimedStream* client = nullptr;
+    TimedStream* upstream = nullptr;                // null once stopped
     State* prev = nullptr;                          // the waiting list, while not armed
     State* next = nullptr;
   };

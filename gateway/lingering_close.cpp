@@ -8,7 +8,7 @@
 
 namespace arbiter::gateway {
 
-boost::asio::awaitable<void> drain_before_close(boost::beast::tcp_stream& client) {
+boost::asio::awaitable<void> drain_before_close(TimedStream& client) {
   namespace asio = boost::asio;
   client.expires_after(kLingerTime);
   std::array<char, 16384> sink;

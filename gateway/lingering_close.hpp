@@ -9,17 +9,17 @@
 // discards what keeps coming, until the client closes, for at most
 // kLingerTime and kLingerBytes. Call after shutdown(send).
 
+#include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstddef>
 
-#include <boost/asio/awaitable.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include "gateway/timed_stream.hpp"
 
 namespace arbiter::gateway {
 
 inline constexpr std::chrono::seconds kLingerTime{2};
 inline constexpr std::size_t kLingerBytes = 8u << 20;
 
-boost::asio::awaitable<void> drain_before_close(boost::beast::tcp_stream& client);
+boost::asio::awaitable<void> drain_before_close(TimedStream& client);
 
 }  // namespace arbiter::gateway

@@ -198,7 +198,8 @@ std::optional<ProxyRejection> rejection_for_read_error(const error_code& ec, con
                       " bytes)",
                   ProxyRejection::Counter::kTooLarge);
   }
-  // tcp_stream has already closed the socket on a timeout: a slow client just loses the connection.
+  // TimedStream has already closed the socket on a timeout: a slow client just loses the
+  // connection.
   if (ec == beast::error::timeout || is_client_gone(ec)) return std::nullopt;
   return reject(http::status::bad_request, "bad_request", "malformed HTTP request: " + ec.message(),
                 ProxyRejection::Counter::kBadRequest);

@@ -142,7 +142,7 @@ class ProxySession {
   asio::awaitable<void> run();
 
  private:
-  beast::tcp_stream& client_lowest() { return beast::get_lowest_layer(s_); }
+  TimedStream& client_lowest() { return beast::get_lowest_layer(s_); }
 
   asio::awaitable<bool> handle(http::request_parser<http::buffer_body>& parser);
   template <class Up>
@@ -248,7 +248,7 @@ asio::awaitable<void> ProxySession<Stream>::run() {
   }
 
   // Close politely; errors here change nothing for anyone.
-  if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
+  if constexpr (!std::is_same_v<Stream, TimedStream>) {
     cl.expires_after(std::chrono::seconds(2));
     co_await s_.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
   }
@@ -423,7 +423,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
       return fail(Outcome::rejected, http::status::payload_too_large, "body_too_large", false);
     }
     if (err == beast::error::timeout) {
-      // tcp_stream closed the client socket at the deadline; no answer is possible.
+      // TimedStream closed the client socket at the deadline; no answer is possible.
       finish(call, Outcome::rejected, 408, "request body stalled longer than server.limits.body_timeout_ms");
       keep_alive = false;
       return Relay::done;
@@ -662,7 +662,7 @@ struct SessionCount {
 
 }  // namespace
 
-asio::awaitable<void> run_proxy_session(Worker& worker, beast::tcp_stream stream) {
+asio::awaitable<void> run_proxy_session(Worker& worker, TimedStream stream) {
   SessionCount count(worker.shared);
   try {
     co_await run_session(worker, stream);
@@ -671,11 +671,11 @@ asio::awaitable<void> run_proxy_session(Worker& worker, beast::tcp_stream stream
   }
 }
 
-asio::awaitable<void> run_proxy_session_tls(Worker& worker, beast::tcp_stream stream,
+asio::awaitable<void> run_proxy_session_tls(Worker& worker, TimedStream stream,
                                             std::shared_ptr<asio::ssl::context> tls) {
   SessionCount count(worker.shared);
   try {
-    beast::ssl_stream<beast::tcp_stream> s(std::move(stream), *tls);
+    beast::ssl_stream<TimedStream> s(std::move(stream), *tls);
     error_code ec;
     beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
     co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));

@@ -192,7 +192,7 @@ asio::awaitable<void> Server::accept_loop(Listener& l) {
         asio::co_spawn(target.ioc, reject_connection(std::move(sock)), asio::detached);
         continue;
       }
-      beast::tcp_stream stream(std::move(sock));
+      TimedStream stream(std::move(sock));
       if (auto tls = l.current_tls()) {
         asio::co_spawn(target.ioc, run_proxy_session_tls(target, std::move(stream), std::move(tls)), asio::detached);
       } else {
@@ -203,7 +203,7 @@ asio::awaitable<void> Server::accept_loop(Listener& l) {
         asio::co_spawn(target.ioc, reject_connection(std::move(sock)), asio::detached);
         continue;
       }
-      beast::tcp_stream stream(std::move(sock));
+      TimedStream stream(std::move(sock));
       if (auto tls = l.current_tls()) {
         asio::co_spawn(target.ioc, run_api_session_tls(target, std::move(stream), std::move(tls)), asio::detached);
       } else {

@@ -1,13 +1,13 @@
 #include "gateway/upstream_pool.hpp"
 
-#include <sys/socket.h>
-
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 namespace arbiter::gateway {
 namespace asio = boost::asio;
@@ -92,15 +92,22 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::connect(std::
     error.message = "cannot resolve " + up.host + ": " + ec.message();
     co_return nullptr;
   }
-  beast::tcp_stream stream(ioc_);
-  stream.expires_at(deadline);
-  co_await stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    error.timeout = ec == beast::error::timeout;
-    error.message = "cannot connect to " + up.host + ":" + up.port + ": " + ec.message();
-    co_return nullptr;
+  TimedStream stream(ioc_.get_executor());
+  {
+    // Connected with Beast's stream (TimedStream does not connect), then
+    // moved in; the deadline carries over to the TLS handshake below.
+    beast::tcp_stream connecting(ioc_);
+    connecting.expires_at(deadline);
+    co_await connecting.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      error.timeout = ec == beast::error::timeout;
+      error.message = "cannot connect to " + up.host + ":" + up.port + ": " + ec.message();
+      co_return nullptr;
+    }
+    stream = TimedStream(connecting.release_socket());
   }
   stream.socket().set_option(tcp::no_delay(true), ec);
+  stream.expires_at(deadline);
 
   if (!up.tls) {
     stream.expires_never();

@@ -7,6 +7,12 @@
 // pooled connection that the peer has closed is detected with a non-blocking
 // peek before reuse. TLS contexts (one per upstream) are shared, read-only.
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -15,15 +21,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
-
 #include "gateway/config.hpp"
+#include "gateway/timed_stream.hpp"
 
 namespace arbiter::gateway {
 
@@ -47,8 +46,8 @@ class UpstreamSet {
 // One connection to an upstream: plain TCP or TLS over TCP.
 class UpstreamConnection {
  public:
-  using Plain = boost::beast::tcp_stream;
-  using Tls = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+  using Plain = TimedStream;
+  using Tls = boost::beast::ssl_stream<TimedStream>;
 
   UpstreamConnection(std::size_t upstream_index, Plain plain);
   UpstreamConnection(std::size_t upstream_index, std::unique_ptr<Tls> tls);

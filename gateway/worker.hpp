@@ -7,18 +7,17 @@
 // client watches; they are touched only from that thread.
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <memory>
 #include <unordered_set>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include "gateway/client_watch.hpp"
 #include "gateway/config.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/request_context.hpp"
+#include "gateway/timed_stream.hpp"
 #include "gateway/upstream_pool.hpp"
 
 namespace arbiter::gateway {
@@ -48,7 +47,7 @@ class Worker {
   // outlive `ioc`; `pool` holds sockets of `ioc`, so it must die first.
   ServerShared& shared;
   // Client connections waiting for their next request; shutdown closes them.
-  std::unordered_set<boost::beast::tcp_stream*> idle;
+  std::unordered_set<TimedStream*> idle;
   // Calls waiting on their upstream; pending frames unregister from it when
   // `ioc` is destroyed, so it outlives `ioc` too.
   ClientWatches watches;
@@ -59,25 +58,25 @@ class Worker {
 // Marks a connection idle for the scope of one wait for a request.
 class IdleMark {
  public:
-  IdleMark(Worker& w, boost::beast::tcp_stream& s) : w_(w), s_(&s) { w_.idle.insert(s_); }
+  IdleMark(Worker& w, TimedStream& s) : w_(w), s_(&s) { w_.idle.insert(s_); }
   ~IdleMark() { w_.idle.erase(s_); }
   IdleMark(const IdleMark&) = delete;
   IdleMark& operator=(const IdleMark&) = delete;
 
  private:
   Worker& w_;
-  boost::beast::tcp_stream* s_;
+  TimedStream* s_;
 };
 
 // Session entry points (proxy_session.cpp, api_session.cpp). The stream is
 // already accepted (and, for TLS, not yet handshaken).
-boost::asio::awaitable<void> run_proxy_session(Worker& worker, boost::beast::tcp_stream stream);
+boost::asio::awaitable<void> run_proxy_session(Worker& worker, TimedStream stream);
 // TLS sessions share ownership of the context they were accepted with, so a
 // certificate reload (SIGHUP) never pulls it from under a live connection.
-boost::asio::awaitable<void> run_proxy_session_tls(Worker& worker, boost::beast::tcp_stream stream,
+boost::asio::awaitable<void> run_proxy_session_tls(Worker& worker, TimedStream stream,
                                                    std::shared_ptr<boost::asio::ssl::context> tls);
-boost::asio::awaitable<void> run_api_session(Worker& worker, boost::beast::tcp_stream stream);
-boost::asio::awaitable<void> run_api_session_tls(Worker& worker, boost::beast::tcp_stream stream,
+boost::asio::awaitable<void> run_api_session(Worker& worker, TimedStream stream);
+boost::asio::awaitable<void> run_api_session_tls(Worker& worker, TimedStream stream,
                                                  std::shared_ptr<boost::asio::ssl::context> tls);
 
 }  // namespace arbiter::gateway

@@ -8,13 +8,11 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 namespace arbiter::gateway {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
@@ -27,7 +25,7 @@ class ClientWatchTest : public ::testing::Test {
   }
   ~ClientWatchTest() override { watches_.stop_ticking(); }
 
-  void connect(beast::tcp_stream& ours, tcp::socket& theirs) {
+  void connect(TimedStream& ours, tcp::socket& theirs) {
     tcp::acceptor acceptor(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     ours.socket().connect(acceptor.local_endpoint());
     acceptor.accept(theirs);
@@ -35,9 +33,9 @@ class ClientWatchTest : public ::testing::Test {
 
   ClientWatches watches_;  // outlives ioc_, as in Worker
   asio::io_context ioc_;
-  beast::tcp_stream client_{ioc_};
+  TimedStream client_{ioc_.get_executor()};
   tcp::socket client_peer_{ioc_};
-  beast::tcp_stream upstream_{ioc_};
+  TimedStream upstream_{ioc_.get_executor()};
   tcp::socket upstream_peer_{ioc_};
 };
 

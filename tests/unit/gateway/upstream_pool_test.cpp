@@ -41,7 +41,7 @@ class UpstreamPoolTest : public ::testing::Test {
     tcp::socket client(ioc_);
     client.connect(acceptor_.local_endpoint());
     acceptor_.accept(server);
-    return std::make_unique<UpstreamConnection>(0, boost::beast::tcp_stream(std::move(client)));
+    return std::make_unique<UpstreamConnection>(0, TimedStream(std::move(client)));
   }
 
   // Pools a connection whose upstream then closes it, and waits (up to 5 s)
