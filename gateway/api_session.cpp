@@ -3,13 +3,11 @@
 // blocking pool because its handlers may read storage.
 
 #include <atomic>
-
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -31,7 +29,7 @@ using boost::system::error_code;
 namespace {
 
 template <class Stream>
-asio::awaitable<void> serve(Worker& worker, Stream& s) {
+Task<void> serve(Worker& worker, Stream& s) {
   auto& shared = worker.shared;
   const auto& limits = shared.config->server.limits;
   auto& cl = beast::get_lowest_layer(s);
@@ -44,7 +42,8 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
       if (shared.stopping.load(std::memory_order_relaxed)) break;
       IdleMark mark(worker, cl);
       cl.expires_after(first ? limits.header_timeout : limits.idle_timeout);
-      const std::size_t n = co_await s.async_read_some(buf.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+      const std::size_t n =
+          co_await s.async_read_some(buf.prepare(4096), asio::redirect_error(use_task, ec));
       buf.commit(n);
       if (ec) break;
     }
@@ -53,7 +52,7 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
     parser.body_limit(limits.max_body_bytes);
     cl.expires_after(limits.header_timeout);
-    co_await http::async_read(s, buf, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(s, buf, parser, asio::redirect_error(use_task, ec));
     ApiResponse res;
     bool keep_alive = false;
     if (ec == http::error::header_limit) {
@@ -102,18 +101,18 @@ asio::awaitable<void> serve(Worker& worker, Stream& s) {
               }
             });
           };
-      res = co_await asio::async_initiate<decltype(asio::use_awaitable), void(ApiResponse)>(std::move(initiate),
-                                                                                             asio::use_awaitable);
+      res = co_await asio::async_initiate<decltype(use_task), void(ApiResponse)>(
+          std::move(initiate), use_task);
     }
     keep_alive = keep_alive && !shared.stopping.load(std::memory_order_relaxed);
     res.keep_alive(keep_alive);
     cl.expires_after(limits.idle_timeout);
-    co_await http::async_write(s, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_write(s, res, asio::redirect_error(use_task, ec));
     if (ec || !keep_alive) break;
   }
   if constexpr (!std::is_same_v<Stream, TimedStream>) {
     cl.expires_after(std::chrono::seconds(2));
-    co_await s.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+    co_await s.async_shutdown(asio::redirect_error(use_task, ec));
   }
   cl.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   if (unread_input) co_await drain_before_close(cl);
@@ -134,7 +133,7 @@ struct ApiSessionCount {
 
 }  // namespace
 
-asio::awaitable<void> run_api_session(Worker& worker, TimedStream stream) {
+Task<void> run_api_session(Worker& worker, TimedStream stream) {
   ApiSessionCount count(worker.shared);
   try {
     co_await serve(worker, stream);
@@ -143,14 +142,14 @@ asio::awaitable<void> run_api_session(Worker& worker, TimedStream stream) {
   }
 }
 
-asio::awaitable<void> run_api_session_tls(Worker& worker, TimedStream stream,
-                                          std::shared_ptr<asio::ssl::context> tls) {
+Task<void> run_api_session_tls(Worker& worker, TimedStream stream,
+                               std::shared_ptr<asio::ssl::context> tls) {
   ApiSessionCount count(worker.shared);
   try {
     beast::ssl_stream<TimedStream> s(std::move(stream), *tls);
     error_code ec;
     beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
-    co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_task, ec));
     if (ec) co_return;
     co_await serve(worker, s);
   } catch (const std::exception& e) {

@@ -20,6 +20,6 @@ namespace arbiter::gateway {
 inline constexpr std::chrono::seconds kLingerTime{2};
 inline constexpr std::size_t kLingerBytes = 8u << 20;
 
-boost::asio::awaitable<void> drain_before_close(TimedStream& client);
+Task<void> drain_before_close(TimedStream& client);
 
 }  // namespace arbiter::gateway

@@ -8,10 +8,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/stream_traits.hpp>
@@ -139,17 +137,18 @@ class ProxySession {
     head_.reserve(1024);
   }
 
-  asio::awaitable<void> run();
+  Task<void> run();
 
  private:
   TimedStream& client_lowest() { return beast::get_lowest_layer(s_); }
 
-  asio::awaitable<bool> handle(http::request_parser<http::buffer_body>& parser);
+  Task<bool> handle(http::request_parser<http::buffer_body>& parser);
   template <class Up>
-  asio::awaitable<Relay> relay(Up& up, UpstreamConnection& conn, http::request_parser<http::buffer_body>& parser,
-                               Call& call, bool retry_allowed, bool& keep_alive, bool& upstream_reusable);
-  asio::awaitable<bool> send_error(http::status status, std::string_view code, std::string_view message,
-                                   bool keep_alive, const std::string* request_id = nullptr);
+  Task<Relay> relay(Up& up, UpstreamConnection& conn,
+                    http::request_parser<http::buffer_body>& parser, Call& call, bool retry_allowed,
+                    bool& keep_alive, bool& upstream_reusable);
+  Task<bool> send_error(http::status status, std::string_view code, std::string_view message,
+                        bool keep_alive, const std::string* request_id = nullptr);
   void finish(Call& call, Outcome outcome, int status, std::string error = {},
               ExchangeObserver::DurableCallback on_durable = {});
   void count(const ProxyRejection& rejection) {
@@ -161,7 +160,7 @@ class ProxySession {
   }
   // storage.durability: strict — finish, then wait (bounded) until the
   // observer reports the record durable, before the client sees the end.
-  asio::awaitable<void> finish_durably(Call& call);
+  Task<void> finish_durably(Call& call);
 
   // One proxied exchange: what handle() prepares and relays. A member, so
   // that the coroutine frames of handle() and relay() stay under 1 KiB (GCC
@@ -203,7 +202,7 @@ class ProxySession {
 };
 
 template <class Stream>
-asio::awaitable<void> ProxySession<Stream>::run() {
+Task<void> ProxySession<Stream>::run() {
   error_code ec;
   auto& cl = client_lowest();
   const auto& limits = cfg_.server.limits;
@@ -216,7 +215,7 @@ asio::awaitable<void> ProxySession<Stream>::run() {
       IdleMark mark(w_, cl);
       cl.expires_after(first ? limits.header_timeout : limits.idle_timeout);
       const std::size_t n =
-          co_await s_.async_read_some(buf_.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+          co_await s_.async_read_some(buf_.prepare(4096), asio::redirect_error(use_task, ec));
       buf_.commit(n);
       if (ec) break;
     }
@@ -226,7 +225,7 @@ asio::awaitable<void> ProxySession<Stream>::run() {
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits.max_header_bytes, UINT32_MAX)));
     parser.body_limit(limits.max_body_bytes);
     cl.expires_after(limits.header_timeout);
-    co_await http::async_read_header(s_, buf_, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read_header(s_, buf_, parser, asio::redirect_error(use_task, ec));
     if (ec) {
       if (auto rejection = rejection_for_read_error(ec, limits)) {
         count(*rejection);
@@ -250,7 +249,7 @@ asio::awaitable<void> ProxySession<Stream>::run() {
   // Close politely; errors here change nothing for anyone.
   if constexpr (!std::is_same_v<Stream, TimedStream>) {
     cl.expires_after(std::chrono::seconds(2));
-    co_await s_.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+    co_await s_.async_shutdown(asio::redirect_error(use_task, ec));
   }
   cl.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   if (unread_input_) co_await drain_before_close(cl);
@@ -288,12 +287,12 @@ void ProxySession<Stream>::finish(Call& call, Outcome outcome, int status, std::
 }
 
 template <class Stream>
-asio::awaitable<void> ProxySession<Stream>::finish_durably(Call& call) {
+Task<void> ProxySession<Stream>::finish_durably(Call& call) {
   // The callback may run on the storage thread after this coroutine has given
   // up waiting, so everything it touches is shared.
   struct Wait {
-    explicit Wait(const asio::any_io_executor& ex) : timer(ex) {}
-    asio::steady_timer timer;
+    explicit Wait(const IoExecutor& ex) : timer(ex) {}
+    SteadyTimer timer;
   };
   auto wait = std::make_shared<Wait>(s_.get_executor());
   wait->timer.expires_after(std::chrono::seconds(30));
@@ -301,11 +300,11 @@ asio::awaitable<void> ProxySession<Stream>::finish_durably(Call& call) {
     asio::post(wait->timer.get_executor(), [wait] { wait->timer.cancel(); });
   });
   error_code ec;
-  co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_await wait->timer.async_wait(asio::redirect_error(use_task, ec));
 }
 
 template <class Stream>
-asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::buffer_body>& parser) {
+Task<bool> ProxySession<Stream>::handle(http::request_parser<http::buffer_body>& parser) {
   auto& req = parser.get();
   const bool body_pending = !parser.is_done();
   // Until the request body has been consumed, an early answer must close the
@@ -342,7 +341,7 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     error_code ec;
     client_lowest().expires_after(cfg_.server.limits.idle_timeout);
-    co_await asio::async_write(s_, asio::buffer(kContinue), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(s_, asio::buffer(kContinue), asio::redirect_error(use_task, ec));
     if (ec) {
       finish(call, Outcome::client_cancelled, -3, "client went away before sending the body");
       co_return false;
@@ -398,9 +397,10 @@ asio::awaitable<bool> ProxySession<Stream>::handle(http::request_parser<http::bu
 
 template <class Stream>
 template <class Up>
-asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& conn,
-                                                   http::request_parser<http::buffer_body>& parser, Call& call,
-                                                   bool retry_allowed, bool& keep_alive, bool& upstream_reusable) {
+Task<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& conn,
+                                        http::request_parser<http::buffer_body>& parser, Call& call,
+                                        bool retry_allowed, bool& keep_alive,
+                                        bool& upstream_reusable) {
   error_code ec;
   const UpstreamConfig& ucfg = shared_.upstreams->at(call.upstream_index);
   const auto& limits = cfg_.server.limits;
@@ -468,7 +468,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     const WirePiece& piece = exchange_->piece.emplace(exchange_->prep.upstream_head, chunked_up, buf, call.prefetched,
                                                       call.request_has_body && parser.is_done());
     ul.expires_after(ucfg.idle_timeout);
-    co_await asio::async_write(up, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(up, piece.buffers(), asio::redirect_error(use_task, ec));
   }
   const bool request_resendable = !call.request_has_body || call.whole_body_prefetched;
   if (ec) {
@@ -483,7 +483,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     parser.get().body().data = buf;
     parser.get().body().size = kRelayBufferSize;
     cl.expires_after(limits.body_timeout);
-    co_await http::async_read_some(s_, buf_, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read_some(s_, buf_, parser, asio::redirect_error(use_task, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return body_failed(ec);
     const std::size_t n = kRelayBufferSize - parser.get().body().size;
@@ -492,7 +492,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     const WirePiece& piece = exchange_->piece.emplace(std::string_view(), chunked_up, buf, n, parser.is_done());
     if (piece.empty()) continue;
     ul.expires_after(ucfg.idle_timeout);
-    co_await asio::async_write(up, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(up, piece.buffers(), asio::redirect_error(use_task, ec));
     if (ec) {
       why = "upstream '" + ucfg.name + "' closed while receiving the request body: " + ec.message();
       co_return fail(Outcome::upstream_unreachable, http::status::bad_gateway,
@@ -513,7 +513,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
   rp.body_limit(boost::none);
   if (parser.get().method() == http::verb::head) rp.skip(true);
   ul.expires_after(ucfg.timeout);
-  co_await http::async_read_header(up, conn.buffer(), rp, asio::redirect_error(asio::use_awaitable, ec));
+  co_await http::async_read_header(up, conn.buffer(), rp, asio::redirect_error(use_task, ec));
   if (ec) {
     if (watch.client_gone()) co_return client_left("while waiting for the upstream");
     if (ec == beast::error::timeout) {
@@ -563,7 +563,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     cl.expires_after(limits.idle_timeout);
     // A message without a body (HEAD, 204, 304) is the head alone, even when
     // its header announces chunked framing.
-    co_await asio::async_write(s_, asio::buffer(pending_head), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(s_, asio::buffer(pending_head), asio::redirect_error(use_task, ec));
     pending_head = {};
     if (ec) {
       finish(call, Outcome::client_cancelled, -3, "client went away: " + ec.message());
@@ -576,7 +576,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     rp.get().body().data = buf;
     rp.get().body().size = kRelayBufferSize;
     ul.expires_after(ucfg.idle_timeout);
-    co_await http::async_read_some(up, conn.buffer(), rp, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read_some(up, conn.buffer(), rp, asio::redirect_error(use_task, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       if (watch.client_gone()) co_return client_left("mid-response");
@@ -607,7 +607,7 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
     pending_head = {};
     if (!piece.empty()) {
       cl.expires_after(limits.idle_timeout);
-      co_await asio::async_write(s_, piece.buffers(), asio::redirect_error(asio::use_awaitable, ec));
+      co_await asio::async_write(s_, piece.buffers(), asio::redirect_error(use_task, ec));
     }
     if (ec) {
       // Dropping `conn` (not returned to the pool) closes the upstream
@@ -627,14 +627,14 @@ asio::awaitable<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& c
 }
 
 template <class Stream>
-asio::awaitable<bool> ProxySession<Stream>::send_error(http::status status, std::string_view code,
-                                                       std::string_view message, bool keep_alive,
-                                                       const std::string* request_id) {
+Task<bool> ProxySession<Stream>::send_error(http::status status, std::string_view code,
+                                            std::string_view message, bool keep_alive,
+                                            const std::string* request_id) {
   keep_alive = keep_alive && !shared_.stopping.load(std::memory_order_relaxed);
   auto res = proxy_error_response(status, code, message, keep_alive, request_id);
   error_code ec;
   client_lowest().expires_after(cfg_.server.limits.idle_timeout);
-  co_await http::async_write(s_, res, asio::redirect_error(asio::use_awaitable, ec));
+  co_await http::async_write(s_, res, asio::redirect_error(use_task, ec));
   co_return keep_alive && !ec;
 }
 
@@ -643,7 +643,7 @@ asio::awaitable<bool> ProxySession<Stream>::send_error(http::status status, std:
 namespace {
 
 template <class Stream>
-asio::awaitable<void> run_session(Worker& worker, Stream& stream) {
+Task<void> run_session(Worker& worker, Stream& stream) {
   ProxySession<Stream> session(worker, stream);
   co_await session.run();
 }
@@ -662,7 +662,7 @@ struct SessionCount {
 
 }  // namespace
 
-asio::awaitable<void> run_proxy_session(Worker& worker, TimedStream stream) {
+Task<void> run_proxy_session(Worker& worker, TimedStream stream) {
   SessionCount count(worker.shared);
   try {
     co_await run_session(worker, stream);
@@ -671,14 +671,14 @@ asio::awaitable<void> run_proxy_session(Worker& worker, TimedStream stream) {
   }
 }
 
-asio::awaitable<void> run_proxy_session_tls(Worker& worker, TimedStream stream,
-                                            std::shared_ptr<asio::ssl::context> tls) {
+Task<void> run_proxy_session_tls(Worker& worker, TimedStream stream,
+                                 std::shared_ptr<asio::ssl::context> tls) {
   SessionCount count(worker.shared);
   try {
     beast::ssl_stream<TimedStream> s(std::move(stream), *tls);
     error_code ec;
     beast::get_lowest_layer(s).expires_after(worker.shared.config->server.limits.header_timeout);
-    co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    co_await s.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_task, ec));
     if (ec) {
       log::debug("TLS handshake failed", {{"listener", "proxy"}, {"error", ec.message()}});
       co_return;

@@ -97,7 +97,7 @@ tcp::endpoint Server::api_endpoint() const { return apil_->endpoint; }
 
 namespace {
 
-asio::awaitable<void> reject_connection(tcp::socket sock) {
+Task<void> reject_connection(TcpSocket sock) {
   // Over max_connections: say so, briefly, and close.
   static constexpr std::string_view kBusy =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -105,7 +105,7 @@ asio::awaitable<void> reject_connection(tcp::socket sock) {
       R"json({"error":{"message":"too many connections (server.limits.max_connections)","type":"gateway_error","code":"busy"}})json";
   static_assert(kBusy.size() - kBusy.find("\r\n\r\n") - 4 == 113);
   error_code ec;
-  co_await asio::async_write(sock, asio::buffer(kBusy), asio::redirect_error(asio::use_awaitable, ec));
+  co_await asio::async_write(sock, asio::buffer(kBusy), asio::redirect_error(use_task, ec));
   sock.shutdown(tcp::socket::shutdown_both, ec);
   sock.close(ec);
 }
@@ -171,7 +171,7 @@ asio::awaitable<void> Server::accept_loop(Listener& l) {
   const auto max_conn = shared_->config->server.limits.max_connections;
   for (;;) {
     Worker& target = *workers_[l.next_worker++ % workers_.size()];
-    tcp::socket sock(target.ioc);
+    TcpSocket sock(target.ioc);
     error_code ec;
     co_await l.acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {

@@ -26,19 +26,19 @@
 // state keeps the socket and timer alive for handlers still queued when the
 // stream is destroyed.
 
-#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/detail/handler_cont_helpers.hpp>
 #include <boost/asio/handler_continuation_hook.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <utility>
+
+#include "gateway/io.hpp"
 
 namespace arbiter::gateway {
 
@@ -50,8 +50,8 @@ class TimedCompletion;
 
 class TimedStream {
  public:
-  using executor_type = boost::asio::any_io_executor;
-  using socket_type = boost::asio::ip::tcp::socket;
+  using executor_type = IoExecutor;
+  using socket_type = TcpSocket;
   using lowest_layer_type = socket_type;  // asio::ssl::stream asks for it
   using clock = std::chrono::steady_clock;
 
@@ -105,14 +105,13 @@ namespace detail {
 struct TimedStreamState : std::enable_shared_from_this<TimedStreamState> {
   using clock = std::chrono::steady_clock;
 
-  explicit TimedStreamState(boost::asio::ip::tcp::socket s)
-      : socket(std::move(s)), timer(socket.get_executor()) {}
+  explicit TimedStreamState(TcpSocket s) : socket(std::move(s)), timer(socket.get_executor()) {}
 
   void arm();
   void on_timer(const boost::system::error_code& ec, unsigned generation);
 
-  boost::asio::ip::tcp::socket socket;
-  boost::asio::steady_timer timer;
+  TcpSocket socket;
+  SteadyTimer timer;
   clock::time_point deadline = clock::time_point::max();
   clock::time_point armed_at{};  // the armed timer's expiry, when `armed`
   unsigned pending = 0;          // reads and writes started, not completed

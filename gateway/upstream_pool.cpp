@@ -5,7 +5,6 @@
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
@@ -80,14 +79,15 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(std::size_t upstream
   return nullptr;
 }
 
-asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::connect(std::size_t upstream_index,
-                                                                            ConnectError& error) {
+Task<std::unique_ptr<UpstreamConnection>> UpstreamPool::connect(std::size_t upstream_index,
+                                                                ConnectError& error) {
   const auto& up = upstreams_.at(upstream_index);
   boost::system::error_code ec;
   const auto deadline = std::chrono::steady_clock::now() + up.connect_timeout;
 
   // The resolver runs getaddrinfo on Asio's internal thread, never on ours.
-  auto results = co_await resolver_.async_resolve(up.host, up.port, asio::redirect_error(asio::use_awaitable, ec));
+  auto results =
+      co_await resolver_.async_resolve(up.host, up.port, asio::redirect_error(use_task, ec));
   if (ec) {
     error.message = "cannot resolve " + up.host + ": " + ec.message();
     co_return nullptr;
@@ -96,9 +96,9 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::connect(std::
   {
     // Connected with Beast's stream (TimedStream does not connect), then
     // moved in; the deadline carries over to the TLS handshake below.
-    beast::tcp_stream connecting(ioc_);
+    beast::basic_stream<tcp, IoExecutor> connecting(ioc_.get_executor());
     connecting.expires_at(deadline);
-    co_await connecting.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
+    co_await connecting.async_connect(results, asio::redirect_error(use_task, ec));
     if (ec) {
       error.timeout = ec == beast::error::timeout;
       error.message = "cannot connect to " + up.host + ":" + up.port + ": " + ec.message();
@@ -121,7 +121,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> UpstreamPool::connect(std::
     co_return nullptr;
   }
   if (up.verify_tls) tls->set_verify_callback(ssl::host_name_verification(up.host));
-  co_await tls->async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+  co_await tls->async_handshake(ssl::stream_base::client, asio::redirect_error(use_task, ec));
   if (ec) {
     error.timeout = ec == beast::error::timeout;
     error.message = "TLS handshake with " + up.host + " failed: " + ec.message();

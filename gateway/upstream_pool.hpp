@@ -98,8 +98,8 @@ class UpstreamPool {
 
   // Opens a new connection: resolve, connect (TCP_NODELAY), TLS handshake
   // with SNI and host-name verification. Bounded by connect_timeout.
-  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> connect(std::size_t upstream_index,
-                                                                       ConnectError& error);
+  Task<std::unique_ptr<UpstreamConnection>> connect(std::size_t upstream_index,
+                                                    ConnectError& error);
 
   // Returns a connection after a complete exchange that both sides keep alive.
   void release(std::unique_ptr<UpstreamConnection> conn);
@@ -111,7 +111,7 @@ class UpstreamPool {
  private:
   boost::asio::io_context& ioc_;
   const UpstreamSet& upstreams_;
-  boost::asio::ip::tcp::resolver resolver_;
+  boost::asio::ip::basic_resolver<boost::asio::ip::tcp, IoExecutor> resolver_;
   std::vector<std::deque<std::unique_ptr<UpstreamConnection>>> idle_;
 };
 

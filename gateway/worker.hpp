@@ -70,13 +70,13 @@ class IdleMark {
 
 // Session entry points (proxy_session.cpp, api_session.cpp). The stream is
 // already accepted (and, for TLS, not yet handshaken).
-boost::asio::awaitable<void> run_proxy_session(Worker& worker, TimedStream stream);
+Task<void> run_proxy_session(Worker& worker, TimedStream stream);
 // TLS sessions share ownership of the context they were accepted with, so a
 // certificate reload (SIGHUP) never pulls it from under a live connection.
-boost::asio::awaitable<void> run_proxy_session_tls(Worker& worker, TimedStream stream,
-                                                   std::shared_ptr<boost::asio::ssl::context> tls);
-boost::asio::awaitable<void> run_api_session(Worker& worker, TimedStream stream);
-boost::asio::awaitable<void> run_api_session_tls(Worker& worker, TimedStream stream,
-                                                 std::shared_ptr<boost::asio::ssl::context> tls);
+Task<void> run_proxy_session_tls(Worker& worker, TimedStream stream,
+                                 std::shared_ptr<boost::asio::ssl::context> tls);
+Task<void> run_api_session(Worker& worker, TimedStream stream);
+Task<void> run_api_session_tls(Worker& worker, TimedStream stream,
+                               std::shared_ptr<boost::asio::ssl::context> tls);
 
 }  // namespace arbiter::gateway

@@ -38,7 +38,7 @@ class UpstreamPoolTest : public ::testing::Test {
 
   // Connects to the acceptor and returns the pool's side; `server` gets the other.
   std::unique_ptr<UpstreamConnection> connect(tcp::socket& server) {
-    tcp::socket client(ioc_);
+    TcpSocket client(ioc_);
     client.connect(acceptor_.local_endpoint());
     acceptor_.accept(server);
     return std::make_unique<UpstreamConnection>(0, TimedStream(std::move(client)));
