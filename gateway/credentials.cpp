@@ -11,9 +11,13 @@ namespace {
 
 constexpr std::size_t kMinSecretBytes = 8;
 
+char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : out) c = ascii_lower(c);
   return out;
 }
 
@@ -23,8 +27,7 @@ bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(
 bool starts_with_lowered(std::string_view s, std::string_view lowered) {
   if (s.size() < lowered.size()) return false;
   for (std::size_t i = 0; i < lowered.size(); ++i) {
-    const char c = s[i];
-    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c) != lowered[i]) return false;
+    if (ascii_lower(s[i]) != lowered[i]) return false;
   }
   return true;
 }
@@ -54,10 +57,7 @@ bool Credentials::is_credential_header(std::string_view header) {
   std::string long_name;
   std::string_view name;
   if (header.size() <= sizeof buf) {
-    for (std::size_t i = 0; i < header.size(); ++i) {
-      const char c = header[i];
-      buf[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-    }
+    for (std::size_t i = 0; i < header.size(); ++i) buf[i] = ascii_lower(header[i]);
     name = std::string_view(buf, header.size());
   } else {
     long_name = lower(header);

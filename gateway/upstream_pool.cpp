@@ -92,20 +92,17 @@ Task<std::unique_ptr<UpstreamConnection>> UpstreamPool::connect(std::size_t upst
     error.message = "cannot resolve " + up.host + ": " + ec.message();
     co_return nullptr;
   }
-  TimedStream stream(ioc_.get_executor());
-  {
-    // Connected with Beast's stream (TimedStream does not connect), then
-    // moved in; the deadline carries over to the TLS handshake below.
-    beast::basic_stream<tcp, IoExecutor> connecting(ioc_.get_executor());
-    connecting.expires_at(deadline);
-    co_await connecting.async_connect(results, asio::redirect_error(use_task, ec));
-    if (ec) {
-      error.timeout = ec == beast::error::timeout;
-      error.message = "cannot connect to " + up.host + ":" + up.port + ": " + ec.message();
-      co_return nullptr;
-    }
-    stream = TimedStream(connecting.release_socket());
+  // Connected with Beast's stream (TimedStream does not connect), then moved
+  // in; the deadline carries over to the TLS handshake below.
+  beast::basic_stream<tcp, IoExecutor> connecting(ioc_.get_executor());
+  connecting.expires_at(deadline);
+  co_await connecting.async_connect(results, asio::redirect_error(use_task, ec));
+  if (ec) {
+    error.timeout = ec == beast::error::timeout;
+    error.message = "cannot connect to " + up.host + ":" + up.port + ": " + ec.message();
+    co_return nullptr;
   }
+  TimedStream stream(connecting.release_socket());
   stream.socket().set_option(tcp::no_delay(true), ec);
   stream.expires_at(deadline);
 
