@@ -52,6 +52,30 @@ void append_tee(BodyTee& tee, std::size_t limit, const char* data, std::size_t n
   }
 }
 
+// Parses body bytes that `in` already holds into the parser's buffer_body,
+// without I/O, until the body buffer is full, the input runs out or ends in
+// a partial element, or the message is done. http::async_read_some parses
+// buffered bytes the same way but then posts its completion: a trip through
+// the scheduler, and an epoll poll, for data that was already here (a chat
+// response usually arrives with its header, a stream's chunks several to a
+// read). Returns whether body bytes were produced or the message ended;
+// `ec` is a parse error, reported as a read's would be.
+template <bool isRequest>
+bool parse_buffered(http::parser<isRequest, http::buffer_body>& p, beast::flat_buffer& in,
+                    error_code& ec) {
+  const std::size_t room = p.get().body().size;
+  while (in.size() > 0 && !p.is_done()) {
+    const std::size_t used = p.put(in.data(), ec);
+    in.consume(used);
+    if (ec == http::error::need_buffer || ec == http::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec || used == 0 || p.get().body().size == 0) break;
+  }
+  return p.is_done() || p.get().body().size != room;
+}
+
 // The few things one call needs across its phases.
 struct Call;
 void tee(Call& call, SseTap& tap, bool tee_response, const char* buf, std::size_t n);
@@ -452,12 +476,7 @@ Task<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& conn,
     call.body_prefetched = true;
     parser.get().body().data = buf;
     parser.get().body().size = kRelayBufferSize;
-    while (buf_.size() > 0 && !parser.is_done()) {
-      const std::size_t used = parser.put(buf_.data(), ec);
-      buf_.consume(used);
-      if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
-      if (ec || used == 0 || parser.get().body().size == 0) break;
-    }
+    (void)parse_buffered(parser, buf_, ec);
     if (ec) co_return body_failed(ec);
     call.prefetched = kRelayBufferSize - parser.get().body().size;
     call.whole_body_prefetched = parser.is_done();
@@ -482,9 +501,11 @@ Task<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& conn,
   while (!parser.is_done()) {
     parser.get().body().data = buf;
     parser.get().body().size = kRelayBufferSize;
-    cl.expires_after(limits.body_timeout);
-    co_await http::async_read_some(s_, buf_, parser, asio::redirect_error(use_task, ec));
-    if (ec == http::error::need_buffer) ec = {};
+    if (!parse_buffered(parser, buf_, ec) && !ec) {
+      cl.expires_after(limits.body_timeout);
+      co_await http::async_read_some(s_, buf_, parser, asio::redirect_error(use_task, ec));
+      if (ec == http::error::need_buffer) ec = {};
+    }
     if (ec) co_return body_failed(ec);
     const std::size_t n = kRelayBufferSize - parser.get().body().size;
     if (n == 0 && !parser.is_done()) continue;
@@ -575,9 +596,11 @@ Task<Relay> ProxySession<Stream>::relay(Up& up, UpstreamConnection& conn,
   while (!rp.is_done()) {
     rp.get().body().data = buf;
     rp.get().body().size = kRelayBufferSize;
-    ul.expires_after(ucfg.idle_timeout);
-    co_await http::async_read_some(up, conn.buffer(), rp, asio::redirect_error(use_task, ec));
-    if (ec == http::error::need_buffer) ec = {};
+    if (!parse_buffered(rp, conn.buffer(), ec) && !ec) {
+      ul.expires_after(ucfg.idle_timeout);
+      co_await http::async_read_some(up, conn.buffer(), rp, asio::redirect_error(use_task, ec));
+      if (ec == http::error::need_buffer) ec = {};
+    }
     if (ec) {
       if (watch.client_gone()) co_return client_left("mid-response");
       const bool timeout = ec == beast::error::timeout;

@@ -8,10 +8,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
+#include <cctype>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "gateway/request_context.hpp"
 #include "tests/support/fake_upstream.hpp"
@@ -208,6 +212,101 @@ TEST_F(ProxyTest, StreamsEachChunkAsSoonAsItArrives) {
     pos = end;
   }
   EXPECT_EQ(content, "Hello from the fake upstream.");
+}
+
+// An upstream that answers each request on a connection with the next of
+// `answers`, each in one write (its header and whole body in one segment).
+class CannedUpstream {
+ public:
+  explicit CannedUpstream(std::vector<std::string> answers)
+      : answers_(std::move(answers)),
+        acceptor_(ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~CannedUpstream() {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    if (conn_) conn_->shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+    thread_.join();
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  void serve() {
+    boost::system::error_code ec;
+    std::size_t next = 0;
+    while (next < answers_.size()) {
+      conn_.emplace(ioc_);
+      acceptor_.accept(*conn_, ec);
+      if (ec) return;
+      std::string in;
+      char chunk[4096];
+      while (next < answers_.size()) {
+        // One request: its head, then Content-Length bytes of body.
+        std::size_t head_end;
+        while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
+          const std::size_t n = conn_->read_some(boost::asio::buffer(chunk), ec);
+          if (ec) break;
+          in.append(chunk, n);
+        }
+        if (ec) break;
+        std::string head = in.substr(0, head_end);
+        for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        std::size_t length = 0;
+        if (auto at = head.find("content-length:"); at != std::string::npos) {
+          length = std::stoul(head.substr(at + 15));
+        }
+        while (in.size() < head_end + 4 + length) {
+          const std::size_t n = conn_->read_some(boost::asio::buffer(chunk), ec);
+          if (ec) break;
+          in.append(chunk, n);
+        }
+        if (ec) break;
+        in.erase(0, head_end + 4 + length);
+        boost::asio::write(*conn_, boost::asio::buffer(answers_[next++]), ec);
+        if (ec) break;
+      }
+    }
+  }
+
+  std::vector<std::string> answers_;
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::optional<boost::asio::ip::tcp::socket> conn_;
+  std::thread thread_;
+};
+
+TEST_F(ProxyTest, RelaysABodyThatArrivesWithItsHeaderAndRefusesAMalformedOne) {
+  // The relay parses body bytes that came with the upstream's header without
+  // another read: whole SSE chunks, and a malformed chunk size, which must
+  // still fail the call as a read's parse error would.
+  const std::string events = "data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n";
+  auto chunk = [](std::string_view data) {
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    return std::string(size) + std::string(data) + "\r\n";
+  };
+  const std::string sse_head =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+  CannedUpstream up(
+      {sse_head + chunk(events.substr(0, 15)) + chunk(events.substr(15)) + "0\r\n\r\n",
+       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+       "11\r\n\r\n{\"ok\":true}",
+       sse_head + "zz\r\ndata: {}\r\n"});
+  start({.base_url = "http://127.0.0.1:" + std::to_string(up.port())});
+  auto c = client();
+  auto res = c.request("POST", "/v1/chat/completions", auth({{"Content-Type", "application/json"}}),
+                       chat_body(true));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.body, events);
+  res = c.request("POST", "/v1/chat/completions", auth({{"Content-Type", "application/json"}}),
+                  chat_body());
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.body, "{\"ok\":true}");
+  res = c.request("POST", "/v1/chat/completions", auth({{"Content-Type", "application/json"}}),
+                  chat_body(true));
+  EXPECT_EQ(res.status, 502) << res.body;
+  EXPECT_EQ(json::parse(res.body)["error"]["code"], "upstream_broken");
 }
 
 TEST_F(ProxyTest, RelaysA5MiBBodyBothWaysIntact) {
